@@ -1,0 +1,211 @@
+/* Filter validation and block evaluation; see filter.h. */
+#include "query/filter.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bitmap.h"
+
+#define BLOCK_WORDS (QV_FILTER_BLOCK / 64)
+
+qv_filter_t *qv_filter_new(uint8_t kind)
+{
+    qv_filter_t *f = calloc(1, sizeof *f);
+    if (f) {
+        f->kind = kind;
+        f->field = -1;
+    }
+    return f;
+}
+
+void qv_filter_free(qv_filter_t *f)
+{
+    if (!f)
+        return;
+    for (uint32_t i = 0; i < f->nkids; i++)
+        qv_filter_free(f->kids[i]);
+    free(f->kids);
+    free(f->values);
+    free(f);
+}
+
+typedef struct {
+    const qv_schema_t *s;
+    uint32_t nodes, values;
+    qv_err_t *err;
+} vctx_t;
+
+static int check_value(vctx_t *x, qv_value_t *v, const qv_field_t *fd)
+{
+    uint8_t want = fd->type == QV_FT_KEYWORDS ? QV_FT_KEYWORD : fd->type;
+    if (want == QV_FT_DOUBLE && v->type == QV_FT_INT64) {
+        v->d = (double)v->i;
+        v->type = QV_FT_DOUBLE;
+    }
+    if (v->type != want)
+        return qv_err_set(x->err, QV_EINVAL, "filter on field '%s' (%s): value of type %s", fd->name,
+                          qv_ftype_name(fd->type), qv_ftype_name(v->type));
+    if (want == QV_FT_DOUBLE && isnan(v->d))
+        return qv_err_set(x->err, QV_EINVAL, "filter on field '%s': NaN value", fd->name);
+    return QV_OK;
+}
+
+static int validate(vctx_t *x, qv_filter_t *f, int depth)
+{
+    if (depth > QV_FILTER_DEPTH_MAX)
+        return qv_err_set(x->err, QV_EINVAL, "filter nested deeper than %d levels", QV_FILTER_DEPTH_MAX);
+    if (++x->nodes > QV_FILTER_NODES_MAX)
+        return qv_err_set(x->err, QV_EINVAL, "filter has more than %d nodes", QV_FILTER_NODES_MAX);
+    switch (f->kind) {
+    case QV_F_ALL:
+    case QV_F_ANY:
+        if (f->nkids == 0)
+            return qv_err_set(x->err, QV_EINVAL, "filter: empty %s list", f->kind == QV_F_ALL ? "all" : "any");
+        /* fallthrough */
+    case QV_F_NOT:
+        if (f->kind == QV_F_NOT && f->nkids != 1)
+            return qv_err_set(x->err, QV_EINVAL, "filter: negate needs exactly one filter");
+        for (uint32_t i = 0; i < f->nkids; i++) {
+            if (!f->kids[i])
+                return qv_err_set(x->err, QV_EINVAL, "filter: empty filter inside a list");
+            int rc = validate(x, f->kids[i], depth + 1);
+            if (rc)
+                return rc;
+        }
+        return QV_OK;
+    case QV_F_EQ:
+    case QV_F_IN:
+    case QV_F_RANGE:
+        break;
+    default:
+        return qv_err_set(x->err, QV_EINVAL, "filter: a filter or condition has no operator set");
+    }
+    f->field = qv_schema_field(x->s, f->field_name.p, f->field_name.len);
+    if (f->field < 0)
+        return qv_err_set(x->err, QV_EINVAL, "filter on unknown field '%.*s'",
+                          (int)(f->field_name.len > 64 ? 64 : f->field_name.len), f->field_name.p);
+    const qv_field_t *fd = &x->s->fields[f->field];
+    if (f->kind == QV_F_RANGE) {
+        if (fd->type != QV_FT_INT64 && fd->type != QV_FT_DOUBLE)
+            return qv_err_set(x->err, QV_EINVAL, "filter: range on field '%s' of type %s (needs INT64 or DOUBLE)",
+                              fd->name, qv_ftype_name(fd->type));
+        if (!f->has_lo && !f->has_hi)
+            return qv_err_set(x->err, QV_EINVAL, "filter: range on field '%s' has no bound", fd->name);
+        if ((f->has_lo && isnan(f->lo)) || (f->has_hi && isnan(f->hi)))
+            return qv_err_set(x->err, QV_EINVAL, "filter: range on field '%s' has a NaN bound", fd->name);
+        return QV_OK;
+    }
+    if (f->nvalues == 0)
+        return qv_err_set(x->err, QV_EINVAL, "filter: any_of on field '%s' has no values", fd->name);
+    x->values += f->nvalues;
+    if (x->values > QV_FILTER_VALUES_MAX)
+        return qv_err_set(x->err, QV_EINVAL, "filter has more than %d values", QV_FILTER_VALUES_MAX);
+    for (uint32_t i = 0; i < f->nvalues; i++) {
+        int rc = check_value(x, &f->values[i], fd);
+        if (rc)
+            return rc;
+    }
+    return QV_OK;
+}
+
+int qv_filter_validate(qv_filter_t *f, const qv_schema_t *s, qv_err_t *err)
+{
+    vctx_t x = {.s = s, .err = err};
+    return validate(&x, f, 1);
+}
+
+static bool str_eq(qv_str_t a, qv_str_t b) { return a.len == b.len && memcmp(a.p, b.p, a.len) == 0; }
+
+/* Does the value of column c at row r equal one of vals? The row has a value (present bit checked by caller). */
+static bool match_any(const qv_column_t *c, uint32_t r, const qv_value_t *vals, uint32_t nv)
+{
+    switch (c->type) {
+    case QV_FT_INT64:
+        for (uint32_t i = 0; i < nv; i++)
+            if (c->i64[r] == vals[i].i)
+                return true;
+        return false;
+    case QV_FT_DOUBLE:
+        for (uint32_t i = 0; i < nv; i++)
+            if (c->f64[r] == vals[i].d)
+                return true;
+        return false;
+    case QV_FT_BOOL:
+        for (uint32_t i = 0; i < nv; i++)
+            if ((c->b[r] != 0) == vals[i].b)
+                return true;
+        return false;
+    case QV_FT_KEYWORD: {
+        qv_str_t s = qv_strcol_get(&c->str, r);
+        for (uint32_t i = 0; i < nv; i++)
+            if (str_eq(s, vals[i].kw))
+                return true;
+        return false;
+    }
+    case QV_FT_KEYWORDS:
+        for (uint32_t e = c->kw_off[r]; e < c->kw_off[r + 1]; e++) {
+            qv_str_t s = qv_strcol_get(&c->str, e);
+            for (uint32_t i = 0; i < nv; i++)
+                if (str_eq(s, vals[i].kw))
+                    return true;
+        }
+        return false;
+    }
+    return false;
+}
+
+static bool in_range(const qv_filter_t *f, double v)
+{
+    if (f->has_lo && (f->lo_incl ? !(v >= f->lo) : !(v > f->lo)))
+        return false;
+    if (f->has_hi && (f->hi_incl ? !(v <= f->hi) : !(v < f->hi)))
+        return false;
+    return true;
+}
+
+static void eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, uint32_t n, uint64_t *out)
+{
+    size_t words = qv_bm_words(n);
+    switch (f->kind) {
+    case QV_F_ALL:
+    case QV_F_ANY: {
+        uint64_t tmp[BLOCK_WORDS];
+        eval(f->kids[0], seg, begin, n, out);
+        for (uint32_t k = 1; k < f->nkids; k++) {
+            eval(f->kids[k], seg, begin, n, tmp);
+            for (size_t w = 0; w < words; w++)
+                out[w] = f->kind == QV_F_ALL ? out[w] & tmp[w] : out[w] | tmp[w];
+        }
+        return;
+    }
+    case QV_F_NOT:
+        eval(f->kids[0], seg, begin, n, out);
+        for (size_t w = 0; w < words; w++)
+            out[w] = ~out[w];
+        if (n & 63)
+            out[words - 1] &= ((uint64_t)1 << (n & 63)) - 1;
+        return;
+    default:
+        break;
+    }
+    const qv_column_t *c = &seg->cols[f->field];
+    memset(out, 0, words * 8);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = begin + i;
+        if (!qv_bm_get(c->present, r))
+            continue;
+        bool m;
+        if (f->kind == QV_F_RANGE)
+            m = in_range(f, c->type == QV_FT_INT64 ? (double)c->i64[r] : c->f64[r]);
+        else
+            m = match_any(c, r, f->values, f->nvalues);
+        if (m)
+            out[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+}
+
+void qv_filter_eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, uint32_t n, uint64_t *out)
+{
+    eval(f, seg, begin, n, out);
+}

@@ -1,0 +1,210 @@
+/* Exact search and count; see search.h. */
+#include "query/search.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/bitmap.h"
+#include "index/distance.h"
+#include "index/topk.h"
+
+#define BLOCK_WORDS (QV_FILTER_BLOCK / 64)
+
+int64_t qv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct {
+    qv_segment_t *seg;
+    uint32_t begin, n;
+} block_t;
+
+typedef struct {
+    qv_coll_t *c;
+    const qv_search_req_t *req; /* NULL when counting */
+    const qv_filter_t *filter;
+    block_t *blocks;
+    size_t nblocks;
+    atomic_size_t next;
+    atomic_int stop;            /* QV_ETIMEDOUT / QV_ECANCELLED once a task notices */
+    qv_topk_t *heaps;           /* one per task */
+    atomic_uint_fast64_t count;
+} scan_t;
+
+/* The segments in scan order: sealed, then growing; rows as of now (the read lock is held). */
+static int make_blocks(qv_coll_t *c, block_t **out, size_t *n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i <= c->nsealed; i++) {
+        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
+        total += (s->rows + QV_FILTER_BLOCK - 1) / QV_FILTER_BLOCK;
+    }
+    block_t *b = malloc((total ? total : 1) * sizeof *b);
+    if (!b)
+        return QV_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i <= c->nsealed; i++) {
+        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
+        if (s->rows == s->ndeleted)
+            continue; /* nothing live: skip the whole segment */
+        for (uint32_t r = 0; r < s->rows; r += QV_FILTER_BLOCK)
+            b[k++] = (block_t){s, r, s->rows - r < QV_FILTER_BLOCK ? s->rows - r : QV_FILTER_BLOCK};
+    }
+    *out = b;
+    *n = k;
+    return QV_OK;
+}
+
+/* The allowed rows of a block: filter result minus deleted rows. Returns the number of words used. */
+static size_t allowed_bits(const scan_t *sc, const block_t *b, uint64_t *bits)
+{
+    size_t words = qv_bm_words(b->n);
+    if (sc->filter)
+        qv_filter_eval(sc->filter, b->seg, b->begin, b->n, bits);
+    else {
+        memset(bits, 0xff, words * 8);
+        if (b->n & 63)
+            bits[words - 1] = ((uint64_t)1 << (b->n & 63)) - 1;
+    }
+    const uint64_t *del = b->seg->deleted + b->begin / 64;
+    for (size_t w = 0; w < words; w++)
+        bits[w] &= ~__atomic_load_n(&del[w], __ATOMIC_RELAXED);
+    return words;
+}
+
+static bool should_stop(scan_t *sc)
+{
+    if (atomic_load_explicit(&sc->stop, memory_order_relaxed))
+        return true;
+    const qv_search_req_t *req = sc->req;
+    if (!req)
+        return false;
+    int why = 0;
+    if (req->cancelled && atomic_load_explicit(req->cancelled, memory_order_relaxed))
+        why = QV_ECANCELLED;
+    else if (req->deadline_ns && qv_now_ns() > req->deadline_ns)
+        why = QV_ETIMEDOUT;
+    if (why)
+        atomic_store(&sc->stop, why);
+    return why != 0;
+}
+
+static void scan_task(void *arg, int task)
+{
+    scan_t *sc = arg;
+    const qv_search_req_t *req = sc->req;
+    qv_topk_t *heap = req ? &sc->heaps[task] : NULL;
+    const qv_dist_table_t *dt = qv_dist();
+    bool l2 = sc->c->schema->metric == QV_METRIC_L2;
+    uint32_t dim = sc->c->schema->dim;
+    uint64_t bits[BLOCK_WORDS];
+    uint64_t counted = 0;
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&sc->next, 1, memory_order_relaxed);
+        if (i >= sc->nblocks || should_stop(sc))
+            break;
+        const block_t *b = &sc->blocks[i];
+        size_t words = allowed_bits(sc, b, bits);
+        if (!req) {
+            for (size_t w = 0; w < words; w++)
+                counted += (uint64_t)__builtin_popcountll(bits[w]);
+            continue;
+        }
+        const float *base = qv_seg_vector(b->seg, b->begin);
+        for (size_t w = 0; w < words; w++) {
+            for (uint64_t m = bits[w]; m; m &= m - 1) {
+                uint32_t off = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(m));
+                const float *v = base + (size_t)off * dim;
+                float d = l2 ? dt->l2sq(req->query, v, dim) : -dt->dot(req->query, v, dim);
+                if (d < qv_topk_bound(heap) || heap->n < heap->k) {
+                    /* ref: segment index is not needed, the block index identifies the segment */
+                    qv_topk_push(heap, d, ((uint64_t)i << 32) | off);
+                }
+            }
+        }
+    }
+    if (!req)
+        atomic_fetch_add(&sc->count, counted);
+}
+
+static int run_scan(scan_t *sc, qv_pool_t *pool, int tasks, qv_err_t *err)
+{
+    atomic_init(&sc->next, 0);
+    atomic_init(&sc->stop, 0);
+    atomic_init(&sc->count, 0);
+    qv_pool_parallel(pool, tasks, scan_task, sc);
+    int why = atomic_load(&sc->stop);
+    if (why == QV_ETIMEDOUT)
+        return qv_err_set(err, why, "deadline exceeded during the scan");
+    if (why == QV_ECANCELLED)
+        return qv_err_set(err, why, "cancelled by the client");
+    return QV_OK;
+}
+
+static int task_count(qv_pool_t *pool, size_t nblocks)
+{
+    int width = qv_pool_width(pool);
+    /* a task per thread, but no more tasks than blocks: tiny collections run on one thread */
+    return (int)(nblocks < (size_t)width ? (nblocks ? nblocks : 1) : (size_t)width);
+}
+
+int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+                    qv_err_t *err)
+{
+    *nhits = 0;
+    scan_t sc = {.c = c, .req = req, .filter = req->filter};
+    if (make_blocks(c, &sc.blocks, &sc.nblocks))
+        return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
+    int tasks = task_count(pool, sc.nblocks), rc = QV_OK;
+    sc.heaps = calloc((size_t)tasks, sizeof *sc.heaps);
+    for (int t = 0; sc.heaps && t < tasks && rc == QV_OK; t++)
+        rc = qv_topk_init(&sc.heaps[t], req->k);
+    if (!sc.heaps || rc) {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
+        goto out;
+    }
+    if ((rc = run_scan(&sc, pool, tasks, err)) != QV_OK)
+        goto out;
+    for (int t = 1; t < tasks; t++)
+        qv_topk_merge(&sc.heaps[0], &sc.heaps[t]);
+    qv_cand_t *sorted = malloc((sc.heaps[0].n ? sc.heaps[0].n : 1) * sizeof *sorted);
+    if (!sorted) {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
+        goto out;
+    }
+    size_t n = qv_topk_drain_sorted(&sc.heaps[0], sorted);
+    bool l2 = c->schema->metric == QV_METRIC_L2;
+    for (size_t i = 0; i < n; i++) {
+        const block_t *b = &sc.blocks[sorted[i].ref >> 32];
+        hits[i].seg = b->seg;
+        hits[i].row = b->begin + (uint32_t)(sorted[i].ref & 0xffffffffu);
+        hits[i].score = l2 ? sorted[i].dist : -sorted[i].dist;
+    }
+    *nhits = (uint32_t)n;
+    free(sorted);
+out:
+    for (int t = 0; sc.heaps && t < tasks; t++)
+        qv_topk_free(&sc.heaps[t]);
+    free(sc.heaps);
+    free(sc.blocks);
+    return rc;
+}
+
+int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t *count, qv_err_t *err)
+{
+    if (!filter) {
+        *count = c->live;
+        return QV_OK;
+    }
+    scan_t sc = {.c = c, .filter = filter};
+    if (make_blocks(c, &sc.blocks, &sc.nblocks))
+        return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
+    int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), err);
+    *count = atomic_load(&sc.count);
+    free(sc.blocks);
+    return rc;
+}

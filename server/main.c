@@ -1,0 +1,164 @@
+/* quiverd: the Quiver server. Parses flags, opens the store, starts the gRPC server, and waits for SIGTERM/SIGINT
+ * to shut down cleanly (stop accepting calls, let in-flight calls finish or cancel them after a grace period,
+ * close RocksDB). Signals are blocked in every thread and taken synchronously by sigwait in main, so no work
+ * happens in a signal handler. */
+#include <getopt.h>
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "index/distance.h"
+#include "query/search.h"
+#include "server/log.h"
+#include "server/service.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: quiverd [options]\n"
+            "  --role ROLE            standalone (default). shard and coordinator roles are not built yet.\n"
+            "  --listen HOST:PORT     address to serve gRPC on (default 127.0.0.1:7700)\n"
+            "  --data DIR             data directory, created if missing (default ./quiver-data)\n"
+            "  --threads N            gRPC worker threads (default 16)\n"
+            "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
+            "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
+            "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
+            "  --max-message-mb N     largest request or response message (default 64)\n"
+            "  --simd auto|scalar|avx2|avx512  distance kernel tier (default auto: the best this CPU has)\n"
+            "  --shutdown-grace-ms N  on SIGTERM, how long in-flight calls may finish before cancel (default 10000)\n"
+            "  --log-level LEVEL      debug|info|warn|error (default info)\n"
+            "  --help                 this text\n");
+}
+
+static long parse_num(const char *flag, const char *v, long lo, long hi)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < lo || n > hi) {
+        fprintf(stderr, "quiverd: %s expects an integer in %ld..%ld, got '%s'\n", flag, lo, hi, v);
+        exit(2);
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *role = "standalone", *listen = "127.0.0.1:7700", *data = "./quiver-data";
+    long threads = 16, scan_threads = sysconf(_SC_NPROCESSORS_ONLN), seal_rows = 100000, seal_wal_mb = 256;
+    long max_msg_mb = 64, grace_ms = 10000;
+    qv_simd_t simd = QV_SIMD_AUTO;
+    enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
+           O_HELP };
+    static const struct option opts[] = {
+        {"role", required_argument, NULL, O_ROLE},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"data", required_argument, NULL, O_DATA},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"scan-threads", required_argument, NULL, O_SCAN},
+        {"seal-rows", required_argument, NULL, O_SEAL_ROWS},
+        {"seal-wal-mb", required_argument, NULL, O_SEAL_WAL},
+        {"max-message-mb", required_argument, NULL, O_MAXMSG},
+        {"simd", required_argument, NULL, O_SIMD},
+        {"shutdown-grace-ms", required_argument, NULL, O_GRACE},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_ROLE: role = optarg; break;
+        case O_LISTEN: listen = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_THREADS: threads = parse_num("--threads", optarg, 1, 1024); break;
+        case O_SCAN: scan_threads = parse_num("--scan-threads", optarg, 1, 1024); break;
+        case O_SEAL_ROWS: seal_rows = parse_num("--seal-rows", optarg, 1, 100000000); break;
+        case O_SEAL_WAL: seal_wal_mb = parse_num("--seal-wal-mb", optarg, 1, 1 << 20); break;
+        case O_MAXMSG: max_msg_mb = parse_num("--max-message-mb", optarg, 1, 1024); break;
+        case O_GRACE: grace_ms = parse_num("--shutdown-grace-ms", optarg, 0, 3600000); break;
+        case O_SIMD:
+            if (strcmp(optarg, "auto") == 0) simd = QV_SIMD_AUTO;
+            else if (strcmp(optarg, "scalar") == 0) simd = QV_SIMD_SCALAR;
+            else if (strcmp(optarg, "avx2") == 0) simd = QV_SIMD_AVX2;
+            else if (strcmp(optarg, "avx512") == 0) simd = QV_SIMD_AVX512;
+            else {
+                fprintf(stderr, "quiverd: --simd expects auto|scalar|avx2|avx512\n");
+                return 2;
+            }
+            break;
+        case O_LOG: {
+            int l = qv_log_parse_level(optarg);
+            if (l < 0) {
+                fprintf(stderr, "quiverd: --log-level expects debug|info|warn|error\n");
+                return 2;
+            }
+            qv_log_set_level(l);
+            break;
+        }
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "quiverd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (strcmp(role, "standalone") != 0) {
+        fprintf(stderr, "quiverd: role '%s' is not available in this build (only 'standalone')\n", role);
+        return 2;
+    }
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread created from here on */
+    signal(SIGPIPE, SIG_IGN);
+
+    qv_dist_init(simd);
+    qv_err_t err;
+    qv_err_clear(&err);
+    qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
+                          .seal_wal_bytes = (uint64_t)seal_wal_mb << 20};
+    qv_store_t *store;
+    int64_t t0 = qv_now_ns();
+    if (qv_store_open(&so, &store, &err) != QV_OK) {
+        qv_log(QV_LOG_ERROR, "store.open_failed", "data=%s msg=\"%s\"", data, err.msg);
+        return 1;
+    }
+    qv_log(QV_LOG_INFO, "store.open", "data=%s ms=%lld", data, (long long)((qv_now_ns() - t0) / 1000000));
+    qv_pool_t *pool = qv_pool_create((int)scan_threads - 1);
+    if (!pool) {
+        qv_log(QV_LOG_ERROR, "pool.create_failed", "threads=%ld", scan_threads);
+        qv_store_close(store);
+        return 1;
+    }
+    grpc_init();
+    qv_app_t app = {.store = store, .pool = pool, .started_ns = qv_now_ns(), .role = role,
+                    .max_message_bytes = (int)(max_msg_mb << 20)};
+    qv_rpc_opts_t ro = {.listen = listen, .threads = (int)threads, .max_message_bytes = (int)(max_msg_mb << 20),
+                        .services = qv_services, .handlers = qv_handlers, .app = &app};
+    qv_rpc_t *rpc;
+    if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
+        qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", listen, err.msg);
+        grpc_shutdown();
+        qv_pool_destroy(pool);
+        qv_store_close(store);
+        return 1;
+    }
+    qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld", role,
+           listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
+    qv_rpc_stop(rpc, (int)grace_ms);
+    grpc_shutdown();
+    qv_pool_destroy(pool);
+    qv_store_close(store);
+    qv_log(QV_LOG_INFO, "server.stopped", "signal=%d", sig);
+    return 0;
+}

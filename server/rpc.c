@@ -1,0 +1,407 @@
+/* gRPC C core plumbing; the design is in rpc.h.
+ *
+ * Call lifetime: a call_t is allocated when its grpc_server_request_call is posted. Its two tags (main, close)
+ * complete on any worker thread; `pending` counts the batches still outstanding and whoever drops it to zero frees
+ * the call. During shutdown no new request is posted, and requests already posted complete with success = 0 and
+ * are freed. */
+#include "server/rpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+
+#define MAX_METHODS 64
+#define PREPOSTED 32 /* calls waiting for a client at any moment */
+#define MAX_DEPTH 64 /* protobuf nesting accepted before unpacking */
+
+typedef struct {
+    char path[128];
+    const ProtobufCMethodDescriptor *md;
+    qv_handler_fn fn;
+} method_t;
+
+struct qv_rpc {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t *workers;
+    int nworkers;
+    int port;
+    method_t methods[MAX_METHODS];
+    int nmethods;
+    int max_msg;
+    void *app;
+    atomic_bool stopping;
+    pthread_mutex_t mu; /* guards shutdown_done */
+    pthread_cond_t cv;
+    bool shutdown_done;
+};
+
+enum { TAG_MAIN, TAG_CLOSE, TAG_SHUTDOWN };
+enum { ST_REQUESTED, ST_READ, ST_SENT };
+
+typedef struct call call_t;
+typedef struct {
+    int kind;
+    call_t *call;
+} tag_t;
+
+struct call {
+    qv_rpc_t *rpc;
+    tag_t main_tag, close_tag;
+    int state;
+    atomic_int pending;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    int cancelled_int; /* written by RECV_CLOSE_ON_SERVER */
+    grpc_slice status_details;
+    grpc_byte_buffer *reply;
+    qv_call_ctx_t ctx;
+};
+
+static tag_t shutdown_tag = {TAG_SHUTDOWN, NULL};
+
+static void call_free(call_t *c)
+{
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->reply)
+        grpc_byte_buffer_destroy(c->reply);
+    grpc_slice_unref(c->status_details);
+    qv_arena_free(&c->ctx.arena);
+    free(c);
+}
+
+static void call_done_one(call_t *c)
+{
+    if (atomic_fetch_sub(&c->pending, 1) == 1)
+        call_free(c);
+}
+
+static void post_request(qv_rpc_t *r)
+{
+    if (atomic_load(&r->stopping))
+        return;
+    call_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        qv_log(QV_LOG_ERROR, "rpc.oom", "cannot allocate a call context");
+        return;
+    }
+    c->rpc = r;
+    c->main_tag = (tag_t){TAG_MAIN, c};
+    c->close_tag = (tag_t){TAG_CLOSE, c};
+    c->state = ST_REQUESTED;
+    c->status_details = grpc_empty_slice();
+    atomic_init(&c->pending, 1);
+    atomic_init(&c->ctx.cancelled, false);
+    qv_arena_init(&c->ctx.arena);
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    grpc_call_error e = grpc_server_request_call(r->server, &c->call, &c->details, &c->md, r->cq, r->cq, &c->main_tag);
+    if (e != GRPC_CALL_OK) {
+        call_free(c);
+    }
+}
+
+static int64_t deadline_ns(gpr_timespec d)
+{
+    gpr_timespec m = gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(m, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0 || m.tv_sec > INT64_MAX / 1000000000 - 1)
+        return 0;
+    /* gpr's monotonic clock and CLOCK_MONOTONIC share a base on Linux only up to an offset gpr applies at start;
+     * convert through the remaining time instead of assuming the same origin. */
+    gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+    gpr_timespec left = gpr_time_sub(m, now);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t base = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t l = (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+    int64_t dl = base + l;
+    return dl == 0 ? 1 : dl;
+}
+
+static void send_reply(call_t *c, int status, const char *msg)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    int n = 0;
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[n].data.send_initial_metadata.count = 0;
+    n++;
+    if (status == GRPC_STATUS_OK && c->reply) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->reply;
+        n++;
+    }
+    grpc_slice_unref(c->status_details);
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)status;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    n++;
+    c->state = ST_SENT;
+    atomic_fetch_add(&c->pending, 1);
+    if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->main_tag, NULL) != GRPC_CALL_OK) {
+        qv_log(QV_LOG_ERROR, "rpc.send_failed", "method=%s", c->ctx.method);
+        call_done_one(c);
+    }
+}
+
+static const method_t *find_method(qv_rpc_t *r, grpc_slice path)
+{
+    size_t len = GRPC_SLICE_LENGTH(path);
+    const char *p = (const char *)GRPC_SLICE_START_PTR(path);
+    for (int i = 0; i < r->nmethods; i++)
+        if (strlen(r->methods[i].path) == len && memcmp(r->methods[i].path, p, len) == 0)
+            return &r->methods[i];
+    return NULL;
+}
+
+/* Decodes, dispatches and replies; runs on a worker thread. */
+static void handle(call_t *c)
+{
+    qv_rpc_t *r = c->rpc;
+    const method_t *m = find_method(r, c->details.method);
+    if (!m || !m->fn) {
+        send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    c->ctx.method = m->path;
+    c->ctx.deadline_ns = deadline_ns(c->details.deadline);
+    if (!c->payload) {
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+        return;
+    }
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, c->payload)) {
+        send_reply(c, GRPC_STATUS_INTERNAL, "cannot read the request");
+        return;
+    }
+    grpc_slice in = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    const uint8_t *bytes = GRPC_SLICE_START_PTR(in);
+    size_t len = GRPC_SLICE_LENGTH(in);
+    ProtobufCMessage *req = NULL;
+    if (qv_pb_depth_ok(m->md->input, bytes, len, MAX_DEPTH) == 0)
+        req = protobuf_c_message_unpack(m->md->input, NULL, len, bytes);
+    grpc_slice_unref(in);
+    if (!req) {
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message (or nested too deeply)");
+        return;
+    }
+    ProtobufCMessage *resp = NULL;
+    qv_err_t err;
+    qv_err_clear(&err);
+    int rc = m->fn(r->app, &c->ctx, req, &resp, &err);
+    protobuf_c_message_free_unpacked(req, NULL);
+    if (rc == QV_OK && resp) {
+        size_t sz = protobuf_c_message_get_packed_size(resp);
+        if (sz > (size_t)r->max_msg) {
+            rc = qv_err_set(&err, QV_ETOOBIG, "response of %zu bytes exceeds the %d byte message limit", sz,
+                            r->max_msg);
+        } else {
+            uint8_t *out = malloc(sz ? sz : 1);
+            if (!out) {
+                rc = qv_err_set(&err, QV_ENOMEM, "out of memory packing the response");
+            } else {
+                protobuf_c_message_pack(resp, out);
+                grpc_slice s = grpc_slice_new(out, sz, free);
+                c->reply = grpc_raw_byte_buffer_create(&s, 1);
+                grpc_slice_unref(s);
+            }
+        }
+    }
+    if (rc != QV_OK) {
+        if (rc == QV_EIO || rc == QV_ECORRUPT || rc == QV_EUNAVAIL)
+            qv_log(QV_LOG_ERROR, "rpc.error", "method=%s code=%s msg=\"%s\"", m->path, qv_strerror(rc), err.msg);
+        send_reply(c, qv_status_of(rc), err.msg[0] ? err.msg : qv_strerror(rc));
+    } else {
+        send_reply(c, GRPC_STATUS_OK, "");
+    }
+}
+
+static void on_requested(call_t *c, bool ok)
+{
+    qv_rpc_t *r = c->rpc;
+    if (!ok) { /* shutting down */
+        call_done_one(c);
+        return;
+    }
+    post_request(r); /* keep PREPOSTED waiting */
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof close_op);
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &c->cancelled_int;
+    atomic_fetch_add(&c->pending, 1);
+    if (grpc_call_start_batch(c->call, &close_op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
+        call_done_one(c);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    c->state = ST_READ;
+    /* the REQUESTED reference becomes the READ batch's reference */
+    if (grpc_call_start_batch(c->call, &op, 1, &c->main_tag, NULL) != GRPC_CALL_OK)
+        call_done_one(c);
+}
+
+static void *worker(void *arg)
+{
+    qv_rpc_t *r = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag_t *t = ev.tag;
+        if (t->kind == TAG_SHUTDOWN) {
+            pthread_mutex_lock(&r->mu);
+            r->shutdown_done = true;
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        call_t *c = t->call;
+        if (t->kind == TAG_CLOSE) {
+            if (c->cancelled_int)
+                atomic_store(&c->ctx.cancelled, true);
+            call_done_one(c);
+            continue;
+        }
+        switch (c->state) {
+        case ST_REQUESTED:
+            on_requested(c, ev.success);
+            break;
+        case ST_READ:
+            if (!ev.success) {
+                call_done_one(c);
+                break;
+            }
+            handle(c); /* send_reply adds the SENT batch's reference */
+            call_done_one(c);
+            break;
+        case ST_SENT:
+            call_done_one(c);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void add_methods(qv_rpc_t *r, const ProtobufCServiceDescriptor *sd, const qv_handler_t *handlers)
+{
+    for (unsigned i = 0; i < sd->n_methods && r->nmethods < MAX_METHODS; i++) {
+        method_t *m = &r->methods[r->nmethods++];
+        m->md = &sd->methods[i];
+        snprintf(m->path, sizeof m->path, "/%s/%s", sd->name, sd->methods[i].name);
+        char short_name[128];
+        snprintf(short_name, sizeof short_name, "%s/%s", sd->short_name, sd->methods[i].name);
+        for (const qv_handler_t *h = handlers; h->name; h++)
+            if (strcmp(h->name, short_name) == 0)
+                m->fn = h->fn;
+        if (!m->fn)
+            qv_log(QV_LOG_WARN, "rpc.unimplemented", "method=%s", m->path);
+    }
+}
+
+int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
+{
+    qv_rpc_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    r->app = opts->app;
+    r->max_msg = opts->max_message_bytes;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    atomic_init(&r->stopping, false);
+    for (const ProtobufCServiceDescriptor *const *s = opts->services; *s; s++)
+        add_methods(r, *s, opts->handlers);
+
+    grpc_arg args[2];
+    memset(args, 0, sizeof args);
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = opts->max_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = opts->max_message_bytes;
+    grpc_channel_args ca = {2, args};
+    r->server = grpc_server_create(&ca, NULL);
+    r->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(r->server, r->cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    r->port = grpc_server_add_http2_port(r->server, opts->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (r->port <= 0) {
+        grpc_server_destroy(r->server);
+        grpc_completion_queue_shutdown(r->cq);
+        while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(r->cq);
+        free(r);
+        return qv_err_set(err, QV_EIO, "cannot listen on %s", opts->listen);
+    }
+    grpc_server_start(r->server);
+    for (int i = 0; i < PREPOSTED; i++)
+        post_request(r);
+    r->nworkers = opts->threads > 0 ? opts->threads : 1;
+    r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
+    for (int i = 0; i < r->nworkers; i++)
+        pthread_create(&r->workers[i], NULL, worker, r);
+    *out = r;
+    return QV_OK;
+}
+
+int qv_rpc_port(const qv_rpc_t *r) { return r->port; }
+
+void qv_rpc_stop(qv_rpc_t *r, int grace_ms)
+{
+    atomic_store(&r->stopping, true);
+    grpc_server_shutdown_and_notify(r->server, r->cq, &shutdown_tag);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += grace_ms / 1000;
+    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (!r->shutdown_done) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) {
+            pthread_mutex_unlock(&r->mu);
+            qv_log(QV_LOG_WARN, "rpc.cancel_inflight", "grace_ms=%d", grace_ms);
+            grpc_server_cancel_all_calls(r->server);
+            pthread_mutex_lock(&r->mu);
+            while (!r->shutdown_done)
+                pthread_cond_wait(&r->cv, &r->mu);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    grpc_completion_queue_shutdown(r->cq);
+    for (int i = 0; i < r->nworkers; i++)
+        pthread_join(r->workers[i], NULL);
+    grpc_server_destroy(r->server);
+    grpc_completion_queue_destroy(r->cq);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r->workers);
+    free(r);
+}

@@ -1,0 +1,453 @@
+/* Request handlers for the Quiver and Admin services. Each handler validates the whole request before calling
+ * into the store (which validates again where it owns the rule), so a rejected request changes nothing. */
+#include "server/service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "index/distance.h"
+#include "query/search.h"
+#include "server/convert.h"
+
+#define QV_VERSION "0.1.0"
+
+#define RESP(type, init, var)                             \
+    type *var = qv_arena_alloc(&ctx->arena, sizeof *var); \
+    if (!var)                                             \
+        return qv_err_set(err, QV_ENOMEM, "out of memory"); \
+    init(var)
+
+static int get_coll(qv_app_t *app, const char *name, qv_coll_t **c, qv_err_t *err)
+{
+    size_t len = strlen(name);
+    if (len == 0)
+        return qv_err_set(err, QV_EINVAL, "collection name is empty");
+    return qv_store_get(app->store, name, len, c, err);
+}
+
+static int h_create(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__CreateCollectionRequest *req = (const void *)m;
+    qv_schema_t *s;
+    int rc = qv_conv_schema(req, &s, err);
+    if (rc)
+        return rc;
+    if ((rc = qv_store_create(app->store, s, err)) != QV_OK) {
+        free(s);
+        return rc;
+    }
+    RESP(Quiver__V1__CreateCollectionResponse, quiver__v1__create_collection_response__init, r);
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_drop(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__DropCollectionRequest *req = (const void *)m;
+    int rc = qv_store_drop(app->store, req->name, strlen(req->name), err);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__DropCollectionResponse, quiver__v1__drop_collection_response__init, r);
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    (void)m;
+    qv_coll_t **list;
+    size_t n;
+    if (qv_store_list(app->store, &list, &n))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    Quiver__V1__ListCollectionsResponse *r = qv_arena_alloc(&ctx->arena, sizeof *r);
+    int rc = r ? QV_OK : QV_ENOMEM;
+    if (r) {
+        quiver__v1__list_collections_response__init(r);
+        r->collections = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->collections);
+        for (size_t i = 0; r->collections && i < n && rc == QV_OK; i++, r->n_collections++)
+            if (!(r->collections[i] = qv_conv_coll_info(&ctx->arena, list[i])))
+                rc = QV_ENOMEM;
+        if (!r->collections)
+            rc = QV_ENOMEM;
+    }
+    qv_store_list_free(list, n);
+    if (rc)
+        return qv_err_set(err, rc, "out of memory");
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    const Quiver__V1__DescribeCollectionRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(a, req->name, &c, err);
+    if (rc)
+        return rc;
+    Quiver__V1__DescribeCollectionResponse *r = qv_arena_alloc(&ctx->arena, sizeof *r);
+    if (r) {
+        quiver__v1__describe_collection_response__init(r);
+        r->collection = qv_conv_coll_info(&ctx->arena, c);
+    }
+    qv_coll_release(c);
+    if (!r || !r->collection)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__UpsertRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_point_t *pts;
+    uint64_t seq = 0;
+    rc = qv_conv_points(&ctx->arena, c->schema, req->points, req->n_points, &pts, err);
+    if (rc == QV_OK)
+        rc = qv_store_upsert(app->store, c, pts, (uint32_t)req->n_points, &seq, err);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__UpsertResponse, quiver__v1__upsert_response__init, r);
+    r->count = (uint32_t)req->n_points;
+    r->seq = seq;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int conv_ids(qv_call_ctx_t *ctx, char *const *ids, size_t n, qv_str_t **out, qv_err_t *err)
+{
+    if (n > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
+    qv_str_t *s = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *s);
+    if (!s)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        s[i].p = ids[i];
+        s[i].len = (uint32_t)strlen(ids[i]);
+        if (s[i].len == 0)
+            return qv_err_set(err, QV_EINVAL, "id %zu is empty", i);
+        if (s[i].len > QV_ID_MAX)
+            return qv_err_set(err, QV_EINVAL, "id %zu: %u bytes exceeds %u", i, s[i].len, QV_ID_MAX);
+    }
+    *out = s;
+    return QV_OK;
+}
+
+static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__DeleteRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_str_t *ids;
+    uint32_t deleted = 0;
+    rc = conv_ids(ctx, req->ids, req->n_ids, &ids, err);
+    if (rc == QV_OK)
+        rc = qv_store_delete(app->store, c, ids, (uint32_t)req->n_ids, &deleted, err);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__DeleteResponse, quiver__v1__delete_response__init, r);
+    r->deleted = deleted;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+/* Fills a Point message for (seg,row); the read lock is held. */
+static int point_out(qv_call_ctx_t *ctx, const qv_schema_t *s, const qv_segment_t *seg, uint32_t row, bool vectors,
+                     Quiver__V1__Point **out)
+{
+    qv_arena_t *ar = &ctx->arena;
+    Quiver__V1__Point *p = qv_arena_alloc(ar, sizeof *p);
+    if (!p)
+        return QV_ENOMEM;
+    quiver__v1__point__init(p);
+    qv_str_t id = qv_strcol_get(&seg->ids, row), text = qv_strcol_get(&seg->text, row);
+    p->id = qv_arena_strndup(ar, id.p, id.len);
+    p->text = qv_arena_strndup(ar, text.p, text.len);
+    if (!p->id || !p->text)
+        return QV_ENOMEM;
+    if (vectors) {
+        p->vector = qv_arena_array(ar, s->dim, sizeof(float));
+        if (!p->vector)
+            return QV_ENOMEM;
+        memcpy(p->vector, qv_seg_vector(seg, row), s->dim * sizeof(float));
+        p->n_vector = s->dim;
+    }
+    p->attributes = (Quiver__V1__Point__AttributesEntry **)qv_conv_row_attrs(ar, s, seg, row, &p->n_attributes, false);
+    if (!p->attributes)
+        return QV_ENOMEM;
+    *out = p;
+    return QV_OK;
+}
+
+/* Rejects responses that would carry more vector data than a message may hold, before building them. */
+static int check_vector_budget(qv_app_t *app, size_t n, uint32_t dim, qv_err_t *err)
+{
+    if ((uint64_t)n * dim * sizeof(float) > (uint64_t)app->max_message_bytes)
+        return qv_err_set(err, QV_ETOOBIG, "%zu vectors of dim %u exceed the %d byte message limit", n, dim,
+                          app->max_message_bytes);
+    return QV_OK;
+}
+
+static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__GetRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_str_t *ids;
+    Quiver__V1__GetResponse *r = NULL;
+    rc = conv_ids(ctx, req->ids, req->n_ids, &ids, err);
+    if (rc == QV_OK && req->with_vectors)
+        rc = check_vector_budget(app, req->n_ids, c->schema->dim, err);
+    if (rc == QV_OK) {
+        r = qv_arena_alloc(&ctx->arena, sizeof *r);
+        if (r) {
+            quiver__v1__get_response__init(r);
+            r->points = qv_arena_array(&ctx->arena, req->n_ids ? req->n_ids : 1, sizeof *r->points);
+        }
+        if (!r || !r->points)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    if (rc == QV_OK) {
+        qv_coll_rdlock(c);
+        for (size_t i = 0; i < req->n_ids && rc == QV_OK; i++) {
+            qv_idslot_t *slot = qv_idmap_get(&c->ids, ids[i]);
+            if (!slot)
+                continue;
+            rc = point_out(ctx, c->schema, slot->seg, slot->row, req->with_vectors, &r->points[r->n_points]);
+            if (rc == QV_OK)
+                r->n_points++;
+        }
+        qv_coll_unlock(c);
+        if (rc)
+            qv_err_set(err, rc, "out of memory");
+    }
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__CountRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_filter_t *f = NULL;
+    uint64_t n = 0;
+    rc = qv_conv_filter(req->filter, c->schema, &f, err);
+    if (rc == QV_OK) {
+        qv_coll_rdlock(c);
+        rc = qv_count(c, app->pool, f, &n, err);
+        qv_coll_unlock(c);
+    }
+    qv_filter_free(f);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__CountResponse, quiver__v1__count_response__init, r);
+    r->count = n;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const Quiver__V1__SearchRequest *req,
+                      const qv_hit_t *hits, uint32_t n, Quiver__V1__SearchResponse *r)
+{
+    qv_arena_t *ar = &ctx->arena;
+    r->hits = qv_arena_array(ar, n ? n : 1, sizeof *r->hits);
+    if (!r->hits)
+        return QV_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        Quiver__V1__Hit *h = qv_arena_alloc(ar, sizeof *h);
+        if (!h)
+            return QV_ENOMEM;
+        quiver__v1__hit__init(h);
+        qv_str_t id = qv_strcol_get(&hits[i].seg->ids, hits[i].row);
+        h->id = qv_arena_strndup(ar, id.p, id.len);
+        h->score = hits[i].score;
+        if (!h->id)
+            return QV_ENOMEM;
+        if (req->with_text) {
+            qv_str_t t = qv_strcol_get(&hits[i].seg->text, hits[i].row);
+            if (!(h->text = qv_arena_strndup(ar, t.p, t.len)))
+                return QV_ENOMEM;
+        }
+        if (req->with_vectors) {
+            if (!(h->vector = qv_arena_array(ar, s->dim, sizeof(float))))
+                return QV_ENOMEM;
+            memcpy(h->vector, qv_seg_vector(hits[i].seg, hits[i].row), s->dim * sizeof(float));
+            h->n_vector = s->dim;
+        }
+        if (req->with_attributes) {
+            h->attributes = (Quiver__V1__Hit__AttributesEntry **)qv_conv_row_attrs(ar, s, hits[i].seg, hits[i].row,
+                                                                                   &h->n_attributes, true);
+            if (!h->attributes)
+                return QV_ENOMEM;
+        }
+        r->hits[i] = h;
+        r->n_hits = i + 1;
+    }
+    return QV_OK;
+}
+
+static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__SearchRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_filter_t *f = NULL;
+    qv_hit_t *hits = NULL;
+    Quiver__V1__SearchResponse *r = NULL;
+    if (req->k == 0 || req->k > QV_K_MAX)
+        rc = qv_err_set(err, QV_EINVAL, "k = %u out of range: must be 1..%u", req->k, QV_K_MAX);
+    if (rc == QV_OK)
+        rc = qv_query_validate(c->schema, req->vector, (uint32_t)req->n_vector, err);
+    if (rc == QV_OK && req->with_vectors)
+        rc = check_vector_budget(app, req->k, c->schema->dim, err);
+    if (rc == QV_OK)
+        rc = qv_conv_filter(req->filter, c->schema, &f, err);
+    if (rc == QV_OK) {
+        hits = malloc(req->k * sizeof *hits);
+        r = qv_arena_alloc(&ctx->arena, sizeof *r);
+        if (!hits || !r)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
+        else
+            quiver__v1__search_response__init(r);
+    }
+    if (rc == QV_OK) {
+        qv_search_req_t sr = {.query = req->vector, .k = req->k, .filter = f, .deadline_ns = ctx->deadline_ns,
+                              .cancelled = &ctx->cancelled};
+        uint32_t n = 0;
+        qv_coll_rdlock(c);
+        rc = qv_search_exact(c, app->pool, &sr, hits, &n, err);
+        if (rc == QV_OK && build_hits(ctx, c->schema, req, hits, n, r) != QV_OK)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        qv_coll_unlock(c);
+    }
+    free(hits);
+    qv_filter_free(f);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    (void)m;
+    RESP(Quiver__V1__HealthResponse, quiver__v1__health_response__init, r);
+    r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_SERVING;
+    r->version = QV_VERSION;
+    r->role = (char *)app->role;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    (void)m;
+    RESP(Quiver__V1__StatsResponse, quiver__v1__stats_response__init, r);
+    qv_coll_t **list;
+    size_t n;
+    if (qv_store_list(app->store, &list, &n))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    int rc = QV_OK;
+    r->collections = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->collections);
+    for (size_t i = 0; r->collections && i < n && rc == QV_OK; i++) {
+        Quiver__V1__CollectionInfo *ci = qv_conv_coll_info(&ctx->arena, list[i]);
+        if (!ci) {
+            rc = QV_ENOMEM;
+            break;
+        }
+        r->collections[r->n_collections++] = ci;
+        r->wal_bytes += ci->wal_bytes;
+        for (size_t s = 0; s < ci->n_segments; s++)
+            r->vector_bytes += ci->segments[s]->rows * (uint64_t)ci->dim * sizeof(float);
+    }
+    qv_store_list_free(list, n);
+    if (rc || !r->collections)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    r->resident_bytes = resident_bytes();
+    r->uptime_seconds = (uint64_t)((qv_now_ns() - app->started_ns) / 1000000000);
+    r->simd = (char *)qv_dist()->name;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_flush(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__FlushRequest *req = (const void *)m;
+    qv_coll_t *c = NULL;
+    uint32_t sealed = 0;
+    int rc = QV_OK;
+    if (req->collection[0])
+        rc = get_coll(app, req->collection, &c, err);
+    if (rc == QV_OK)
+        rc = qv_store_flush(app->store, c, &sealed, err);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__FlushResponse, quiver__v1__flush_response__init, r);
+    r->sealed_segments = sealed;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+const qv_handler_t qv_handlers[] = {
+    {"Quiver/CreateCollection", h_create},
+    {"Quiver/DropCollection", h_drop},
+    {"Quiver/ListCollections", h_list},
+    {"Quiver/DescribeCollection", h_describe},
+    {"Quiver/Upsert", h_upsert},
+    {"Quiver/Delete", h_delete},
+    {"Quiver/Get", h_get},
+    {"Quiver/Search", h_search},
+    {"Quiver/Count", h_count},
+    {"Admin/Health", h_health},
+    {"Admin/Stats", h_stats},
+    {"Admin/Flush", h_flush},
+    {NULL, NULL},
+};
+
+const ProtobufCServiceDescriptor *const qv_services[] = {&quiver__v1__quiver__descriptor,
+                                                         &quiver__v1__admin__descriptor, NULL};

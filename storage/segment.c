@@ -1,0 +1,239 @@
+/* In-memory segments: creation, appends, deletes. See segment.h for the model and locking. */
+#include "storage/segment.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bitmap.h"
+
+static void strcol_free(qv_strcol_t *c)
+{
+    free(c->off);
+    free(c->bytes);
+    memset(c, 0, sizeof *c);
+}
+
+/* Room for `items` more items of `more` bytes in total after the n items already held. */
+static int strcol_reserve(qv_strcol_t *c, size_t n, size_t items, size_t more)
+{
+    if (n + items + 1 > c->cap_off) {
+        size_t cap = c->cap_off ? c->cap_off : 64;
+        while (cap < n + items + 1)
+            cap *= 2;
+        uint64_t *p = realloc(c->off, cap * sizeof *p);
+        if (!p)
+            return QV_ENOMEM;
+        if (!c->off)
+            p[0] = 0;
+        c->off = p;
+        c->cap_off = cap;
+    }
+    size_t used = c->off[n];
+    if (used + more > c->cap_bytes) {
+        size_t cap = c->cap_bytes ? c->cap_bytes : 256;
+        while (cap < used + more)
+            cap *= 2;
+        char *p = realloc(c->bytes, cap);
+        if (!p)
+            return QV_ENOMEM;
+        c->bytes = p;
+        c->cap_bytes = cap;
+    }
+    return QV_OK;
+}
+
+/* Appends item n; strcol_reserve() must have made room. */
+static void strcol_push(qv_strcol_t *c, size_t n, const char *p, size_t len)
+{
+    if (len)
+        memcpy(c->bytes + c->off[n], p, len);
+    c->off[n + 1] = c->off[n] + len;
+}
+
+static void *grow_array(void *arr, size_t cap, size_t size, int *rc)
+{
+    void *p = realloc(arr, cap * size);
+    if (!p)
+        *rc = QV_ENOMEM;
+    return p ? p : arr;
+}
+
+int qv_seg_reserve(qv_segment_t *seg, uint32_t n)
+{
+    if (n > UINT32_MAX - seg->rows)
+        return QV_ETOOBIG;
+    uint32_t need = seg->rows + n;
+    if (need <= seg->cap)
+        return QV_OK;
+    uint64_t cap = seg->cap ? seg->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    /* Arrays that grow before a later one fails keep their larger allocation; cap only moves once all have grown,
+     * so the segment stays consistent. */
+    int rc = QV_OK;
+    seg->vectors = grow_array(seg->vectors, cap * seg->dim, sizeof(float), &rc);
+    size_t old_words = qv_bm_words(seg->cap), words = qv_bm_words(cap);
+    if (rc == QV_OK)
+        seg->deleted = grow_array(seg->deleted, words, sizeof(uint64_t), &rc);
+    if (rc == QV_OK)
+        memset(seg->deleted + old_words, 0, (words - old_words) * sizeof(uint64_t));
+    for (int f = 0; f < seg->nfields && rc == QV_OK; f++) {
+        qv_column_t *c = &seg->cols[f];
+        c->present = grow_array(c->present, words, sizeof(uint64_t), &rc);
+        if (rc)
+            break;
+        memset(c->present + old_words, 0, (words - old_words) * sizeof(uint64_t));
+        switch (c->type) {
+        case QV_FT_INT64: c->i64 = grow_array(c->i64, cap, sizeof(int64_t), &rc); break;
+        case QV_FT_DOUBLE: c->f64 = grow_array(c->f64, cap, sizeof(double), &rc); break;
+        case QV_FT_BOOL: c->b = grow_array(c->b, cap, 1, &rc); break;
+        case QV_FT_KEYWORDS:
+            c->kw_off = grow_array(c->kw_off, cap + 1, sizeof(uint32_t), &rc);
+            if (rc == QV_OK && seg->cap == 0)
+                c->kw_off[0] = 0;
+            break;
+        default: break;
+        }
+    }
+    if (rc)
+        return rc;
+    seg->cap = (uint32_t)cap;
+    return QV_OK;
+}
+
+qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
+{
+    qv_segment_t *seg = calloc(1, sizeof *seg);
+    if (!seg)
+        return NULL;
+    seg->id = id;
+    seg->dim = s->dim;
+    seg->nfields = s->nfields;
+    atomic_init(&seg->refs, 1);
+    seg->cols = calloc(s->nfields ? s->nfields : 1, sizeof *seg->cols);
+    if (!seg->cols) {
+        free(seg);
+        return NULL;
+    }
+    bool ok = true;
+    for (int f = 0; f < s->nfields; f++) {
+        seg->cols[f].type = s->fields[f].type;
+        ok = ok && strcol_reserve(&seg->cols[f].str, 0, 0, 0) == QV_OK;
+    }
+    if (!ok || qv_seg_reserve(seg, 1) != QV_OK || strcol_reserve(&seg->ids, 0, 0, 0) ||
+        strcol_reserve(&seg->text, 0, 0, 0)) {
+        qv_seg_unref(seg);
+        return NULL;
+    }
+    return seg;
+}
+
+static void seg_free(qv_segment_t *seg)
+{
+    free(seg->vectors);
+    free(seg->deleted);
+    strcol_free(&seg->ids);
+    strcol_free(&seg->text);
+    for (int f = 0; seg->cols && f < seg->nfields; f++) {
+        qv_column_t *c = &seg->cols[f];
+        free(c->present);
+        free(c->i64);
+        free(c->f64);
+        free(c->b);
+        free(c->kw_off);
+        strcol_free(&c->str);
+    }
+    free(seg->cols);
+    free(seg);
+}
+
+void qv_seg_ref(qv_segment_t *seg) { atomic_fetch_add_explicit(&seg->refs, 1, memory_order_relaxed); }
+
+void qv_seg_unref(qv_segment_t *seg)
+{
+    if (seg && atomic_fetch_sub_explicit(&seg->refs, 1, memory_order_acq_rel) == 1)
+        seg_free(seg);
+}
+
+int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out)
+{
+    if (seg->sealed)
+        return QV_EINVAL;
+    int rc = qv_seg_reserve(seg, 1);
+    if (rc)
+        return rc;
+    uint32_t r = seg->rows;
+    /* Reserve every variable-size part first so that a failure leaves the segment exactly as it was. */
+    if (strcol_reserve(&seg->ids, r, 1, pt->id.len) || strcol_reserve(&seg->text, r, 1, pt->text.len))
+        return QV_ENOMEM;
+    for (int f = 0; f < seg->nfields; f++) {
+        qv_column_t *c = &seg->cols[f];
+        const qv_attr_t *at = NULL;
+        for (uint32_t a = 0; a < pt->nattrs; a++)
+            if (pt->attrs[a].field == f)
+                at = &pt->attrs[a];
+        if (c->type == QV_FT_KEYWORD && strcol_reserve(&c->str, r, 1, at ? at->value.kw.len : 0))
+            return QV_ENOMEM;
+        if (c->type == QV_FT_KEYWORDS && at) {
+            size_t bytes = 0;
+            for (uint32_t k = 0; k < at->value.kws.n; k++)
+                bytes += at->value.kws.items[k].len;
+            if (strcol_reserve(&c->str, c->nitems, at->value.kws.n, bytes))
+                return QV_ENOMEM;
+        }
+    }
+    memcpy(seg->vectors + (size_t)r * seg->dim, pt->vector, (size_t)seg->dim * sizeof(float));
+    strcol_push(&seg->ids, r, pt->id.p, pt->id.len);
+    strcol_push(&seg->text, r, pt->text.p, pt->text.len);
+    for (int f = 0; f < seg->nfields; f++) {
+        qv_column_t *c = &seg->cols[f];
+        const qv_attr_t *at = NULL;
+        for (uint32_t a = 0; a < pt->nattrs; a++)
+            if (pt->attrs[a].field == f)
+                at = &pt->attrs[a];
+        if (at)
+            qv_bm_set(c->present, r);
+        switch (c->type) {
+        case QV_FT_INT64: c->i64[r] = at ? at->value.i : 0; break;
+        case QV_FT_DOUBLE: c->f64[r] = at ? at->value.d : 0.0; break;
+        case QV_FT_BOOL: c->b[r] = at ? at->value.b : 0; break;
+        case QV_FT_KEYWORD:
+            strcol_push(&c->str, r, at ? at->value.kw.p : NULL, at ? at->value.kw.len : 0);
+            break;
+        case QV_FT_KEYWORDS:
+            if (at)
+                for (uint32_t k = 0; k < at->value.kws.n; k++, c->nitems++)
+                    strcol_push(&c->str, c->nitems, at->value.kws.items[k].p, at->value.kws.items[k].len);
+            c->kw_off[r + 1] = (uint32_t)c->nitems;
+            break;
+        }
+    }
+    seg->rows = r + 1;
+    if (row_out)
+        *row_out = r;
+    return QV_OK;
+}
+
+bool qv_seg_delete(qv_segment_t *seg, uint32_t row)
+{
+    if (row >= seg->rows || qv_seg_is_deleted(seg, row))
+        return false;
+    qv_bm_set(seg->deleted, row);
+    seg->ndeleted++;
+    seg->del_dirty = true;
+    return true;
+}
+
+size_t qv_seg_bytes(const qv_segment_t *seg)
+{
+    size_t n = (size_t)seg->cap * seg->dim * sizeof(float) + seg->ids.cap_bytes + seg->text.cap_bytes +
+               (seg->ids.cap_off + seg->text.cap_off) * sizeof(uint64_t) + qv_bm_words(seg->cap) * 8;
+    for (int f = 0; f < seg->nfields; f++) {
+        const qv_column_t *c = &seg->cols[f];
+        n += qv_bm_words(seg->cap) * 8 + c->str.cap_bytes + c->str.cap_off * sizeof(uint64_t);
+        n += (size_t)seg->cap * (c->type == QV_FT_BOOL ? 1 : c->type == QV_FT_KEYWORDS ? 4 : 8);
+    }
+    return n;
+}

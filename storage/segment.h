@@ -1,0 +1,97 @@
+/* Segments: the columnar in-memory form of a run of rows of one collection.
+ *
+ * A collection has one growing segment (append-only, covered by the write-ahead log) and any number of sealed
+ * segments (immutable rows, persisted by storage/segment_io.c). Both use this structure; sealing only flips
+ * `sealed` and writes the blob, the memory stays where it is. Rows are never removed: a delete or a replacing upsert
+ * sets the row's bit in `deleted`. Row data (vectors, ids, attribute columns, text) is written once, on append.
+ *
+ * Locking: a segment belongs to a collection and is guarded by the collection's rwlock (storage/store.h): appends
+ * and deletes happen under the write lock, scans under the read lock. Sealed segments are shared with readers
+ * through a reference count so a collection can drop or replace them while a scan still holds them. */
+#ifndef QV_SEGMENT_H
+#define QV_SEGMENT_H
+
+#include <stdatomic.h>
+
+#include "storage/schema.h"
+
+/* A column of byte strings, one per item: item i is bytes[off[i] .. off[i+1]). */
+typedef struct {
+    uint64_t *off; /* n+1 offsets, off[0] = 0 */
+    char *bytes;
+    size_t cap_off;   /* entries allocated in off */
+    size_t cap_bytes; /* bytes allocated */
+} qv_strcol_t;
+
+static inline qv_str_t qv_strcol_get(const qv_strcol_t *c, size_t i)
+{
+    qv_str_t s = {c->bytes + c->off[i], (uint32_t)(c->off[i + 1] - c->off[i])};
+    return s;
+}
+
+typedef struct {
+    uint8_t type;      /* qv_ftype_t */
+    uint64_t *present; /* bit per row: the row has a value for this field */
+    int64_t *i64;      /* INT64 */
+    double *f64;       /* DOUBLE */
+    uint8_t *b;        /* BOOL */
+    qv_strcol_t str;   /* KEYWORD: one item per row (empty when absent); KEYWORDS: all elements of all rows */
+    uint32_t *kw_off;  /* KEYWORDS: row r owns items kw_off[r] .. kw_off[r+1] of str */
+    size_t nitems;     /* KEYWORDS: items in str */
+} qv_column_t;
+
+typedef struct qv_segment {
+    uint64_t id;
+    uint32_t dim;
+    uint16_t nfields;
+    bool sealed;
+    uint32_t rows;      /* rows appended */
+    uint32_t cap;       /* rows allocated */
+    float *vectors;     /* rows x dim, row-major */
+    qv_strcol_t ids;    /* point id of each row */
+    qv_strcol_t text;   /* text of each row (empty when none) */
+    qv_column_t *cols;  /* nfields columns, schema order */
+    uint64_t *deleted;  /* bit per row, cap bits */
+    uint32_t ndeleted;
+    bool del_dirty;     /* deleted changed since the bitmap was last persisted */
+    uint64_t blob_len;  /* sealed: size of the persisted blob (recorded in the manifest) */
+    atomic_int refs;
+} qv_segment_t;
+
+/* Creates an empty growing segment for the schema. NULL on allocation failure. refs = 1. */
+qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id);
+void qv_seg_ref(qv_segment_t *seg);
+void qv_seg_unref(qv_segment_t *seg);
+
+/* Appends one validated point; returns QV_ENOMEM (segment unchanged) if the arrays cannot grow. */
+int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out);
+
+/* Ensures room for n more rows without reallocating during the appends (lets a whole batch fail up front). */
+int qv_seg_reserve(qv_segment_t *seg, uint32_t n);
+
+/* Marks a row deleted; returns true if it was live. */
+bool qv_seg_delete(qv_segment_t *seg, uint32_t row);
+
+static inline bool qv_seg_is_deleted(const qv_segment_t *seg, uint32_t row)
+{
+    return (seg->deleted[row >> 6] >> (row & 63)) & 1u;
+}
+
+static inline const float *qv_seg_vector(const qv_segment_t *seg, uint32_t row)
+{
+    return seg->vectors + (size_t)row * seg->dim;
+}
+
+/* Bytes of memory the segment holds (for stats). */
+size_t qv_seg_bytes(const qv_segment_t *seg);
+
+/* ---- segment_io.c: the sealed segment blob ---- */
+int qv_seg_encode(const qv_segment_t *seg, qv_wbuf_t *out);
+/* Decodes an untrusted blob for a collection's schema. QV_ECORRUPT with a message on any inconsistency. */
+int qv_seg_decode(const void *data, size_t len, const qv_schema_t *s, qv_segment_t **out, qv_err_t *err);
+
+/* Delete bitmap blob. */
+int qv_seg_encode_deleted(const qv_segment_t *seg, qv_wbuf_t *out);
+int qv_seg_decode_deleted(qv_segment_t *seg, const void *data, size_t len, qv_err_t *err);
+
+#endif

@@ -1,0 +1,817 @@
+/* The shard store: collections, the group-commit write path and sealing. The design is described in store.h.
+ *
+ * Manifest blob (meta column family, key "m" be32 coll), little-endian:
+ *   u32 magic "QVMF" | u8 version (1) | u64 seal_seq | u64 next segment id | u32 nsegs |
+ *   nsegs x (u64 segment id | u64 blob length) | u64 xxh3-64 of every byte before it
+ *
+ * Locks, outermost first: the writer queue mutex is never held while doing I/O; colls_mu guards the collection
+ * table only; a collection's rwlock guards its segments and id map. The commit leader takes a collection's write
+ * lock only to apply already-durable writes and to swap segments at a seal, so readers wait at most that long. */
+#include "storage/store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_SEAL_ROWS 100000
+#define DEFAULT_SEAL_WAL_BYTES (256ull << 20)
+
+/* ---- collections ---- */
+
+qv_coll_t *qv__coll_new(qv_schema_t *s)
+{
+    qv_coll_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Writers must not starve behind a steady stream of searches. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    atomic_init(&c->refs, 1);
+    c->next_seg_id = 1;
+    qv_wbuf_init(&c->gone);
+    if (qv_idmap_init(&c->ids) != QV_OK) {
+        pthread_rwlock_destroy(&c->lock);
+        free(c);
+        return NULL;
+    }
+    c->schema = s;
+    return c;
+}
+
+void qv__coll_free(qv_coll_t *c)
+{
+    for (size_t i = 0; i < c->nsealed; i++)
+        qv_seg_unref(c->sealed[i]);
+    free(c->sealed);
+    qv_seg_unref(c->growing);
+    qv_idmap_free(&c->ids);
+    qv_wbuf_free(&c->gone);
+    pthread_rwlock_destroy(&c->lock);
+    free(c->schema);
+    free(c);
+}
+
+void qv_coll_release(qv_coll_t *c)
+{
+    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        qv__coll_free(c);
+}
+
+void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg)
+{
+    if (c->nsealed == c->cap_sealed) {
+        size_t cap = c->cap_sealed ? c->cap_sealed * 2 : 8;
+        qv_segment_t **p = realloc(c->sealed, cap * sizeof *p);
+        if (!p)
+            abort(); /* a few pointers; treated like any other tiny allocation at start-up */
+        c->sealed = p;
+        c->cap_sealed = cap;
+    }
+    c->sealed[c->nsealed++] = seg;
+}
+
+static int coll_cmp(const void *a, const void *b)
+{
+    return strcmp((*(qv_coll_t *const *)a)->schema->name, (*(qv_coll_t *const *)b)->schema->name);
+}
+
+int qv__store_insert_coll(qv_store_t *st, qv_coll_t *c)
+{
+    pthread_mutex_lock(&st->colls_mu);
+    if (st->ncolls == st->cap_colls) {
+        size_t cap = st->cap_colls ? st->cap_colls * 2 : 16;
+        qv_coll_t **p = realloc(st->colls, cap * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&st->colls_mu);
+            return QV_ENOMEM;
+        }
+        st->colls = p;
+        st->cap_colls = cap;
+    }
+    st->colls[st->ncolls++] = c;
+    qsort(st->colls, st->ncolls, sizeof *st->colls, coll_cmp);
+    pthread_mutex_unlock(&st->colls_mu);
+    return QV_OK;
+}
+
+/* Index of a collection by name, or -1; colls_mu held. */
+static long find_coll(qv_store_t *st, const char *name, size_t len)
+{
+    for (size_t i = 0; i < st->ncolls; i++) {
+        const char *n = st->colls[i]->schema->name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+int qv_store_get(qv_store_t *st, const char *name, size_t len, qv_coll_t **out, qv_err_t *err)
+{
+    pthread_mutex_lock(&st->colls_mu);
+    long i = find_coll(st, name, len);
+    if (i >= 0) {
+        *out = st->colls[i];
+        atomic_fetch_add_explicit(&(*out)->refs, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&st->colls_mu);
+    if (i < 0)
+        return qv_err_set(err, QV_ENOTFOUND, "collection '%.*s' not found", (int)(len > 80 ? 80 : len), name);
+    return QV_OK;
+}
+
+int qv_store_list(qv_store_t *st, qv_coll_t ***out, size_t *n)
+{
+    pthread_mutex_lock(&st->colls_mu);
+    qv_coll_t **list = malloc((st->ncolls ? st->ncolls : 1) * sizeof *list);
+    if (!list) {
+        pthread_mutex_unlock(&st->colls_mu);
+        return QV_ENOMEM;
+    }
+    for (size_t i = 0; i < st->ncolls; i++) {
+        list[i] = st->colls[i];
+        atomic_fetch_add_explicit(&list[i]->refs, 1, memory_order_relaxed);
+    }
+    *n = st->ncolls;
+    pthread_mutex_unlock(&st->colls_mu);
+    *out = list;
+    return QV_OK;
+}
+
+void qv_store_list_free(qv_coll_t **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        qv_coll_release(list[i]);
+    free(list);
+}
+
+uint64_t qv_store_wal_bytes(qv_store_t *st)
+{
+    qv_coll_t **list;
+    size_t n;
+    uint64_t total = 0;
+    if (qv_store_list(st, &list, &n))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        qv_coll_rdlock(list[i]);
+        total += list[i]->wal_bytes;
+        qv_coll_unlock(list[i]);
+    }
+    qv_store_list_free(list, n);
+    return total;
+}
+
+/* ---- applying WAL records to memory (commit leader and recovery) ---- */
+
+static void note_gone(qv_coll_t *c, qv_str_t id)
+{
+    qv_wbuf_u16(&c->gone, (uint16_t)id.len);
+    qv_wbuf_put(&c->gone, id.p, id.len);
+}
+
+/* Applies one decoded record; the caller holds the collection's write lock (or is recovering). On QV_ENOMEM the
+ * points before the failing one stay applied: the caller must then stop accepting writes (see store.h). */
+int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count)
+{
+    uint32_t n = 0;
+    if (rec->op == QV_OP_UPSERT) {
+        int rc = qv_seg_reserve(c->growing, rec->count);
+        if (rc == QV_OK)
+            rc = qv_idmap_reserve(&c->ids, rec->count);
+        if (rc)
+            return rc;
+        for (uint32_t i = 0; i < rec->count; i++) {
+            const qv_point_t *p = &rec->points[i];
+            uint32_t row;
+            rc = qv_seg_append(c->growing, p, &row);
+            if (rc)
+                return rc;
+            qv_idslot_t old;
+            bool existed = qv_idmap_put(&c->ids, p->id, c->growing, row, &old, &rc);
+            if (rc)
+                return rc;
+            if (existed)
+                qv_seg_delete(old.seg, old.row);
+            else
+                c->live++;
+            n++;
+        }
+    } else {
+        for (uint32_t i = 0; i < rec->count; i++) {
+            qv_idslot_t old;
+            if (qv_idmap_del(&c->ids, rec->ids[i], &old)) {
+                qv_seg_delete(old.seg, old.row);
+                note_gone(c, rec->ids[i]);
+                c->live--;
+                n++;
+            }
+        }
+        if (c->gone.oom)
+            return QV_ENOMEM;
+    }
+    c->last_seq = rec->seq;
+    c->wal_bytes += rec_bytes;
+    if (count)
+        *count = n;
+    return QV_OK;
+}
+
+/* ---- sealing ---- */
+
+static int rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
+{
+    char *e = NULL;
+    rocksdb_write(st->db, st->wsync, b, &e);
+    if (e) {
+        st->failed = true;
+        qv_err_set(err, QV_EIO, "storage write failed: %s", e);
+        rocksdb_free(e);
+        return QV_EIO;
+    }
+    return QV_OK;
+}
+
+static int encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, const qv_segment_t *extra)
+{
+    size_t start = out->len;
+    qv_wbuf_u32(out, MANIFEST_MAGIC);
+    qv_wbuf_u8(out, MANIFEST_VERSION);
+    qv_wbuf_u64(out, seal_seq);
+    qv_wbuf_u64(out, c->next_seg_id + (extra ? 1 : 0));
+    qv_wbuf_u32(out, (uint32_t)(c->nsealed + (extra ? 1 : 0)));
+    for (size_t i = 0; i <= c->nsealed; i++) {
+        const qv_segment_t *s = i < c->nsealed ? c->sealed[i] : extra;
+        if (!s)
+            break;
+        qv_wbuf_u64(out, s->id);
+        qv_wbuf_u64(out, s->blob_len);
+    }
+    if (out->oom)
+        return QV_ENOMEM;
+    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
+    return out->oom ? QV_ENOMEM : QV_OK;
+}
+
+int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
+                        uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err)
+{
+    *segs = NULL;
+    *blob_lens = NULL;
+    if (len < 8)
+        return qv_err_set(err, QV_ECORRUPT, "manifest too short");
+    uint64_t sum;
+    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
+    qv_rbuf_t r;
+    qv_rbuf_init(&r, data, len - 8);
+    uint32_t magic = qv_rbuf_u32(&r);
+    uint8_t version = qv_rbuf_u8(&r);
+    *seal_seq = qv_rbuf_u64(&r);
+    *next_seg = qv_rbuf_u64(&r);
+    *nsegs = qv_rbuf_u32(&r);
+    if (qv_checksum(data, len - 8) != sum || r.failed || magic != MANIFEST_MAGIC || version != MANIFEST_VERSION ||
+        (uint64_t)*nsegs * 16 != qv_rbuf_left(&r))
+        return qv_err_set(err, QV_ECORRUPT, "manifest: bad header or checksum");
+    *segs = malloc((*nsegs ? *nsegs : 1) * sizeof(uint64_t));
+    *blob_lens = malloc((*nsegs ? *nsegs : 1) * sizeof(uint64_t));
+    if (!*segs || !*blob_lens) {
+        free(*segs);
+        free(*blob_lens);
+        *segs = *blob_lens = NULL;
+        return qv_err_set(err, QV_ENOMEM, "manifest: out of memory");
+    }
+    for (uint32_t i = 0; i < *nsegs; i++) {
+        (*segs)[i] = qv_rbuf_u64(&r);
+        (*blob_lens)[i] = qv_rbuf_u64(&r);
+        if ((*segs)[i] >= *next_seg || (i > 0 && (*segs)[i] <= (*segs)[i - 1])) {
+            free(*segs);
+            free(*blob_lens);
+            *segs = *blob_lens = NULL;
+            return qv_err_set(err, QV_ECORRUPT, "manifest: segment ids out of order");
+        }
+    }
+    return QV_OK;
+}
+
+/* Seals c's growing segment (if it has rows) and persists everything the WAL covered up to now, then drops those
+ * WAL records; runs in the commit leader, so no write to c can interleave. */
+static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+{
+    qv_segment_t *g = c->growing;
+    if (c->wal_bytes == 0 && g->rows == 0)
+        return QV_OK;
+    uint32_t coll = c->schema->id;
+    bool seal_g = g->rows > 0;
+    qv_segment_t *next = NULL;
+    if (seal_g && !(next = qv_seg_create(c->schema, c->next_seg_id + 1)))
+        return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
+
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_wbuf_t buf;
+    qv_wbuf_init(&buf);
+    uint8_t k[16 + QV_ID_MAX], v[12];
+    int rc = QV_OK;
+    if (seal_g) {
+        rc = qv_seg_encode(g, &buf);
+        g->blob_len = buf.len;
+        for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += SEG_CHUNK, chunk++) {
+            size_t n = buf.len - off < SEG_CHUNK ? buf.len - off : SEG_CHUNK;
+            rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, g->id, (uint32_t)chunk),
+                                      (char *)buf.data + off, n);
+        }
+        /* id map: every live row of the new segment */
+        for (uint32_t r = 0; r < g->rows; r++) {
+            if (qv_seg_is_deleted(g, r))
+                continue;
+            qv_str_t id = qv_strcol_get(&g->ids, r);
+            qv_be32(k, coll);
+            memcpy(k + 4, id.p, id.len);
+            memcpy(v, &g->id, 8);
+            memcpy(v + 8, &r, 4);
+            rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
+        }
+    }
+    /* ids deleted since the last seal and not written again */
+    qv_rbuf_t gr;
+    qv_rbuf_init(&gr, c->gone.data, c->gone.len);
+    while (qv_rbuf_left(&gr) > 0) {
+        uint16_t l = qv_rbuf_u16(&gr);
+        const uint8_t *p = qv_rbuf_take(&gr, l);
+        if (!p)
+            break;
+        qv_str_t id = {(const char *)p, l};
+        if (!qv_idmap_get(&c->ids, id)) {
+            qv_be32(k, coll);
+            memcpy(k + 4, p, l);
+            rocksdb_writebatch_delete_cf(b, st->cf[CF_KEYS], (char *)k, 4 + l);
+        }
+    }
+    /* delete bitmaps that changed, the new segment's included */
+    for (size_t i = 0; rc == QV_OK && i <= c->nsealed; i++) {
+        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : (seal_g ? g : NULL);
+        if (!s || !s->del_dirty)
+            continue;
+        buf.len = 0;
+        rc = qv_seg_encode_deleted(s, &buf);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, s->id, 0) - 4, (char *)buf.data,
+                                  buf.len);
+    }
+    if (rc == QV_OK) {
+        buf.len = 0;
+        rc = encode_manifest(&buf, c, c->last_seq, seal_g ? g : NULL);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
+    }
+    if (rc == QV_OK) {
+        uint8_t lo[QV_WAL_KEY_LEN], hi[QV_WAL_KEY_LEN];
+        qv_wal_key(lo, coll, 0);
+        qv_wal_key(hi, coll, c->last_seq + 1);
+        rocksdb_writebatch_delete_range_cf(b, st->cf[CF_WAL], (char *)lo, sizeof lo, (char *)hi, sizeof hi);
+        uint8_t seqv[8];
+        memcpy(seqv, &st->seq, 8);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], "s", 1, (char *)seqv, 8);
+        rc = rocks_write(st, b, err);
+    } else {
+        qv_err_set(err, rc, "seal: out of memory");
+    }
+    rocksdb_writebatch_destroy(b);
+    qv_wbuf_free(&buf);
+    if (rc) {
+        qv_seg_unref(next);
+        return rc;
+    }
+
+    pthread_rwlock_wrlock(&c->lock);
+    for (size_t i = 0; i < c->nsealed; i++)
+        c->sealed[i]->del_dirty = false;
+    if (seal_g) {
+        g->sealed = true;
+        g->del_dirty = false;
+        qv__coll_add_sealed(c, g);
+        c->growing = next;
+        /* The id map points at g for its rows; g stays the same object, so nothing to rewrite. */
+        c->next_seg_id++;
+        if (sealed)
+            (*sealed)++;
+    }
+    c->seal_seq = c->last_seq;
+    c->wal_bytes = 0;
+    c->gone.len = 0;
+    pthread_rwlock_unlock(&c->lock);
+    return QV_OK;
+}
+
+/* ---- the commit queue ---- */
+
+static bool is_data(const qv_writer_t *w) { return w->op == W_UPSERT || w->op == W_DELETE; }
+
+static void run_create(qv_store_t *st, qv_writer_t *w)
+{
+    qv_schema_t *s = w->schema;
+    pthread_mutex_lock(&st->colls_mu);
+    long i = find_coll(st, s->name, strlen(s->name));
+    pthread_mutex_unlock(&st->colls_mu);
+    if (i >= 0) {
+        w->rc = qv_err_set(w->err, QV_EEXIST, "collection '%s' already exists", s->name);
+        return;
+    }
+    s->id = st->next_coll_id;
+    qv_coll_t *c = qv__coll_new(s);
+    if (!c || !(c->growing = qv_seg_create(s, 1))) {
+        if (c) {
+            c->schema = NULL;
+            qv__coll_free(c);
+        }
+        w->rc = qv_err_set(w->err, QV_ENOMEM, "create: out of memory");
+        return;
+    }
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_wbuf_t buf;
+    qv_wbuf_init(&buf);
+    uint8_t k[8], nid[4];
+    int rc = qv_schema_encode(s, &buf);
+    if (rc == QV_OK) {
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'c', s->id), (char *)buf.data, buf.len);
+        buf.len = 0;
+        rc = encode_manifest(&buf, c, 0, NULL);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', s->id), (char *)buf.data, buf.len);
+        uint32_t next = st->next_coll_id + 1;
+        memcpy(nid, &next, 4);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], "n", 1, (char *)nid, 4);
+    }
+    rc = rc ? qv_err_set(w->err, rc, "create: out of memory") : rocks_write(st, b, w->err);
+    rocksdb_writebatch_destroy(b);
+    qv_wbuf_free(&buf);
+    if (rc == QV_OK) {
+        st->next_coll_id++;
+        rc = qv__store_insert_coll(st, c);
+        if (rc)
+            qv_err_set(w->err, rc, "create: out of memory");
+    }
+    if (rc) {
+        c->schema = NULL; /* stays the caller's on failure */
+        qv__coll_free(c);
+    }
+    w->rc = rc;
+}
+
+static void delete_prefix(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll)
+{
+    uint8_t lo[4], hi[4];
+    qv_be32(lo, coll);
+    qv_be32(hi, coll + 1);
+    rocksdb_writebatch_delete_range_cf(b, st->cf[cf], (char *)lo, 4, (char *)hi, 4);
+}
+
+static void run_drop(qv_store_t *st, qv_writer_t *w)
+{
+    pthread_mutex_lock(&st->colls_mu);
+    long i = find_coll(st, w->name, w->name_len);
+    qv_coll_t *c = i >= 0 ? st->colls[i] : NULL;
+    pthread_mutex_unlock(&st->colls_mu);
+    if (!c) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection '%.*s' not found",
+                           (int)(w->name_len > 80 ? 80 : w->name_len), w->name);
+        return;
+    }
+    uint32_t id = c->schema->id;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t k[8];
+    rocksdb_writebatch_delete_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'c', id));
+    rocksdb_writebatch_delete_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', id));
+    delete_prefix(st, b, CF_WAL, id);
+    delete_prefix(st, b, CF_SEG, id);
+    delete_prefix(st, b, CF_KEYS, id);
+    delete_prefix(st, b, CF_DEL, id);
+    w->rc = rocks_write(st, b, w->err);
+    rocksdb_writebatch_destroy(b);
+    if (w->rc)
+        return;
+    c->dropped = true;
+    pthread_mutex_lock(&st->colls_mu);
+    i = find_coll(st, w->name, w->name_len);
+    memmove(&st->colls[i], &st->colls[i + 1], (st->ncolls - (size_t)i - 1) * sizeof *st->colls);
+    st->ncolls--;
+    pthread_mutex_unlock(&st->colls_mu);
+    qv_coll_release(c); /* the store's reference; readers still holding one finish first */
+}
+
+static void run_flush(qv_store_t *st, qv_writer_t *w)
+{
+    w->count = 0;
+    if (w->coll) {
+        w->rc = w->coll->dropped ? qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped")
+                                 : seal(st, w->coll, &w->count, w->err);
+        return;
+    }
+    qv_coll_t **list;
+    size_t n;
+    if ((w->rc = qv_store_list(st, &list, &n)) != QV_OK) {
+        qv_err_set(w->err, w->rc, "flush: out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n && w->rc == QV_OK; i++)
+        w->rc = seal(st, list[i], &w->count, w->err);
+    qv_store_list_free(list, n);
+}
+
+/* Logs and applies a run of data writes (see store.h). */
+static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_wbuf_t buf;
+    qv_wbuf_init(&buf);
+    size_t *ends = NULL, nw = 0;
+    for (qv_writer_t *w = first;; w = w->next) {
+        nw++;
+        if (w == last)
+            break;
+    }
+    ends = calloc(nw, sizeof *ends);
+    size_t i = 0;
+    bool any = false;
+    for (qv_writer_t *w = first; ends; w = w->next, i++) {
+        uint32_t coll = w->coll->schema->id;
+        size_t start = buf.len;
+        if (w->coll->dropped) {
+            w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection '%s' was dropped", w->coll->schema->name);
+        } else {
+            w->seq = ++st->seq;
+            w->rc = w->op == W_UPSERT
+                        ? qv_record_encode_upsert(&buf, coll, w->seq, w->coll->schema->dim, w->pts, w->n)
+                        : qv_record_encode_delete(&buf, coll, w->seq, w->ids, w->n);
+            if (w->rc)
+                qv_err_set(w->err, w->rc, "out of memory encoding the write");
+        }
+        ends[i] = buf.len;
+        if (w->rc == QV_OK) {
+            uint8_t key[QV_WAL_KEY_LEN];
+            qv_wal_key(key, coll, w->seq);
+            /* The record bytes are copied into the batch here, so buf may move later. */
+            rocksdb_writebatch_put_cf(b, st->cf[CF_WAL], (char *)key, sizeof key, (char *)buf.data + start,
+                                      buf.len - start);
+            any = true;
+        }
+        if (w == last)
+            break;
+    }
+    int rc = ends ? QV_OK : QV_ENOMEM;
+    qv_err_t werr;
+    if (rc == QV_OK && any)
+        rc = rocks_write(st, b, &werr);
+    rocksdb_writebatch_destroy(b);
+
+    i = 0;
+    for (qv_writer_t *w = first;; w = w->next, i++) {
+        if (w->rc == QV_OK && rc != QV_OK) {
+            w->rc = qv_err_set(w->err, rc == QV_ENOMEM ? QV_ENOMEM : QV_EUNAVAIL, "%s",
+                               rc == QV_ENOMEM ? "out of memory" : werr.msg);
+        } else if (w->rc == QV_OK) {
+            /* Apply from the encoded record itself, so memory holds exactly what the log holds. */
+            size_t start = i ? ends[i - 1] : 0;
+            qv_record_t rec;
+            qv_err_t derr;
+            int arc = qv_record_decode(buf.data + start, ends[i] - start, w->coll->schema, &rec, &derr);
+            if (arc == QV_OK) {
+                pthread_rwlock_wrlock(&w->coll->lock);
+                arc = qv__coll_apply(w->coll, &rec, ends[i] - start, &w->count);
+                pthread_rwlock_unlock(&w->coll->lock);
+                qv_record_free(&rec);
+            }
+            if (arc) {
+                /* Durable but not fully applied: memory no longer matches the log. Stop taking writes; a restart
+                 * replays the log and gets it right. */
+                st->failed = true;
+                w->rc = qv_err_set(w->err, QV_EUNAVAIL, "write logged but not applied (%s); restart required",
+                                   qv_strerror(arc));
+            }
+        }
+        if (w == last)
+            break;
+    }
+    free(ends);
+    qv_wbuf_free(&buf);
+
+    /* Seal collections over a threshold; a write that triggered it has already been made durable, so a seal failure
+     * fails the store, not the write. */
+    for (qv_writer_t *w = first;; w = w->next) {
+        qv_coll_t *c = w->coll;
+        if (!c->dropped && !st->failed &&
+            (c->growing->rows >= st->opts.seal_rows || c->wal_bytes >= st->opts.seal_wal_bytes)) {
+            qv_err_t serr;
+            seal(st, c, NULL, &serr);
+        }
+        if (w == last)
+            break;
+    }
+}
+
+#define GROUP_MAX 256
+
+/* Queues w, waits until it is done or leads, and returns its status. */
+static int commit(qv_store_t *st, qv_writer_t *w)
+{
+    pthread_cond_init(&w->cv, NULL);
+    w->done = false;
+    w->next = NULL;
+    w->rc = QV_OK;
+    pthread_mutex_lock(&st->q_mu);
+    if (st->q_tail)
+        st->q_tail->next = w;
+    else
+        st->q_head = w;
+    st->q_tail = w;
+    while (!w->done && st->q_head != w)
+        pthread_cond_wait(&w->cv, &st->q_mu);
+    if (w->done) {
+        pthread_mutex_unlock(&st->q_mu);
+        pthread_cond_destroy(&w->cv);
+        return w->rc;
+    }
+    /* Leader: take w and the data writes queued right behind it. */
+    qv_writer_t *last = w;
+    if (is_data(w)) {
+        int n = 1;
+        while (last->next && is_data(last->next) && n < GROUP_MAX) {
+            last = last->next;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&st->q_mu);
+
+    if (st->failed) {
+        for (qv_writer_t *x = w;; x = x->next) {
+            x->rc = qv_err_set(x->err, QV_EUNAVAIL, "store failed after a storage error; restart required");
+            if (x == last)
+                break;
+        }
+    } else if (is_data(w)) {
+        run_group(st, w, last);
+    } else if (w->op == W_CREATE) {
+        run_create(st, w);
+    } else if (w->op == W_DROP) {
+        run_drop(st, w);
+    } else {
+        run_flush(st, w);
+    }
+
+    pthread_mutex_lock(&st->q_mu);
+    st->q_head = last->next;
+    if (!st->q_head)
+        st->q_tail = NULL;
+    /* A woken writer needs q_mu to return, so its struct stays valid until we unlock; read next first anyway. */
+    for (qv_writer_t *x = w;;) {
+        qv_writer_t *nx = x->next;
+        bool end = x == last;
+        x->done = true;
+        if (x != w)
+            pthread_cond_signal(&x->cv);
+        if (end)
+            break;
+        x = nx;
+    }
+    if (st->q_head)
+        pthread_cond_signal(&st->q_head->cv);
+    pthread_mutex_unlock(&st->q_mu);
+    pthread_cond_destroy(&w->cv);
+    return w->rc;
+}
+
+/* ---- public write API ---- */
+
+int qv_store_create(qv_store_t *st, qv_schema_t *s, qv_err_t *err)
+{
+    qv_writer_t w = {.op = W_CREATE, .schema = s, .err = err};
+    return commit(st, &w);
+}
+
+int qv_store_drop(qv_store_t *st, const char *name, size_t len, qv_err_t *err)
+{
+    qv_writer_t w = {.op = W_DROP, .name = name, .name_len = len, .err = err};
+    return commit(st, &w);
+}
+
+int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, uint64_t *seq, qv_err_t *err)
+{
+    int rc = qv_points_validate(c->schema, pts, n, err);
+    if (rc)
+        return rc;
+    if (n == 0) {
+        if (seq)
+            *seq = 0;
+        return QV_OK;
+    }
+    qv_writer_t w = {.op = W_UPSERT, .coll = c, .pts = pts, .n = n, .err = err};
+    rc = commit(st, &w);
+    if (seq)
+        *seq = w.seq;
+    return rc;
+}
+
+int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, uint32_t *deleted,
+                    qv_err_t *err)
+{
+    if (n > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "%u ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        if (ids[i].len == 0)
+            return qv_err_set(err, QV_EINVAL, "id %u is empty", i);
+        if (ids[i].len > QV_ID_MAX)
+            return qv_err_set(err, QV_EINVAL, "id %u: %u bytes exceeds %u", i, ids[i].len, QV_ID_MAX);
+    }
+    *deleted = 0;
+    if (n == 0)
+        return QV_OK;
+    qv_writer_t w = {.op = W_DELETE, .coll = c, .ids = ids, .n = n, .err = err};
+    int rc = commit(st, &w);
+    *deleted = w.count;
+    return rc;
+}
+
+int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+{
+    qv_writer_t w = {.op = W_FLUSH, .coll = c, .err = err};
+    int rc = commit(st, &w);
+    if (sealed)
+        *sealed = w.count;
+    return rc;
+}
+
+/* ---- open / close ---- */
+
+static const char *cf_names[CF_COUNT] = {"default", "meta", "wal", "seg", "keys", "del"};
+
+int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
+{
+    *out = NULL;
+    qv_store_t *st = calloc(1, sizeof *st);
+    if (!st)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    st->opts = *opts;
+    if (!st->opts.seal_rows)
+        st->opts.seal_rows = DEFAULT_SEAL_ROWS;
+    if (!st->opts.seal_wal_bytes)
+        st->opts.seal_wal_bytes = DEFAULT_SEAL_WAL_BYTES;
+    pthread_mutex_init(&st->colls_mu, NULL);
+    pthread_mutex_init(&st->q_mu, NULL);
+    st->next_coll_id = 1;
+
+    size_t plen = strlen(opts->path);
+    st->path = malloc(plen + 4);
+    if (!st->path) {
+        free(st);
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    memcpy(st->path, opts->path, plen);
+    memcpy(st->path + plen, "/db", 4);
+    mkdir(opts->path, 0755);
+
+    st->dbopts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->dbopts, 1);
+    rocksdb_options_set_create_missing_column_families(st->dbopts, 1);
+    rocksdb_options_increase_parallelism(st->dbopts, 2);
+    const rocksdb_options_t *cfopts[CF_COUNT];
+    for (int i = 0; i < CF_COUNT; i++)
+        cfopts[i] = st->dbopts;
+    char *e = NULL;
+    st->db = rocksdb_open_column_families(st->dbopts, st->path, CF_COUNT, cf_names, cfopts, st->cf, &e);
+    if (e) {
+        qv_err_set(err, QV_EIO, "cannot open the store at %s: %s", st->path, e);
+        rocksdb_free(e);
+        rocksdb_options_destroy(st->dbopts);
+        free(st->path);
+        free(st);
+        return QV_EIO;
+    }
+    st->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wsync, 1);
+    st->ropts = rocksdb_readoptions_create();
+    int rc = qv__store_recover(st, err);
+    if (rc) {
+        qv_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return QV_OK;
+}
+
+void qv_store_close(qv_store_t *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->ncolls; i++)
+        qv_coll_release(st->colls[i]);
+    free(st->colls);
+    for (int i = 0; i < CF_COUNT; i++)
+        if (st->cf[i])
+            rocksdb_column_family_handle_destroy(st->cf[i]);
+    if (st->db)
+        rocksdb_close(st->db);
+    rocksdb_writeoptions_destroy(st->wsync);
+    rocksdb_readoptions_destroy(st->ropts);
+    rocksdb_options_destroy(st->dbopts);
+    pthread_mutex_destroy(&st->colls_mu);
+    pthread_mutex_destroy(&st->q_mu);
+    free(st->path);
+    free(st);
+}

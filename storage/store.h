@@ -1,0 +1,98 @@
+/* The shard store: one RocksDB instance holding every collection of a shard, plus the in-memory segments.
+ *
+ * Column families (keys are big-endian so byte order is numeric order):
+ *   meta  "n" -> u32 next collection id | "s" -> u64 sequence floor |
+ *         "c" be32 coll -> schema blob (schema.h) | "m" be32 coll -> manifest blob (store.c)
+ *   wal   be32 coll | be64 seq -> WAL record (record.h)
+ *   seg   be32 coll | be64 segment | be32 chunk -> up to 4 MiB of the segment blob (segment_io.c)
+ *   keys  be32 coll | id bytes -> u64 segment | u32 row: the id map as of the last seal
+ *   del   be32 coll | be64 segment -> delete bitmap blob (segment_io.c), as of the last seal
+ *
+ * Write path (group commit): every mutation is a writer on one queue. The writer at the head is the leader: it
+ * takes the run of queued data writes behind it, gives each the next sequence number, encodes their WAL records into
+ * one RocksDB write batch, writes it with sync (one fsync for the whole group), applies the writes to the in-memory
+ * segments in sequence order under each collection's write lock, seals collections over their thresholds, and wakes
+ * the group. A write is acknowledged only after its fsync and its apply: acknowledged writes are durable and visible
+ * to every read that starts afterwards. Validation happens before a writer joins the queue, so a request that fails
+ * validation has written nothing.
+ *
+ * Seal: the growing segment becomes immutable. One batch writes its blob, the changed delete bitmaps, the id-map
+ * changes since the last seal and the new manifest, and deletes the WAL records the segment now covers. Recovery
+ * loads schemas, manifests, segment blobs, delete bitmaps and the id map, then replays each collection's WAL.
+ *
+ * After a failed RocksDB write the store is marked failed: the outcome of that write is unknown, so every later
+ * write gets QV_EUNAVAIL until a restart recovers from what is on disk. */
+#ifndef QV_STORE_H
+#define QV_STORE_H
+
+#include <pthread.h>
+
+#include "storage/idmap.h"
+#include "storage/record.h"
+#include "storage/segment.h"
+
+typedef struct qv_store qv_store_t;
+
+typedef struct {
+    const char *path;        /* data directory (RocksDB lives in path/db) */
+    uint32_t seal_rows;      /* seal the growing segment at this many rows (0: default 100000) */
+    uint64_t seal_wal_bytes; /* ... or once its WAL records reach this size (0: default 256 MiB) */
+} qv_store_opts_t;
+
+typedef struct qv_coll {
+    qv_schema_t *schema;          /* immutable */
+    atomic_int refs;              /* store's reference + one per qv_store_get() */
+    pthread_rwlock_t lock;        /* guards every field below */
+    qv_segment_t **sealed;        /* sealed segments, ascending id; each holds a reference */
+    size_t nsealed, cap_sealed;
+    qv_segment_t *growing;        /* the append target; holds a reference */
+    qv_idmap_t ids;               /* live id -> location */
+    uint64_t live;                /* live rows (= ids.n) */
+    uint64_t seal_seq;            /* WAL records with seq <= seal_seq are covered by sealed segments */
+    uint64_t last_seq;            /* seq of the last applied WAL record */
+    uint64_t next_seg_id;
+    uint64_t wal_bytes;           /* bytes of WAL records after seal_seq */
+    qv_wbuf_t gone;               /* ids deleted since the last seal: u16 len | bytes, repeated */
+    bool dropped;                 /* set by DropCollection; only the commit leader reads or writes it */
+} qv_coll_t;
+
+int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err);
+/* Closes RocksDB and frees every collection. No call may be running. */
+void qv_store_close(qv_store_t *st);
+
+/* Creates a collection from a validated schema (qv_schema_validate); the store takes ownership of s on success.
+ * QV_EEXIST if the name is taken. */
+int qv_store_create(qv_store_t *st, qv_schema_t *s, qv_err_t *err);
+int qv_store_drop(qv_store_t *st, const char *name, size_t len, qv_err_t *err);
+
+/* Finds a collection and returns a reference to it (release with qv_coll_release); QV_ENOTFOUND otherwise. */
+int qv_store_get(qv_store_t *st, const char *name, size_t len, qv_coll_t **out, qv_err_t *err);
+void qv_coll_release(qv_coll_t *c);
+
+/* References to every collection, in name order; free the array with qv_store_list_free. */
+int qv_store_list(qv_store_t *st, qv_coll_t ***out, size_t *n);
+void qv_store_list_free(qv_coll_t **list, size_t n);
+
+/* Validates, logs durably and applies an upsert of n points. pts are modified (COSINE normalisation). */
+int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, uint64_t *seq, qv_err_t *err);
+/* Deletes ids; *deleted = ids that were live. */
+int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, uint32_t *deleted,
+                    qv_err_t *err);
+/* Seals the growing segment of c (every collection when c is NULL) now; *sealed = segments sealed. */
+int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err);
+
+/* Read access: hold the read lock while touching segments or the id map. */
+static inline void qv_coll_rdlock(qv_coll_t *c) { pthread_rwlock_rdlock(&c->lock); }
+static inline void qv_coll_unlock(qv_coll_t *c) { pthread_rwlock_unlock(&c->lock); }
+
+/* Sum of wal_bytes over collections. */
+uint64_t qv_store_wal_bytes(qv_store_t *st);
+
+/* ---- internal, shared by store.c and store_recover.c ---- */
+typedef struct qv_writer qv_writer_t;
+int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count);
+qv_coll_t *qv__coll_new(qv_schema_t *s);
+void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg);
+int qv__store_recover(qv_store_t *st, qv_err_t *err);
+
+#endif

@@ -1,0 +1,78 @@
+/* Internal to storage/store*.c: the store structure and RocksDB helpers. */
+#ifndef QV_STORE_INT_H
+#define QV_STORE_INT_H
+
+#include <rocksdb/c.h>
+
+#include "storage/store.h"
+
+enum { CF_DEFAULT, CF_META, CF_WAL, CF_SEG, CF_KEYS, CF_DEL, CF_COUNT };
+
+#define SEG_CHUNK (4u << 20)
+#define MANIFEST_MAGIC 0x464d5651u /* "QVMF" */
+#define MANIFEST_VERSION 1
+
+struct qv_writer {
+    int op;                 /* W_UPSERT, W_DELETE, W_CREATE, W_DROP, W_FLUSH */
+    qv_coll_t *coll;        /* UPSERT, DELETE, FLUSH (NULL: all) */
+    qv_point_t *pts;
+    const qv_str_t *ids;
+    uint32_t n;
+    qv_schema_t *schema;    /* CREATE */
+    const char *name;       /* DROP */
+    size_t name_len;
+    /* results, written by the leader */
+    int rc;
+    qv_err_t *err;
+    uint64_t seq;
+    uint32_t count;
+    bool done;
+    pthread_cond_t cv;
+    qv_writer_t *next;
+};
+
+enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH };
+
+struct qv_store {
+    qv_store_opts_t opts;
+    char *path;
+    rocksdb_t *db;
+    rocksdb_options_t *dbopts;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_writeoptions_t *wsync;
+    rocksdb_readoptions_t *ropts;
+
+    pthread_mutex_t colls_mu;   /* guards colls, ncolls */
+    qv_coll_t **colls;
+    size_t ncolls, cap_colls;
+
+    pthread_mutex_t q_mu;       /* guards the writer queue */
+    qv_writer_t *q_head, *q_tail;
+
+    /* owned by the commit leader (or by recovery, before any writer exists) */
+    uint64_t seq;
+    uint32_t next_coll_id;
+    bool failed;
+};
+
+/* Key builders: return the key length. */
+static inline size_t key_coll(uint8_t *k, char tag, uint32_t coll)
+{
+    k[0] = (uint8_t)tag;
+    qv_be32(k + 1, coll);
+    return 5;
+}
+static inline size_t key_seg(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t chunk)
+{
+    qv_be32(k, coll);
+    qv_be64(k + 4, seg);
+    qv_be32(k + 12, chunk);
+    return 16;
+}
+
+int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
+                        uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err);
+void qv__coll_free(qv_coll_t *c);
+int qv__store_insert_coll(qv_store_t *st, qv_coll_t *c);
+
+#endif

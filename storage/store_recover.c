@@ -1,0 +1,260 @@
+/* Recovery: rebuilds every collection from the meta, seg, del and keys column families, then replays the WAL.
+ * Everything read is untrusted: a blob that fails its checks stops the start-up with QV_ECORRUPT and a message
+ * naming the collection and segment, rather than serving silently wrong data. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/store_int.h"
+
+/* Iterates keys of cf starting with prefix; calls fn for each; stops on a non-zero return. */
+static int scan_prefix(qv_store_t *st, int cf, const uint8_t *prefix, size_t plen,
+                       int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl), void *arg,
+                       qv_err_t *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[cf]);
+    int rc = QV_OK;
+    for (rocksdb_iter_seek(it, (const char *)prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        if ((rc = fn(arg, k, kl, v, vl)) != QV_OK)
+            break;
+    }
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    if (e) {
+        rc = qv_err_set(err, QV_EIO, "reading the store: %s", e);
+        rocksdb_free(e);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+typedef struct {
+    qv_store_t *st;
+    qv_coll_t *c;
+    qv_wbuf_t blob;
+    uint32_t next_chunk;
+    qv_err_t *err;
+} load_ctx_t;
+
+static int schema_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    load_ctx_t *x = arg;
+    qv_schema_t *s;
+    int rc = qv_schema_decode(v, vl, &s, x->err);
+    if (rc)
+        return rc;
+    if (kl != 5 || qv_get_be32((const uint8_t *)k + 1) != s->id) {
+        free(s);
+        return qv_err_set(x->err, QV_ECORRUPT, "schema key does not match collection id");
+    }
+    qv_coll_t *c = qv__coll_new(s);
+    if (!c) {
+        free(s);
+        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+    }
+    if (qv__store_insert_coll(x->st, c)) {
+        qv__coll_free(c);
+        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+    }
+    return QV_OK;
+}
+
+static int chunk_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    load_ctx_t *x = arg;
+    if (kl != 16 || qv_get_be32((const uint8_t *)k + 12) != x->next_chunk)
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': segment chunks out of order",
+                          x->c->schema->name);
+    x->next_chunk++;
+    qv_wbuf_put(&x->blob, v, vl);
+    return x->blob.oom ? qv_err_set(x->err, QV_ENOMEM, "out of memory loading a segment") : QV_OK;
+}
+
+static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
+{
+    qv_store_t *st = x->st;
+    qv_coll_t *c = x->c;
+    uint32_t coll = c->schema->id;
+    uint8_t k[16];
+    key_seg(k, coll, seg_id, 0);
+    x->blob.len = 0;
+    x->next_chunk = 0;
+    int rc = scan_prefix(st, CF_SEG, k, 12, chunk_cb, x, x->err);
+    if (rc)
+        return rc;
+    if (x->blob.len != blob_len)
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s' segment %llu: %zu bytes stored, manifest says %llu",
+                          c->schema->name, (unsigned long long)seg_id, x->blob.len, (unsigned long long)blob_len);
+    qv_segment_t *seg;
+    rc = qv_seg_decode(x->blob.data, x->blob.len, c->schema, &seg, x->err);
+    if (rc)
+        return rc;
+    if (seg->id != seg_id) {
+        qv_seg_unref(seg);
+        return qv_err_set(x->err, QV_ECORRUPT, "segment %llu holds id %llu", (unsigned long long)seg_id,
+                          (unsigned long long)seg->id);
+    }
+    size_t vl;
+    char *e = NULL;
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_DEL], (char *)k, 12, &vl, &e);
+    if (e) {
+        rc = qv_err_set(x->err, QV_EIO, "reading delete bitmap: %s", e);
+        rocksdb_free(e);
+    } else if (v) {
+        rc = qv_seg_decode_deleted(seg, v, vl, x->err);
+    }
+    rocksdb_free(v);
+    if (rc) {
+        qv_seg_unref(seg);
+        return rc;
+    }
+    qv__coll_add_sealed(c, seg);
+    return QV_OK;
+}
+
+static qv_segment_t *find_sealed(qv_coll_t *c, uint64_t id)
+{
+    size_t lo = 0, hi = c->nsealed;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->sealed[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->nsealed && c->sealed[lo]->id == id ? c->sealed[lo] : NULL;
+}
+
+static int keys_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    load_ctx_t *x = arg;
+    qv_coll_t *c = x->c;
+    uint64_t seg_id;
+    uint32_t row;
+    if (vl != 12 || kl < 5 || kl > 4 + QV_ID_MAX)
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': bad id map entry", c->schema->name);
+    memcpy(&seg_id, v, 8);
+    memcpy(&row, v + 8, 4);
+    qv_segment_t *seg = find_sealed(c, seg_id);
+    qv_str_t id = {k + 4, (uint32_t)(kl - 4)};
+    if (!seg || row >= seg->rows || qv_seg_is_deleted(seg, row))
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map points at a missing row", c->schema->name);
+    qv_str_t stored = qv_strcol_get(&seg->ids, row);
+    if (stored.len != id.len || memcmp(stored.p, id.p, id.len) != 0)
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map disagrees with segment %llu",
+                          c->schema->name, (unsigned long long)seg_id);
+    int rc;
+    if (qv_idmap_put(&c->ids, id, seg, row, NULL, &rc))
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id listed twice", c->schema->name);
+    if (rc)
+        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+    c->live++;
+    return QV_OK;
+}
+
+static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    load_ctx_t *x = arg;
+    qv_coll_t *c = x->c;
+    qv_record_t rec;
+    int rc = qv_record_decode(v, vl, c->schema, &rec, x->err);
+    if (rc)
+        return rc;
+    if (kl != QV_WAL_KEY_LEN || qv_get_be64((const uint8_t *)k + 4) != rec.seq || rec.seq <= c->last_seq) {
+        qv_record_free(&rec);
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': WAL record out of sequence", c->schema->name);
+    }
+    rc = qv__coll_apply(c, &rec, vl, NULL);
+    qv_record_free(&rec);
+    if (rc)
+        return qv_err_set(x->err, rc, "collection '%s': replaying the WAL: %s", c->schema->name, qv_strerror(rc));
+    if (rec.seq > x->st->seq)
+        x->st->seq = rec.seq;
+    return QV_OK;
+}
+
+static int recover_coll(load_ctx_t *x)
+{
+    qv_store_t *st = x->st;
+    qv_coll_t *c = x->c;
+    uint32_t coll = c->schema->id;
+    uint8_t k[8];
+    size_t vl;
+    char *e = NULL;
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), &vl, &e);
+    if (e || !v) {
+        rocksdb_free(e);
+        rocksdb_free(v);
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': manifest missing", c->schema->name);
+    }
+    uint64_t seal_seq, next_seg, *segs, *lens;
+    uint32_t nsegs;
+    int rc = qv__manifest_decode(v, vl, &seal_seq, &next_seg, &segs, &lens, &nsegs, x->err);
+    rocksdb_free(v);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < nsegs && rc == QV_OK; i++)
+        rc = load_segment(x, segs[i], lens[i]);
+    free(segs);
+    free(lens);
+    if (rc)
+        return rc;
+    c->seal_seq = c->last_seq = seal_seq;
+    c->next_seg_id = next_seg;
+    if (seal_seq > st->seq)
+        st->seq = seal_seq;
+    uint8_t p[4];
+    qv_be32(p, coll);
+    if ((rc = scan_prefix(st, CF_KEYS, p, 4, keys_cb, x, x->err)) != QV_OK)
+        return rc;
+    uint64_t sealed_live = 0;
+    for (size_t i = 0; i < c->nsealed; i++)
+        sealed_live += c->sealed[i]->rows - c->sealed[i]->ndeleted;
+    if (sealed_live != c->live)
+        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map has %llu ids, segments %llu live rows",
+                          c->schema->name, (unsigned long long)c->live, (unsigned long long)sealed_live);
+    if (!(c->growing = qv_seg_create(c->schema, next_seg)))
+        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+    return scan_prefix(st, CF_WAL, p, 4, wal_cb, x, x->err);
+}
+
+int qv__store_recover(qv_store_t *st, qv_err_t *err)
+{
+    size_t vl;
+    char *e = NULL;
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], "n", 1, &vl, &e);
+    if (e) {
+        qv_err_set(err, QV_EIO, "reading the store: %s", e);
+        rocksdb_free(e);
+        return QV_EIO;
+    }
+    if (v && vl == 4)
+        memcpy(&st->next_coll_id, v, 4);
+    rocksdb_free(v);
+    v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], "s", 1, &vl, &e);
+    if (e) {
+        rocksdb_free(e);
+        return qv_err_set(err, QV_EIO, "reading the store");
+    }
+    if (v && vl == 8)
+        memcpy(&st->seq, v, 8);
+    rocksdb_free(v);
+
+    load_ctx_t x = {.st = st, .err = err};
+    qv_wbuf_init(&x.blob);
+    const uint8_t c_prefix[1] = {'c'};
+    int rc = scan_prefix(st, CF_META, c_prefix, 1, schema_cb, &x, err);
+    for (size_t i = 0; rc == QV_OK && i < st->ncolls; i++) {
+        x.c = st->colls[i];
+        if (x.c->schema->id >= st->next_coll_id)
+            rc = qv_err_set(err, QV_ECORRUPT, "collection id %u beyond the id counter", x.c->schema->id);
+        else
+            rc = recover_coll(&x);
+    }
+    qv_wbuf_free(&x.blob);
+    return rc;
+}

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Installs what is missing, builds, and runs every test through ctest:
+#   build/       Debug (-Werror, asserts): C unit tests, fuzz smoke runs, Python integration and crash tests
+#   build-asan/  ASan + UBSan build of the C unit tests and fuzz smoke runs
+# Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/deps.sh --test
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQV_SANITIZE=ON -DQV_UNIT_ONLY=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+status=0
+ctest --test-dir build-asan --output-on-failure || status=1
+ctest --test-dir build --output-on-failure || status=1
+exit $status
