@@ -168,12 +168,13 @@ static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
         qv_record_free(&rec);
         return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': WAL record out of sequence", c->schema->name);
     }
+    uint64_t seq = rec.seq;
     rc = qv__coll_apply(c, &rec, vl, NULL);
     qv_record_free(&rec);
     if (rc)
         return qv_err_set(x->err, rc, "collection '%s': replaying the WAL: %s", c->schema->name, qv_strerror(rc));
-    if (rec.seq > x->st->seq)
-        x->st->seq = rec.seq;
+    if (seq > x->st->seq)
+        x->st->seq = seq;
     return QV_OK;
 }
 

@@ -48,6 +48,15 @@ def server(quiverd):
     s.cleanup()
 
 
+def _drop_quietly(server, name):
+    """Fixture teardown: a dead server must not hide the failure that killed it."""
+    if server.running:
+        try:
+            server.client.q.DropCollection(pb.DropCollectionRequest(name=name))
+        except Exception as e:  # noqa: BLE001
+            print(f"teardown: DropCollection({name}) failed: {e}")
+
+
 @pytest.fixture
 def c(server):
     return server.client
@@ -371,7 +380,7 @@ def dataset(request, server):
     assert s["rows"] - s["deleted"] == info.live_rows, f"segments {s} do not add up to live_rows {info.live_rows}"
     assert s["sealed"] >= 1 and s["growing_rows"] >= 1, s
     yield ds
-    c.q.DropCollection(pb.DropCollectionRequest(name=ds.name))
+    _drop_quietly(server, ds.name)
 
 
 FILTERS = [
@@ -685,7 +694,7 @@ def badcolls(server):
         existing[metric] = vecs
     yield names, existing
     for name in names.values():
-        c.q.DropCollection(pb.DropCollectionRequest(name=name))
+        _drop_quietly(server, name)
 
 
 def _snapshot_existing(c, name):
