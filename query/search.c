@@ -1,4 +1,4 @@
-/* Exact search and count; see search.h. */
+/* Search and count; see search.h. */
 #include "query/search.h"
 
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "common/bitmap.h"
 #include "index/distance.h"
+#include "index/hnsw.h"
 #include "index/topk.h"
 
 #define BLOCK_WORDS (QV_FILTER_BLOCK / 64)
@@ -21,6 +22,7 @@ int64_t qv_now_ns(void)
 typedef struct {
     qv_segment_t *seg;
     uint32_t begin, n;
+    qv_hnsw_t *index; /* non-NULL: the whole segment, through its index */
 } block_t;
 
 typedef struct {
@@ -36,7 +38,7 @@ typedef struct {
 } scan_t;
 
 /* The segments in scan order: sealed, then growing; rows as of now (the read lock is held). */
-static int make_blocks(qv_coll_t *c, block_t **out, size_t *n)
+static int make_blocks(qv_coll_t *c, bool use_index, block_t **out, size_t *n)
 {
     size_t total = 0;
     for (size_t i = 0; i <= c->nsealed; i++) {
@@ -51,8 +53,13 @@ static int make_blocks(qv_coll_t *c, block_t **out, size_t *n)
         qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
         if (s->rows == s->ndeleted)
             continue; /* nothing live: skip the whole segment */
+        qv_hnsw_t *h = use_index ? atomic_load_explicit(&s->index, memory_order_acquire) : NULL;
+        if (h) {
+            b[k++] = (block_t){s, 0, s->rows, h};
+            continue;
+        }
         for (uint32_t r = 0; r < s->rows; r += QV_FILTER_BLOCK)
-            b[k++] = (block_t){s, r, s->rows - r < QV_FILTER_BLOCK ? s->rows - r : QV_FILTER_BLOCK};
+            b[k++] = (block_t){s, r, s->rows - r < QV_FILTER_BLOCK ? s->rows - r : QV_FILTER_BLOCK, NULL};
     }
     *out = b;
     *n = k;
@@ -93,6 +100,40 @@ static bool should_stop(scan_t *sc)
     return why != 0;
 }
 
+/* Searches a whole sealed segment through its index; returns false on allocation failure. */
+static bool index_item(scan_t *sc, size_t item, qv_topk_t *heap)
+{
+    const block_t *b = &sc->blocks[item];
+    const qv_segment_t *seg = b->seg;
+    const qv_search_req_t *req = sc->req;
+    uint64_t *allowed = NULL;
+    size_t count = seg->rows - seg->ndeleted;
+    if (sc->filter || seg->ndeleted) {
+        size_t words = qv_bm_words(seg->rows);
+        allowed = malloc(words * sizeof *allowed);
+        if (!allowed)
+            return false;
+        for (uint32_t r = 0; r < seg->rows; r += QV_FILTER_BLOCK) {
+            block_t part = {b->seg, r, seg->rows - r < QV_FILTER_BLOCK ? seg->rows - r : QV_FILTER_BLOCK, NULL};
+            allowed_bits(sc, &part, allowed + r / 64);
+        }
+        count = qv_bm_count(allowed, seg->rows);
+    }
+    bool ok = true;
+    if (count > 0) {
+        qv_cand_t *cands = malloc(req->k * sizeof *cands);
+        size_t n = 0;
+        qv_hnsw_search_params_t sp = {.ef = req->ef, .allowed = allowed, .allowed_count = count,
+                                      .plan = QV_HNSW_PLAN_AUTO};
+        ok = cands && qv_hnsw_search(b->index, req->query, req->k, &sp, cands, &n, NULL) == QV_OK;
+        for (size_t i = 0; ok && i < n; i++)
+            qv_topk_push(heap, cands[i].dist, ((uint64_t)item << 32) | cands[i].ref);
+        free(cands);
+    }
+    free(allowed);
+    return ok;
+}
+
 static void scan_task(void *arg, int task)
 {
     scan_t *sc = arg;
@@ -108,6 +149,11 @@ static void scan_task(void *arg, int task)
         if (i >= sc->nblocks || should_stop(sc))
             break;
         const block_t *b = &sc->blocks[i];
+        if (b->index) {
+            if (!index_item(sc, i, heap))
+                atomic_store(&sc->stop, QV_ENOMEM);
+            continue;
+        }
         size_t words = allowed_bits(sc, b, bits);
         if (!req) {
             for (size_t w = 0; w < words; w++)
@@ -142,6 +188,8 @@ static int run_scan(scan_t *sc, qv_pool_t *pool, int tasks, qv_err_t *err)
         return qv_err_set(err, why, "deadline exceeded during the scan");
     if (why == QV_ECANCELLED)
         return qv_err_set(err, why, "cancelled by the client");
+    if (why == QV_ENOMEM)
+        return qv_err_set(err, why, "out of memory searching an index");
     return QV_OK;
 }
 
@@ -152,12 +200,12 @@ static int task_count(qv_pool_t *pool, size_t nblocks)
     return (int)(nblocks < (size_t)width ? (nblocks ? nblocks : 1) : (size_t)width);
 }
 
-int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
-                    qv_err_t *err)
+int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+              qv_err_t *err)
 {
     *nhits = 0;
     scan_t sc = {.c = c, .req = req, .filter = req->filter};
-    if (make_blocks(c, &sc.blocks, &sc.nblocks))
+    if (make_blocks(c, !req->exact, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int tasks = task_count(pool, sc.nblocks), rc = QV_OK;
     sc.heaps = calloc((size_t)tasks, sizeof *sc.heaps);
@@ -194,6 +242,14 @@ out:
     return rc;
 }
 
+int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+                    qv_err_t *err)
+{
+    qv_search_req_t exact = *req;
+    exact.exact = true;
+    return qv_search(c, pool, &exact, hits, nhits, err);
+}
+
 int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t *count, qv_err_t *err)
 {
     if (!filter) {
@@ -201,7 +257,7 @@ int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t 
         return QV_OK;
     }
     scan_t sc = {.c = c, .filter = filter};
-    if (make_blocks(c, &sc.blocks, &sc.nblocks))
+    if (make_blocks(c, false, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), err);
     *count = atomic_load(&sc.count);

@@ -1,9 +1,13 @@
-/* Exact (brute-force) search and counting over a collection's segments.
+/* Search and counting over a collection's segments.
  *
- * The rows of every segment (sealed ones, then the growing one) are cut into blocks of QV_FILTER_BLOCK rows. Scan
- * tasks on the pool claim blocks from a shared counter, evaluate the filter for the block into a bitmap, drop
- * deleted rows, compute distances for the rows left and keep a private top-k; the partial top-k lists are merged at
- * the end. The caller holds the collection's read lock for the whole call and while it uses the hits. */
+ * Work items: a sealed segment whose HNSW index is ready is one item, searched through the index (unless the
+ * request forces exact search); every other segment (the growing one, and sealed ones whose index is pending,
+ * building, failed or not wanted) is cut into blocks of QV_FILTER_BLOCK rows searched exactly. Tasks on the pool
+ * claim items from a shared counter. An exact block evaluates the filter into a bitmap, drops deleted rows and
+ * computes distances for the rest; an index item builds the segment's allowed bitmap (filter and not deleted) and
+ * lets the index plan by selectivity (graph walk, two-hop walk through non-matching nodes, or an exact scan of the
+ * allowed rows: index/hnsw.h). Each task keeps a private top-k; the lists are merged at the end. The caller holds
+ * the collection's read lock for the whole call and while it uses the hits. */
 #ifndef QV_SEARCH_H
 #define QV_SEARCH_H
 
@@ -17,6 +21,8 @@ typedef struct {
     const float *query;          /* dim floats; COSINE queries already normalised */
     uint32_t k;                  /* 1..QV_K_MAX */
     const qv_filter_t *filter;   /* NULL: every row */
+    uint32_t ef;                 /* HNSW search breadth; 0: 64 */
+    bool exact;                  /* scan every segment exactly */
     int64_t deadline_ns;         /* CLOCK_MONOTONIC; 0: none */
     const atomic_bool *cancelled;/* NULL or set by the server when the client goes away */
 } qv_search_req_t;
@@ -28,6 +34,10 @@ typedef struct {
 } qv_hit_t;
 
 /* Fills hits (room for req->k) best first and sets *nhits. QV_ETIMEDOUT / QV_ECANCELLED stop the scan early. */
+int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+                    qv_err_t *err);
+
+/* qv_search with every segment scanned exactly (the ground truth the index is measured against). */
 int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
                     qv_err_t *err);
 

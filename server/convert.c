@@ -191,6 +191,15 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
     s->metric = req->metric >= 0 && req->metric <= 255 ? (uint8_t)req->metric : 0;
     s->shards = req->shards;
     s->nfields = (uint16_t)req->n_fields;
+    if (req->index) {
+        int k = req->index->kind;
+        s->index_kind = k == QUIVER__V1__INDEX_KIND__INDEX_KIND_UNSPECIFIED ? QV_INDEX_HNSW
+                        : k == QUIVER__V1__INDEX_KIND__INDEX_KIND_HNSW      ? QV_INDEX_HNSW
+                        : k == QUIVER__V1__INDEX_KIND__INDEX_KIND_FLAT      ? QV_INDEX_FLAT
+                                                                            : 255;
+        s->hnsw_m = req->index->m;
+        s->hnsw_efc = req->index->ef_construction;
+    }
     for (size_t i = 0; i < req->n_fields; i++) {
         const char *fn = req->fields[i]->name;
         size_t fl = strlen(fn);
@@ -298,7 +307,7 @@ void **qv_conv_row_attrs(qv_arena_t *a, const qv_schema_t *s, const qv_segment_t
     return entries;
 }
 
-Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_coll_t *c)
+Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_coll_t *c)
 {
     const qv_schema_t *s = c->schema;
     Quiver__V1__CollectionInfo *ci = qv_arena_alloc(a, sizeof *ci);
@@ -310,6 +319,15 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_coll_t *c)
     ci->metric = (Quiver__V1__Metric)s->metric;
     ci->shards = s->shards;
     ci->n_fields = s->nfields;
+    Quiver__V1__IndexParams *ip = qv_arena_alloc(a, sizeof *ip);
+    if (!ip)
+        return NULL;
+    quiver__v1__index_params__init(ip);
+    ip->kind = s->index_kind == QV_INDEX_FLAT ? QUIVER__V1__INDEX_KIND__INDEX_KIND_FLAT
+                                              : QUIVER__V1__INDEX_KIND__INDEX_KIND_HNSW;
+    ip->m = s->hnsw_m;
+    ip->ef_construction = s->hnsw_efc;
+    ci->index = ip;
     ci->fields = qv_arena_array(a, s->nfields ? s->nfields : 1, sizeof *ci->fields);
     if (!ci->fields)
         return NULL;
@@ -341,6 +359,9 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_coll_t *c)
         si->rows = g->rows;
         si->deleted_rows = g->ndeleted;
         si->bytes = qv_seg_bytes(g);
+        int state;
+        qv_store_seg_index_info(st, (qv_segment_t *)g, &state, &si->index_progress, &si->index_bytes);
+        si->index_state = (Quiver__V1__IndexState)state;
         ci->segments[i] = si;
     }
     ci->n_segments = ci->segments ? nseg : 0;

@@ -25,6 +25,6 @@ void **qv_conv_row_attrs(qv_arena_t *a, const qv_schema_t *s, const qv_segment_t
                          bool for_hit);
 
 /* Collection description; the caller holds no lock (this takes the read lock). */
-Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_coll_t *c);
+Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_coll_t *c);
 
 #endif

@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
+            "  --index-threads N      threads building indexes of sealed segments in the background (default: online CPUs)\n"
+            "  --index-min-rows N     sealed segments with fewer rows stay unindexed and are scanned exactly (default 1000)\n"
             "  --max-message-mb N     largest request or response message (default 64)\n"
             "  --simd auto|scalar|avx2|avx512  distance kernel tier (default auto: the best this CPU has)\n"
             "  --shutdown-grace-ms N  on SIGTERM, how long in-flight calls may finish before cancel (default 10000)\n"
@@ -44,14 +46,19 @@ static long parse_num(const char *flag, const char *v, long lo, long hi)
     return n;
 }
 
+static void store_log(int level, const char *event, const char *fields)
+{
+    qv_log(level >= 2 ? QV_LOG_WARN : QV_LOG_INFO, event, "%s", fields);
+}
+
 int main(int argc, char **argv)
 {
     const char *role = "standalone", *listen = "127.0.0.1:7700", *data = "./quiver-data";
     long threads = 16, scan_threads = sysconf(_SC_NPROCESSORS_ONLN), seal_rows = 100000, seal_wal_mb = 256;
-    long max_msg_mb = 64, grace_ms = 10000;
+    long max_msg_mb = 64, grace_ms = 10000, index_threads = sysconf(_SC_NPROCESSORS_ONLN), index_min_rows = 1000;
     qv_simd_t simd = QV_SIMD_AUTO;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -64,6 +71,8 @@ int main(int argc, char **argv)
         {"simd", required_argument, NULL, O_SIMD},
         {"shutdown-grace-ms", required_argument, NULL, O_GRACE},
         {"log-level", required_argument, NULL, O_LOG},
+        {"index-threads", required_argument, NULL, O_IDX_THREADS},
+        {"index-min-rows", required_argument, NULL, O_IDX_MIN},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -78,6 +87,8 @@ int main(int argc, char **argv)
         case O_SEAL_ROWS: seal_rows = parse_num("--seal-rows", optarg, 1, 100000000); break;
         case O_SEAL_WAL: seal_wal_mb = parse_num("--seal-wal-mb", optarg, 1, 1 << 20); break;
         case O_MAXMSG: max_msg_mb = parse_num("--max-message-mb", optarg, 1, 1024); break;
+        case O_IDX_THREADS: index_threads = parse_num("--index-threads", optarg, 1, 1024); break;
+        case O_IDX_MIN: index_min_rows = parse_num("--index-min-rows", optarg, 1, 100000000); break;
         case O_GRACE: grace_ms = parse_num("--shutdown-grace-ms", optarg, 0, 3600000); break;
         case O_SIMD:
             if (strcmp(optarg, "auto") == 0) simd = QV_SIMD_AUTO;
@@ -122,7 +133,8 @@ int main(int argc, char **argv)
     qv_err_t err;
     qv_err_clear(&err);
     qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
-                          .seal_wal_bytes = (uint64_t)seal_wal_mb << 20};
+                          .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
+                          .index_min_rows = (uint32_t)index_min_rows, .log = store_log};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {

@@ -70,7 +70,7 @@ static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Protob
         quiver__v1__list_collections_response__init(r);
         r->collections = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->collections);
         for (size_t i = 0; r->collections && i < n && rc == QV_OK; i++, r->n_collections++)
-            if (!(r->collections[i] = qv_conv_coll_info(&ctx->arena, list[i])))
+            if (!(r->collections[i] = qv_conv_coll_info(&ctx->arena, app->store, list[i])))
                 rc = QV_ENOMEM;
         if (!r->collections)
             rc = QV_ENOMEM;
@@ -92,7 +92,7 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Pr
     Quiver__V1__DescribeCollectionResponse *r = qv_arena_alloc(&ctx->arena, sizeof *r);
     if (r) {
         quiver__v1__describe_collection_response__init(r);
-        r->collection = qv_conv_coll_info(&ctx->arena, c);
+        r->collection = qv_conv_coll_info(&ctx->arena, ((qv_app_t *)a)->store, c);
     }
     qv_coll_release(c);
     if (!r || !r->collection)
@@ -324,6 +324,9 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     Quiver__V1__SearchResponse *r = NULL;
     if (req->k == 0 || req->k > QV_K_MAX)
         rc = qv_err_set(err, QV_EINVAL, "k = %u out of range: must be 1..%u", req->k, QV_K_MAX);
+    uint32_t ef = req->params ? req->params->ef : 0;
+    if (rc == QV_OK && ef > QV_EF_MAX)
+        rc = qv_err_set(err, QV_EINVAL, "ef = %u out of range: must be 0..%u", ef, QV_EF_MAX);
     if (rc == QV_OK)
         rc = qv_query_validate(c->schema, req->vector, (uint32_t)req->n_vector, err);
     if (rc == QV_OK && req->with_vectors)
@@ -339,11 +342,12 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
             quiver__v1__search_response__init(r);
     }
     if (rc == QV_OK) {
-        qv_search_req_t sr = {.query = req->vector, .k = req->k, .filter = f, .deadline_ns = ctx->deadline_ns,
+        qv_search_req_t sr = {.query = req->vector, .k = req->k, .filter = f, .ef = ef,
+                              .exact = req->params && req->params->exact, .deadline_ns = ctx->deadline_ns,
                               .cancelled = &ctx->cancelled};
         uint32_t n = 0;
         qv_coll_rdlock(c);
-        rc = qv_search_exact(c, app->pool, &sr, hits, &n, err);
+        rc = qv_search(c, app->pool, &sr, hits, &n, err);
         if (rc == QV_OK && build_hits(ctx, c->schema, req, hits, n, r) != QV_OK)
             rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         qv_coll_unlock(c);
@@ -393,7 +397,7 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     int rc = QV_OK;
     r->collections = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->collections);
     for (size_t i = 0; r->collections && i < n && rc == QV_OK; i++) {
-        Quiver__V1__CollectionInfo *ci = qv_conv_coll_info(&ctx->arena, list[i]);
+        Quiver__V1__CollectionInfo *ci = qv_conv_coll_info(&ctx->arena, app->store, list[i]);
         if (!ci) {
             rc = QV_ENOMEM;
             break;

@@ -59,6 +59,19 @@ int qv_schema_validate(qv_schema_t *s, qv_err_t *err)
         s->shards = 1;
     if (s->shards > QV_SHARDS_MAX)
         return qv_err_set(err, QV_EINVAL, "shards %u out of range: must be 1..%u", s->shards, QV_SHARDS_MAX);
+    if (s->index_kind == 0)
+        s->index_kind = QV_INDEX_HNSW;
+    if (s->index_kind != QV_INDEX_HNSW && s->index_kind != QV_INDEX_FLAT)
+        return qv_err_set(err, QV_EINVAL, "index kind %u unknown", s->index_kind);
+    if (s->hnsw_m == 0)
+        s->hnsw_m = 16;
+    if (s->hnsw_efc == 0)
+        s->hnsw_efc = 200;
+    if (s->hnsw_m < 2 || s->hnsw_m > QV_HNSW_M_MAX)
+        return qv_err_set(err, QV_EINVAL, "index m = %u out of range: must be 2..%u", s->hnsw_m, QV_HNSW_M_MAX);
+    if (s->hnsw_efc > QV_HNSW_EFC_MAX)
+        return qv_err_set(err, QV_EINVAL, "index ef_construction = %u out of range: must be 1..%u", s->hnsw_efc,
+                          QV_HNSW_EFC_MAX);
     for (int i = 0; i < s->nfields; i++) {
         const qv_field_t *f = &s->fields[i];
         if (!qv_name_ok(f->name, strlen(f->name)))
@@ -89,6 +102,9 @@ int qv_schema_encode(const qv_schema_t *s, qv_wbuf_t *out)
         qv_wbuf_put(out, s->fields[i].name, strlen(s->fields[i].name));
         qv_wbuf_u8(out, s->fields[i].type);
     }
+    qv_wbuf_u8(out, s->index_kind);
+    qv_wbuf_u32(out, s->hnsw_m);
+    qv_wbuf_u32(out, s->hnsw_efc);
     if (out->oom)
         return QV_ENOMEM;
     qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
@@ -145,8 +161,12 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
         }
         s->fields[i].type = qv_rbuf_u8(&r);
     }
+    s->index_kind = qv_rbuf_u8(&r);
+    s->hnsw_m = qv_rbuf_u32(&r);
+    s->hnsw_efc = qv_rbuf_u32(&r);
     qv_err_t verr;
-    if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || qv_schema_validate(s, &verr) != QV_OK) {
+    if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || s->index_kind == 0 || s->hnsw_m == 0 ||
+        s->hnsw_efc == 0 || qv_schema_validate(s, &verr) != QV_OK) {
         free(s);
         return qv_err_set(err, QV_ECORRUPT, "schema blob: inconsistent contents");
     }

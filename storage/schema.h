@@ -4,7 +4,8 @@
  *
  * Schema blob (meta column family, key "c" + be32 collection id), little-endian:
  *   u32 magic "QVCS" | u8 version (1) | u32 collection id | u8 name_len | name | u32 dim | u8 metric |
- *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) | u64 xxh3 of everything before it */
+ *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) |
+ *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u64 xxh3 of everything before it */
 #ifndef QV_SCHEMA_H
 #define QV_SCHEMA_H
 
@@ -40,12 +41,21 @@ typedef struct {
     uint8_t type; /* qv_ftype_t */
 } qv_field_t;
 
+typedef enum { QV_INDEX_HNSW = 1, QV_INDEX_FLAT = 2 } qv_index_kind_t;
+
+#define QV_HNSW_M_MAX 128
+#define QV_HNSW_EFC_MAX 4096
+#define QV_EF_MAX 10000
+
 typedef struct {
     uint32_t id; /* assigned at creation, never reused */
     char name[QV_NAME_MAX + 1];
     uint32_t dim;
     uint8_t metric; /* qv_metric_t */
     uint32_t shards;
+    uint8_t index_kind;     /* qv_index_kind_t; 0 in a request means HNSW */
+    uint32_t hnsw_m;        /* 0 in a request means 16 */
+    uint32_t hnsw_efc;      /* 0 in a request means 200 */
     uint16_t nfields;
     qv_field_t fields[]; /* nfields */
 } qv_schema_t;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/bitmap.h"
+#include "index/hnsw.h"
 
 static void strcol_free(qv_strcol_t *c)
 {
@@ -112,6 +113,9 @@ qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
     seg->dim = s->dim;
     seg->nfields = s->nfields;
     atomic_init(&seg->refs, 1);
+    atomic_init(&seg->index, NULL);
+    atomic_init(&seg->building, NULL);
+    atomic_init(&seg->index_state, QV_IDX_NONE);
     seg->cols = calloc(s->nfields ? s->nfields : 1, sizeof *seg->cols);
     if (!seg->cols) {
         free(seg);
@@ -132,6 +136,7 @@ qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
 
 static void seg_free(qv_segment_t *seg)
 {
+    qv_hnsw_free(atomic_load(&seg->index));
     free(seg->vectors);
     free(seg->deleted);
     strcol_free(&seg->ids);

@@ -40,6 +40,11 @@ typedef struct {
     size_t nitems;     /* KEYWORDS: items in str */
 } qv_column_t;
 
+struct qv_hnsw;
+
+/* Index state of a segment (values match quiver.v1.IndexState). */
+enum { QV_IDX_NONE = 1, QV_IDX_PENDING = 2, QV_IDX_BUILDING = 3, QV_IDX_READY = 4, QV_IDX_FAILED = 5 };
+
 typedef struct qv_segment {
     uint64_t id;
     uint32_t dim;
@@ -56,6 +61,11 @@ typedef struct qv_segment {
     bool del_dirty;     /* deleted changed since the bitmap was last persisted */
     uint64_t blob_len;  /* sealed: size of the persisted blob (recorded in the manifest) */
     atomic_int refs;
+    /* The index of a sealed segment, published once by the background indexer (release) and read by searches
+     * (acquire); freed with the segment. `building` is set only while a build runs, for progress reports. */
+    _Atomic(struct qv_hnsw *) index;
+    _Atomic(struct qv_hnsw *) building;
+    atomic_int index_state;  /* QV_IDX_* */
 } qv_segment_t;
 
 /* Creates an empty growing segment for the schema. NULL on allocation failure. refs = 1. */

@@ -9,12 +9,51 @@
  * lock only to apply already-durable writes and to swap segments at a seal, so readers wait at most that long. */
 #include "storage/store_int.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#include "index/hnsw.h"
+#include "storage/indexer.h"
 
 #define DEFAULT_SEAL_ROWS 100000
 #define DEFAULT_SEAL_WAL_BYTES (256ull << 20)
+
+int64_t qv__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void qv__store_log(qv_store_t *st, const char *event, const char *fields, ...)
+{
+    if (!st->opts.log)
+        return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fields);
+    vsnprintf(buf, sizeof buf, fields, ap);
+    va_end(ap);
+    st->opts.log(strstr(event, "failed") ? 2 : 1, event, buf);
+}
+
+void qv__store_maybe_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
+{
+    if (st->indexer && c->schema->index_kind == QV_INDEX_HNSW && seg->rows >= st->opts.index_min_rows &&
+        seg->rows > 0)
+        qv__indexer_submit(st->indexer, c, seg);
+    else
+        atomic_store(&seg->index_state, QV_IDX_NONE);
+}
+
+void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)
+{
+    qv__indexer_seg_info(st->indexer, seg, state, progress, bytes);
+}
 
 /* ---- collections ---- */
 
@@ -398,6 +437,8 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
     c->wal_bytes = 0;
     c->gone.len = 0;
     pthread_rwlock_unlock(&c->lock);
+    if (seal_g)
+        qv__store_maybe_index(st, c, g);
     return QV_OK;
 }
 
@@ -483,6 +524,7 @@ static void run_drop(qv_store_t *st, qv_writer_t *w)
     delete_prefix(st, b, CF_SEG, id);
     delete_prefix(st, b, CF_KEYS, id);
     delete_prefix(st, b, CF_DEL, id);
+    delete_prefix(st, b, CF_IDX, id);
     w->rc = rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
     if (w->rc)
@@ -513,6 +555,28 @@ static void run_flush(qv_store_t *st, qv_writer_t *w)
     for (size_t i = 0; i < n && w->rc == QV_OK; i++)
         w->rc = seal(st, list[i], &w->count, w->err);
     qv_store_list_free(list, n);
+}
+
+/* Replaces the stored index blob of a segment (chunked like segment blobs). */
+static void run_index(qv_store_t *st, qv_writer_t *w)
+{
+    if (w->coll->dropped) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+        return;
+    }
+    uint32_t coll = w->coll->schema->id;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t lo[16], hi[16];
+    key_seg(lo, coll, w->seg->id, 0);
+    key_seg(hi, coll, w->seg->id + 1, 0);
+    rocksdb_writebatch_delete_range_cf(b, st->cf[CF_IDX], (char *)lo, 12, (char *)hi, 12);
+    for (size_t off = 0, chunk = 0; off < w->blob_len; off += SEG_CHUNK, chunk++) {
+        size_t n = w->blob_len - off < SEG_CHUNK ? w->blob_len - off : SEG_CHUNK;
+        rocksdb_writebatch_put_cf(b, st->cf[CF_IDX], (char *)lo, key_seg(lo, coll, w->seg->id, (uint32_t)chunk),
+                                  (const char *)w->blob + off, n);
+    }
+    w->rc = rocks_write(st, b, w->err);
+    rocksdb_writebatch_destroy(b);
 }
 
 /* Logs and applies a run of data writes (see store.h). */
@@ -651,6 +715,8 @@ static int commit(qv_store_t *st, qv_writer_t *w)
         run_create(st, w);
     } else if (w->op == W_DROP) {
         run_drop(st, w);
+    } else if (w->op == W_INDEX) {
+        run_index(st, w);
     } else {
         run_flush(st, w);
     }
@@ -728,6 +794,12 @@ int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t 
     return rc;
 }
 
+int qv__store_put_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg, const void *blob, size_t len, qv_err_t *err)
+{
+    qv_writer_t w = {.op = W_INDEX, .coll = c, .seg = seg, .blob = blob, .blob_len = len, .err = err};
+    return commit(st, &w);
+}
+
 int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
 {
     qv_writer_t w = {.op = W_FLUSH, .coll = c, .err = err};
@@ -739,7 +811,7 @@ int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
 
 /* ---- open / close ---- */
 
-static const char *cf_names[CF_COUNT] = {"default", "meta", "wal", "seg", "keys", "del"};
+static const char *cf_names[CF_COUNT] = {"default", "meta", "wal", "seg", "keys", "del", "idx"};
 
 int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
 {
@@ -786,7 +858,14 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
     st->ropts = rocksdb_readoptions_create();
+    st->indexer = qv__indexer_create(st, st->opts.index_threads > 0 ? st->opts.index_threads : 1);
+    if (!st->indexer) {
+        qv_store_close(st);
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
     int rc = qv__store_recover(st, err);
+    if (rc == QV_OK && qv__indexer_start(st->indexer) != QV_OK)
+        rc = qv_err_set(err, QV_ENOMEM, "cannot start the indexer thread");
     if (rc) {
         qv_store_close(st);
         return rc;
@@ -799,6 +878,7 @@ void qv_store_close(qv_store_t *st)
 {
     if (!st)
         return;
+    qv__indexer_destroy(st->indexer); /* first: a build in flight may still write through the store */
     for (size_t i = 0; i < st->ncolls; i++)
         qv_coll_release(st->colls[i]);
     free(st->colls);

@@ -33,10 +33,16 @@
 
 typedef struct qv_store qv_store_t;
 
+/* Where the store reports background events (index builds); level 1 = info, 2 = warning. */
+typedef void (*qv_store_log_fn)(int level, const char *event, const char *fields);
+
 typedef struct {
     const char *path;        /* data directory (RocksDB lives in path/db) */
     uint32_t seal_rows;      /* seal the growing segment at this many rows (0: default 100000) */
     uint64_t seal_wal_bytes; /* ... or once its WAL records reach this size (0: default 256 MiB) */
+    int index_threads;       /* background index build threads (0: 1) */
+    uint32_t index_min_rows; /* sealed segments with fewer rows are not indexed (exact scans are cheap) */
+    qv_store_log_fn log;     /* may be NULL */
 } qv_store_opts_t;
 
 typedef struct qv_coll {
@@ -53,7 +59,7 @@ typedef struct qv_coll {
     uint64_t next_seg_id;
     uint64_t wal_bytes;           /* bytes of WAL records after seal_seq */
     qv_wbuf_t gone;               /* ids deleted since the last seal: u16 len | bytes, repeated */
-    bool dropped;                 /* set by DropCollection; only the commit leader reads or writes it */
+    atomic_bool dropped;          /* set by DropCollection (in the commit leader) */
 } qv_coll_t;
 
 int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err);
@@ -87,6 +93,9 @@ static inline void qv_coll_unlock(qv_coll_t *c) { pthread_rwlock_unlock(&c->lock
 
 /* Sum of wal_bytes over collections. */
 uint64_t qv_store_wal_bytes(qv_store_t *st);
+
+/* Index state of a segment (QV_IDX_*), build progress 0..1 and index bytes; the caller holds the read lock. */
+void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);
 
 /* ---- internal, shared by store.c and store_recover.c ---- */
 typedef struct qv_writer qv_writer_t;

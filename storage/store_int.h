@@ -6,14 +6,14 @@
 
 #include "storage/store.h"
 
-enum { CF_DEFAULT, CF_META, CF_WAL, CF_SEG, CF_KEYS, CF_DEL, CF_COUNT };
+enum { CF_DEFAULT, CF_META, CF_WAL, CF_SEG, CF_KEYS, CF_DEL, CF_IDX, CF_COUNT };
 
 #define SEG_CHUNK (4u << 20)
 #define MANIFEST_MAGIC 0x464d5651u /* "QVMF" */
 #define MANIFEST_VERSION 1
 
 struct qv_writer {
-    int op;                 /* W_UPSERT, W_DELETE, W_CREATE, W_DROP, W_FLUSH */
+    int op;                 /* W_UPSERT, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX */
     qv_coll_t *coll;        /* UPSERT, DELETE, FLUSH (NULL: all) */
     qv_point_t *pts;
     const qv_str_t *ids;
@@ -21,6 +21,9 @@ struct qv_writer {
     qv_schema_t *schema;    /* CREATE */
     const char *name;       /* DROP */
     size_t name_len;
+    qv_segment_t *seg;      /* INDEX: the segment and its graph blob */
+    const void *blob;
+    size_t blob_len;
     /* results, written by the leader */
     int rc;
     qv_err_t *err;
@@ -31,7 +34,7 @@ struct qv_writer {
     qv_writer_t *next;
 };
 
-enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH };
+enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX };
 
 struct qv_store {
     qv_store_opts_t opts;
@@ -48,6 +51,8 @@ struct qv_store {
 
     pthread_mutex_t q_mu;       /* guards the writer queue */
     qv_writer_t *q_head, *q_tail;
+
+    struct qv_indexer *indexer;
 
     /* owned by the commit leader (or by recovery, before any writer exists) */
     uint64_t seq;
@@ -73,6 +78,15 @@ static inline size_t key_seg(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t c
 int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
                         uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err);
 void qv__coll_free(qv_coll_t *c);
+/* Writes an index blob for seg through the commit queue; QV_ENOTFOUND if c was dropped. */
+int qv__store_put_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg, const void *blob, size_t len, qv_err_t *err);
+/* Queues an index build for a just-sealed or just-loaded segment if the collection wants one. */
+void qv__store_maybe_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg);
+void qv__store_log(qv_store_t *st, const char *event, const char *fields, ...) __attribute__((format(printf, 3, 4)));
+int64_t qv__now_ns(void);
+void qv__indexer_seg_info(struct qv_indexer *ix, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);
+/* Loads the stored index blob of seg if there is a valid one; otherwise queues a build. */
+void qv__load_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg);
 int qv__store_insert_coll(qv_store_t *st, qv_coll_t *c);
 
 #endif

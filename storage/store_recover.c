@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/hnsw.h"
+#include "storage/indexer.h"
 #include "storage/store_int.h"
 
 /* Iterates keys of cf starting with prefix; calls fn for each; stops on a non-zero return. */
@@ -113,7 +115,54 @@ static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
         return rc;
     }
     qv__coll_add_sealed(c, seg);
+    qv__load_index(st, c, seg);
     return QV_OK;
+}
+
+typedef struct {
+    qv_wbuf_t blob;
+    uint32_t next_chunk;
+    bool bad;
+} idx_ctx_t;
+
+static int idx_chunk_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    idx_ctx_t *x = arg;
+    if (kl != 16 || qv_get_be32((const uint8_t *)k + 12) != x->next_chunk) {
+        x->bad = true;
+        return QV_ECORRUPT;
+    }
+    x->next_chunk++;
+    qv_wbuf_put(&x->blob, v, vl);
+    return x->blob.oom ? QV_ENOMEM : QV_OK;
+}
+
+void qv__load_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
+{
+    if (c->schema->index_kind != QV_INDEX_HNSW || seg->rows < st->opts.index_min_rows || seg->rows == 0) {
+        atomic_store(&seg->index_state, QV_IDX_NONE);
+        return;
+    }
+    idx_ctx_t x = {0};
+    qv_wbuf_init(&x.blob);
+    uint8_t k[16];
+    key_seg(k, c->schema->id, seg->id, 0);
+    qv_err_t err;
+    qv_err_clear(&err);
+    int rc = scan_prefix(st, CF_IDX, k, 12, idx_chunk_cb, &x, &err);
+    qv_hnsw_t *h = NULL;
+    if (rc == QV_OK && x.blob.len > 0)
+        rc = qv_hnsw_decode(x.blob.data, x.blob.len, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
+    if (rc == QV_OK && h) {
+        atomic_store_explicit(&seg->index, h, memory_order_release);
+        atomic_store(&seg->index_state, QV_IDX_READY);
+    } else {
+        if (x.blob.len > 0 || x.bad)
+            qv__store_log(st, "index.load_failed", "collection=%s segment=%llu msg=\"%s\" (rebuilding)",
+                          c->schema->name, (unsigned long long)seg->id, err.msg);
+        qv__indexer_submit(st->indexer, c, seg);
+    }
+    qv_wbuf_free(&x.blob);
 }
 
 static qv_segment_t *find_sealed(qv_coll_t *c, uint64_t id)

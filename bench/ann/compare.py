@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Runs quiver-ann, hnswlib and (if installed) faiss HNSW on the same files in one run, and reports QPS at equal recall.
+
+Datasets (--dataset, repeatable):
+  synth           clustered Gaussians, --n x --dim (default 100000 x 128), --nq held-out queries from the same mixture
+  sift5k          ../shared/datasets/sift5k: 5,000 SIFT rows; the last --sift-holdout rows are held out as queries
+                  together with the 3 rows of sift-query-3.tsv (3 queries alone are too few)
+  files:B,Q       existing .fvecs base and query files
+
+For each dataset: exact ground truth with numpy (written as .ivecs and passed to quiver-ann with --gt, so every
+library is scored against the same neighbours), then quiver-ann (its JSON), hnswlib (same M, ef_construction, build
+threads; queries single-threaded in one batch call, so Python overhead is once per ef, not per query) and faiss
+IndexHNSWFlat (same M, efConstruction; omp threads = build threads for the build, 1 for queries). Each ef is timed
+as the best of 3 passes over all queries for every library (the machine is shared; the fastest pass is the least
+disturbed). Filtered runs
+(--filter-selectivity) compare quiver-ann with hnswlib's filter callback at the same ef; hnswlib calls back into
+Python for every candidate, so its filtered QPS measures that interface as much as the index, and it is run on
+--filter-nq queries only; its bitmap is drawn separately at the same selectivity and scored against its own exact
+ground truth.
+
+Prints a table of single-thread QPS at recall@k 0.90 / 0.95 / 0.99 (linear interpolation between neighbouring ef
+points of each curve; '-' when the curve never reaches that recall), ratios to hnswlib and faiss, build times and
+their ratio, and saves a recall/QPS plot (PNG) and a summary JSON in --out.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPEATS = 3  # timed passes per ef (quiver-ann does the same); the best is reported
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- files
+
+def write_fvecs(path, x):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, d = x.shape
+    out = np.empty((n, d + 1), dtype=np.float32)
+    out[:, 0] = np.array([d], dtype=np.int32).view(np.float32)[0]
+    out[:, 1:] = x
+    out.tofile(path)
+
+
+def write_ivecs(path, x):
+    x = np.ascontiguousarray(x, dtype=np.int32)
+    n, d = x.shape
+    out = np.empty((n, d + 1), dtype=np.int32)
+    out[:, 0] = d
+    out[:, 1:] = x
+    out.tofile(path)
+
+
+def read_fvecs(path):
+    raw = np.fromfile(path, dtype=np.int32)
+    d = int(raw[0])
+    return raw.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
+
+
+# ---------------------------------------------------------------- data
+
+def synth(n, nq, dim, clusters, seed):
+    """Gaussian mixture: centres N(0, 1) per dimension, points centre + 0.5 * N(0, 1) (overlapping clusters, so the
+    task is neither trivial nor uniform noise). Queries are drawn from the same mixture and are not in the base."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    total = n + nq
+    labels = rng.integers(0, clusters, total)
+    x = centres[labels] + 0.5 * rng.standard_normal((total, dim)).astype(np.float32)
+    return x[:n], x[n:]
+
+
+def sift5k(holdout):
+    d = os.path.join(ROOT, '..', 'shared', 'datasets', 'sift5k')
+    if not os.path.isdir(d):
+        d = os.path.join(ROOT, 'shared', 'datasets', 'sift5k')
+
+    def load(name):
+        rows = []
+        with open(os.path.join(d, name)) as f:
+            for line in f:
+                parts = line.rstrip('\n').split('\t')
+                if len(parts) < 128:
+                    continue
+                rows.append([float(v) for v in parts[:128]])  # a trailing id column, if present, is dropped
+        return np.array(rows, dtype=np.float32)
+
+    base = load('sift-dataset-5k.tsv')
+    q3 = load('sift-query-3.tsv')
+    return base[:-holdout], np.vstack([q3, base[-holdout:]])
+
+
+def ground_truth(base, queries, k, metric):
+    """Exact top-k ids (float64 arithmetic, in blocks)."""
+    b = base.astype(np.float64)
+    bn = (b * b).sum(1)
+    out = np.empty((len(queries), k), dtype=np.int32)
+    for s in range(0, len(queries), 256):
+        q = queries[s:s + 256].astype(np.float64)
+        if metric == 'l2':
+            d = bn[None, :] - 2.0 * q @ b.T
+        else:
+            d = -(q @ b.T)
+        idx = np.argpartition(d, k - 1, axis=1)[:, :k]
+        dd = np.take_along_axis(d, idx, 1)
+        order = np.argsort(dd, axis=1, kind='stable')
+        out[s:s + 256] = np.take_along_axis(idx, order, 1)
+    return out
+
+
+def recall_at_k(found, gt, k):
+    hits = 0
+    for f, g in zip(found, gt):
+        hits += len(set(int(v) for v in f[:k]) & set(int(v) for v in g[:k]))
+    return hits / (len(gt) * k)
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float('nan')
+
+
+# ---------------------------------------------------------------- runners
+
+def run_quiver(exe, base_f, query_f, gt_f, metric, k, M, efc, efs, threads, sels, out_json):
+    cmd = [exe, '--base', base_f, '--query', query_f, '--metric', metric, '--k', str(k), '--M', str(M),
+           '--efc', str(efc), '--ef', ','.join(map(str, efs)), '--threads', str(threads), '--json', out_json]
+    if gt_f:
+        cmd += ['--gt', gt_f]
+    if sels:
+        cmd += ['--filter-selectivity', ','.join(map(str, sorted(set(sels) | {1.0}, reverse=True)))]
+    log('$ ' + ' '.join(cmd))
+    subprocess.run(cmd, check=True)
+    with open(out_json) as f:
+        j = json.load(f)
+    curve = [(r['ef'], r['recall'], r['qps']) for r in j['results'] if r['selectivity'] == 1]
+    filt = [r for r in j['results'] if r['selectivity'] < 1]
+    return {'build_s': j['build_seconds'], 'curve': curve, 'filtered': filt,
+            'bytes_per_vector': j['index_bytes_per_vector'], 'raw': j}
+
+
+def run_hnswlib(base, queries, gt, metric, k, M, efc, efs, threads, sels, filter_nq, seed):
+    import hnswlib
+    space = 'l2' if metric == 'l2' else 'ip'
+    idx = hnswlib.Index(space=space, dim=base.shape[1])
+    idx.init_index(max_elements=len(base), M=M, ef_construction=efc, random_seed=seed)
+    t0 = time.perf_counter()
+    idx.add_items(base, np.arange(len(base)), num_threads=threads)
+    build_s = time.perf_counter() - t0
+    log(f'hnswlib: built in {build_s:.2f} s')
+    curve = []
+    idx.set_ef(efs[0])
+    idx.knn_query(queries[:500], k=k, num_threads=1)  # warm-up, as quiver-ann does
+    for ef in efs:
+        idx.set_ef(ef)
+        t = float('inf')
+        for _ in range(REPEATS):  # best of REPEATS: the machine is shared, the fastest pass is the least disturbed
+            t0 = time.perf_counter()
+            labels, _ = idx.knn_query(queries, k=k, num_threads=1)
+            t = min(t, time.perf_counter() - t0)
+        r = recall_at_k(labels, gt, k)
+        curve.append((ef, r, len(queries) / t))
+        log(f'  hnswlib ef {ef:<4} recall@{k} {r:.4f} {len(queries) / t:9.0f} q/s')
+    filt = []
+    rng = np.random.default_rng(seed + 7)
+    for sel in sels or []:
+        if sel >= 1:
+            continue
+        mask = rng.random(len(base)) < sel
+        allowed_ids = np.nonzero(mask)[0]
+        if len(allowed_ids) == 0:
+            continue
+        qs = queries[:filter_nq]
+        sub_gt = ground_truth(base[allowed_ids], qs, min(k, len(allowed_ids)), metric)
+        fgt = allowed_ids[sub_gt]
+        maskl = mask.tolist()
+        for ef in efs:
+            idx.set_ef(max(ef, k))
+            t0 = time.perf_counter()
+            try:
+                labels, _ = idx.knn_query(qs, k=min(k, len(allowed_ids)), num_threads=1,
+                                          filter=lambda i: maskl[i])
+            except RuntimeError as e:  # hnswlib raises when it cannot find k allowed results
+                log(f'  hnswlib filtered sel {sel} ef {ef}: {e}')
+                filt.append({'selectivity': sel, 'ef': ef, 'recall': None, 'qps': None})
+                continue
+            t = time.perf_counter() - t0
+            r = recall_at_k(labels, fgt, min(k, len(allowed_ids)))
+            filt.append({'selectivity': sel, 'ef': ef, 'recall': r, 'qps': len(qs) / t})
+            log(f'  hnswlib sel {sel:<6} ef {ef:<4} recall {r:.4f} {len(qs) / t:9.0f} q/s (Python filter callback)')
+    return {'build_s': build_s, 'curve': curve, 'filtered': filt}
+
+
+def run_faiss(base, queries, gt, metric, k, M, efc, efs, threads):
+    try:
+        import faiss
+    except ImportError:
+        log('faiss not installed: skipped')
+        return None
+    d = base.shape[1]
+    mt = faiss.METRIC_L2 if metric == 'l2' else faiss.METRIC_INNER_PRODUCT
+    idx = faiss.IndexHNSWFlat(d, M, mt)
+    idx.hnsw.efConstruction = efc
+    faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
+    idx.add(np.ascontiguousarray(base, dtype=np.float32))
+    build_s = time.perf_counter() - t0
+    log(f'faiss: built in {build_s:.2f} s')
+    faiss.omp_set_num_threads(1)
+    curve = []
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    idx.hnsw.efSearch = efs[0]
+    idx.search(q[:500], k)
+    for ef in efs:
+        idx.hnsw.efSearch = ef
+        t = float('inf')
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            _, labels = idx.search(q, k)
+            t = min(t, time.perf_counter() - t0)
+        r = recall_at_k(labels, gt, k)
+        curve.append((ef, r, len(q) / t))
+        log(f'  faiss ef {ef:<4} recall@{k} {r:.4f} {len(q) / t:9.0f} q/s')
+    return {'build_s': build_s, 'curve': curve}
+
+
+# ---------------------------------------------------------------- report
+
+def qps_at(curve, target):
+    """QPS at `target` recall, linear between neighbouring points of the curve (ordered by ef). Returns
+    (qps, note): note '>=' when even the smallest ef is above the target (the QPS is then a lower bound)."""
+    pts = sorted(curve, key=lambda p: p[0])
+    if not pts:
+        return None, ''
+    if pts[0][1] >= target:
+        return pts[0][2], '>='
+    for (e0, r0, q0), (e1, r1, q1) in zip(pts, pts[1:]):
+        if r0 < target <= r1:
+            if r1 == r0:
+                return q1, ''
+            t = (target - r0) / (r1 - r0)
+            return q0 + t * (q1 - q0), ''
+    return None, ''
+
+
+def fmt(v, note=''):
+    if v is None:
+        return '-'
+    return f'{note}{v:.0f}'
+
+
+def report(name, info, results, targets, out_dir):
+    lines = []
+    lines.append(f'== {name}: {info} ==')
+    libs = [l for l in ('quiver', 'hnswlib', 'faiss') if results.get(l)]
+    head = f'{"recall@k":>9} ' + ''.join(f'{l + " q/s":>14}' for l in libs)
+    ratio_libs = [l for l in libs if l != 'quiver']
+    head += ''.join(f'{"quiver/" + l:>16}' for l in ratio_libs)
+    lines.append(head)
+    table = {}
+    for t in targets:
+        row = f'{t:>9.2f} '
+        vals = {}
+        for l in libs:
+            v, note = qps_at(results[l]['curve'], t)
+            vals[l] = (v, note)
+            row += f'{fmt(v, note):>14}'
+        for l in ratio_libs:
+            a, b = vals['quiver'][0], vals[l][0]
+            row += f'{(a / b if a and b else float("nan")):>16.2f}' if a and b else f'{"-":>16}'
+        table[t] = {l: vals[l][0] for l in libs}
+        lines.append(row)
+    lines.append('build seconds: ' + ', '.join(f'{l} {results[l]["build_s"]:.2f}' for l in libs) +
+                 ''.join(f'; quiver/{l} {results["quiver"]["build_s"] / results[l]["build_s"]:.2f}'
+                         for l in ratio_libs))
+    lines.append(f'quiver graph bytes/vector: {results["quiver"]["bytes_per_vector"]:.1f}')
+    lines.append('curves (ef: recall / q/s):')
+    for l in libs:
+        lines.append(f'  {l:8} ' + '  '.join(f'{e}: {r:.4f}/{q:.0f}' for e, r, q in sorted(results[l]['curve'])))
+    qf = results['quiver'].get('filtered') or []
+    if qf:
+        lines.append('filtered (quiver: recall / q/s / plan; hnswlib filter callback: recall / q/s):')
+        hf = {(r['selectivity'], r['ef']): r for r in (results.get('hnswlib') or {}).get('filtered', [])}
+        for r in qf:
+            paths = r['paths']
+            plan = max(paths, key=paths.get)
+            h = hf.get((r['selectivity'], r['ef']))
+            hs = '-' if not h or h['recall'] is None else f'{h["recall"]:.4f} / {h["qps"]:.0f}'
+            lines.append(f'  sel {r["selectivity"]:<6} allowed {r["allowed"]:<7} ef {r["ef"]:<4} '
+                         f'quiver {r["recall"]:.4f} / {r["qps"]:.0f} / {plan:6}  hnswlib {hs}')
+    text = '\n'.join(lines)
+    print(text, flush=True)
+    with open(os.path.join(out_dir, f'{name}.txt'), 'w') as f:
+        f.write(text + '\n')
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for l in libs:
+            c = sorted(results[l]['curve'])
+            ax.plot([p[1] for p in c], [p[2] for p in c], marker='o', label=l)
+        ax.set_yscale('log')
+        ax.set_xlabel('recall@k')
+        ax.set_ylabel('queries/s (1 thread)')
+        ax.set_title(f'{name}: {info}', fontsize=9)
+        ax.grid(True, which='both', alpha=0.3)
+        ax.legend()
+        png = os.path.join(out_dir, f'{name}.png')
+        fig.savefig(png, dpi=110, bbox_inches='tight')
+        log(f'plot: {png}')
+    except ImportError:
+        log('matplotlib not installed: no plot')
+    return table
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--dataset', action='append', help='synth | sift5k | files:BASE.fvecs,QUERY.fvecs')
+    ap.add_argument('--n', type=int, default=100000)
+    ap.add_argument('--dim', type=int, default=128)
+    ap.add_argument('--nq', type=int, default=1000)
+    ap.add_argument('--clusters', type=int, default=100)
+    ap.add_argument('--sift-holdout', type=int, default=500)
+    ap.add_argument('--metric', default='l2', choices=['l2', 'ip', 'cosine'])
+    ap.add_argument('--k', type=int, default=10)
+    ap.add_argument('--M', type=int, default=16)
+    ap.add_argument('--efc', type=int, default=200)
+    ap.add_argument('--ef', default='10,16,24,32,48,64,96,128,192,256,384')
+    ap.add_argument('--threads', type=int, default=os.cpu_count())
+    ap.add_argument('--filter-selectivity', default='')
+    ap.add_argument('--filter-nq', type=int, default=200)
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--exe', default=os.path.join(ROOT, 'build-bench', 'release', 'quiver-ann'))
+    ap.add_argument('--out', default=os.path.join(ROOT, 'build-bench', 'results'))
+    ap.add_argument('--no-faiss', action='store_true')
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    data_dir = os.path.join(ROOT, 'build-bench', 'data')
+    os.makedirs(data_dir, exist_ok=True)
+    efs = [int(e) for e in a.ef.split(',')]
+    sels = [float(s) for s in a.filter_selectivity.split(',')] if a.filter_selectivity else []
+    targets = [0.90, 0.95, 0.99]
+    summary = {'load_at_start': loadavg(), 'cpu_count': os.cpu_count(), 'datasets': {}}
+    log(f'load average at start: {summary["load_at_start"]:.2f}')
+    for ds in a.dataset or ['synth']:
+        if ds == 'synth':
+            name = f'synth-{a.n // 1000}k-{a.dim}'
+            bf, qf = os.path.join(data_dir, name + '-base.fvecs'), os.path.join(data_dir, name + '-query.fvecs')
+            if not (os.path.exists(bf) and os.path.exists(qf)):
+                log(f'generating {name}: {a.n} x {a.dim}, {a.clusters} clusters, {a.nq} queries')
+                base, queries = synth(a.n, a.nq, a.dim, a.clusters, a.seed)
+                write_fvecs(bf, base)
+                write_fvecs(qf, queries)
+        elif ds == 'sift5k':
+            name = 'sift5k'
+            bf, qf = os.path.join(data_dir, 'sift5k-base.fvecs'), os.path.join(data_dir, 'sift5k-query.fvecs')
+            base, queries = sift5k(a.sift_holdout)
+            write_fvecs(bf, base)
+            write_fvecs(qf, queries)
+        elif ds.startswith('files:'):
+            bf, qf = ds[6:].split(',')
+            name = os.path.splitext(os.path.basename(bf))[0]
+        else:
+            sys.exit(f'unknown dataset {ds}')
+        base, queries = read_fvecs(bf), read_fvecs(qf)
+        metric = a.metric
+        if metric == 'cosine':  # what quiver-ann does for cosine: normalise, then inner product
+            base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        gm = 'l2' if metric == 'l2' else 'ip'
+        gt = ground_truth(base, queries, a.k, gm)
+        gtf = os.path.join(data_dir, f'{name}-{gm}-gt{a.k}.ivecs')
+        write_ivecs(gtf, gt)
+        info = (f'{len(base)} x {base.shape[1]}, {len(queries)} queries, {metric}, k={a.k}, M={a.M}, '
+                f'efc={a.efc}, build threads={a.threads}, load {loadavg():.2f}')
+        log(info)
+        res = {}
+        res['quiver'] = run_quiver(a.exe, bf, qf, gtf, metric, a.k, a.M, a.efc, efs, a.threads, sels,
+                                   os.path.join(a.out, f'{name}-quiver.json'))
+        res['hnswlib'] = run_hnswlib(base, queries, gt, gm, a.k, a.M, a.efc, efs, a.threads, sels, a.filter_nq,
+                                     a.seed)
+        if not a.no_faiss:
+            res['faiss'] = run_faiss(base, queries, gt, gm, a.k, a.M, a.efc, efs, a.threads)
+        info += f', load after {loadavg():.2f}'
+        table = report(name, info, res, targets, a.out)
+        summary['datasets'][name] = {
+            'info': info, 'qps_at_recall': {str(t): v for t, v in table.items()},
+            'build_seconds': {l: r['build_s'] for l, r in res.items() if r},
+            'curves': {l: r['curve'] for l, r in res.items() if r},
+            'quiver_filtered': res['quiver']['filtered'],
+            'hnswlib_filtered': res['hnswlib']['filtered'],
+        }
+    summary['load_at_end'] = loadavg()
+    with open(os.path.join(a.out, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    log(f'load average at end: {summary["load_at_end"]:.2f}; results in {a.out}')
+
+
+if __name__ == '__main__':
+    main()

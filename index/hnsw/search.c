@@ -1,0 +1,635 @@
+/* HNSW search: SEARCH-LAYER (Algorithm 2), the greedy descent, K-NN-SEARCH (Algorithm 5) with filters, the exact
+ * scan, and the scratch pool.
+ *
+ * Hot loop. Layer 0 is where a query spends nearly all its time, and nearly all of that waiting for memory: a
+ * neighbour's vector is a random 4*dim-byte read. So the loop first walks the popped node's link list, tests and
+ * sets the visited tags, and collects the unvisited ids into a batch; then prefetches every vector of the batch;
+ * then computes the distances. By the time the first distance needs its vector the later loads are in flight
+ * (hnswlib prefetches one neighbour ahead). Distances come from the SIMD dispatch table, looked up once per query.
+ * The loop is instantiated per metric and per filter mode (always_inline with constant arguments) so neither the
+ * IP sign flip nor the filter test costs a branch on the unfiltered path.
+ *
+ * Visited sets. Each scratch holds a uint16 tag per node and a generation counter: a node is visited when its tag
+ * equals the current generation. Starting a search is ++gen; the tags are cleared only when gen wraps (every 65535
+ * searches), so there is no O(n) clear per query. Scratches live in a per-index free list (one mutex round trip per
+ * search to borrow and return one), so there is one per concurrently searching thread, created on first use and
+ * reused after: no per-query allocation once warm. Rejected: thread-local storage (an index does not know the
+ * threads that search it, and TLS would keep one n-sized array per thread per index alive after the index is
+ * freed); per-node per-thread visited bytes (Redis) cost memory per node.
+ *
+ * Filters (the `allowed` bitmap). The walk goes through nodes that are not allowed: every node reached is a
+ * candidate (C in Algorithm 2) by its distance, but only allowed nodes enter the result set W, and the stopping
+ * rule compares with W's worst. When the allowed fraction is small that walk would compute distances mostly for
+ * rejected nodes, so the two-hop mode (ACORN-1, Patel et al. 2024) computes distances only for allowed nodes: the
+ * neighbours of a popped candidate that are allowed, plus the allowed neighbours of its non-allowed neighbours,
+ * at most Mmax0 evaluations per hop. If the candidate queue runs dry before W holds ef results (a selective
+ * filter can leave the allowed subgraph disconnected), the search reseeds from unvisited allowed rows found by
+ * scanning the bitmap, so whenever at least k rows are allowed, k come back unless the effort bound hits first.
+ * Effort is bounded by max_dist distance computations; link lists read without a distance computation (the
+ * two-hop expansion) are bounded by Mmax0 + 1 per evaluated node, and the bitmap scan by n/64 words per query.
+ *
+ * Plan. With very few allowed rows, scanning them exactly is cheaper than any walk (and exact). The cost model in
+ * qv_hnsw_plan() compares the expected number of distance computations: a walk costs about
+ * ef * Mmax0 / 2 / selectivity for the plain walk, ef * Mmax0 for two-hop, and the scan costs allowed_count, at
+ * about a third of the price per computation because its reads are sequential. */
+#include "index/hnsw/hnsw_int.h"
+
+#include "common/bitmap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- scratch pool ---- */
+
+static size_t batch_cap(const qv_hnsw_t *h) { return 2 * (size_t)h->M0 + 2; }
+
+size_t qv__scratch_bytes(const qv_hnsw_t *h, size_t ef)
+{
+    return sizeof(qv__scratch_t) + h->n * sizeof(uint16_t) + 4 * ef * sizeof(qv__pair_t) +
+           (ef + 1) * sizeof(qv__pair_t) + (batch_cap(h) + h->M0) * sizeof(uint32_t) +
+           3 * ((size_t)h->M0 + 1) * sizeof(qv__pair_t);
+}
+
+static void scratch_free(qv__scratch_t *s)
+{
+    if (!s)
+        return;
+    free(s->tags);
+    free(s->cand);
+    free(s->res);
+    free(s->work);
+    free(s->batch);
+    free(s->hop2);
+    free(s->sel);
+    free(s);
+}
+
+/* Makes room for a result heap of ef (and the candidate heap's starting size). */
+static bool scratch_fit(qv__scratch_t *s, size_t ef)
+{
+    if (ef <= s->res_cap)
+        return true;
+    if (ef > SIZE_MAX / 4 / sizeof(qv__pair_t))
+        return false;
+    qv__pair_t *res = malloc(ef * sizeof(*res));
+    qv__pair_t *work = malloc((ef + 1) * sizeof(*work));
+    if (!res || !work) {
+        free(res);
+        free(work);
+        return false;
+    }
+    free(s->res);
+    free(s->work);
+    s->res = res;
+    s->work = work;
+    s->res_cap = ef;
+    if (s->cand_cap < 4 * ef) {
+        qv__pair_t *cand = malloc(4 * ef * sizeof(*cand));
+        if (!cand)
+            return false;  /* the old, smaller heap stays: it grows on demand */
+        free(s->cand);
+        s->cand = cand;
+        s->cand_cap = 4 * ef;
+    }
+    return true;
+}
+
+qv__scratch_t *qv__scratch_get(const qv_hnsw_t *h, size_t ef)
+{
+    qv_hnsw_t *hm = (qv_hnsw_t *)h;  /* the pool is the index's only mutable part after build; pool_mu guards it */
+    pthread_mutex_lock(&hm->pool_mu);
+    qv__scratch_t *s = hm->free_scratch;
+    if (s)
+        hm->free_scratch = s->next;
+    pthread_mutex_unlock(&hm->pool_mu);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return NULL;
+        s->tags = qv__big_calloc(h->n ? h->n : 1, sizeof(uint16_t));
+        s->batch = malloc(batch_cap(h) * sizeof(uint32_t));
+        s->hop2 = malloc(((size_t)h->M0 + 1) * sizeof(uint32_t));
+        s->sel = malloc(3 * ((size_t)h->M0 + 1) * sizeof(qv__pair_t));
+        if (!s->tags || !s->batch || !s->hop2 || !s->sel) {
+            scratch_free(s);
+            return NULL;
+        }
+    }
+    s->oom = false;
+    if (!scratch_fit(s, ef)) {
+        qv__scratch_put(h, s);
+        return NULL;
+    }
+    return s;
+}
+
+void qv__scratch_put(const qv_hnsw_t *h, qv__scratch_t *s)
+{
+    qv_hnsw_t *hm = (qv_hnsw_t *)h;
+    pthread_mutex_lock(&hm->pool_mu);
+    s->next = hm->free_scratch;
+    hm->free_scratch = s;
+    pthread_mutex_unlock(&hm->pool_mu);
+}
+
+void qv__scratch_pool_free(qv_hnsw_t *h)
+{
+    qv__scratch_t *s = h->free_scratch;
+    while (s) {
+        qv__scratch_t *next = s->next;
+        scratch_free(s);
+        s = next;
+    }
+    h->free_scratch = NULL;
+}
+
+static bool cand_grow(qv__scratch_t *s)
+{
+    size_t cap = s->cand_cap ? 2 * s->cand_cap : 64;
+    qv__pair_t *c = cap > SIZE_MAX / sizeof(*c) ? NULL : realloc(s->cand, cap * sizeof(*c));
+    if (!c) {
+        s->oom = true;
+        return false;
+    }
+    s->cand = c;
+    s->cand_cap = cap;
+    return true;
+}
+
+/* ---- helpers ---- */
+
+int qv__pf_mode = 0;
+static inline void prefetch_vec(const float *v, size_t bytes)
+{
+    const char *p = (const char *)v;
+    /* The first lines matter most: the hardware prefetcher follows a sequential read once it has started. */
+    size_t lim = bytes < 512 ? bytes : 512;
+    if (qv__pf_mode == 1) lim = 64;
+    if (qv__pf_mode == 2) lim = 128;
+    if (qv__pf_mode == 3) lim = 0;
+    for (size_t off = 0; off < lim; off += 64)
+        __builtin_prefetch(p + off, 0, 3);
+}
+
+static inline float dist_m(qv_dist_fn fn, bool ip, const float *a, const float *b, size_t dim)
+{
+    float d = fn(a, b, dim);
+    return ip ? -d : d;
+}
+
+/* Offers (d, id) to W (max-heap of at most ef). */
+static inline void res_offer(qv__scratch_t *s, size_t ef, float d, uint32_t id)
+{
+    if (s->nres < ef)
+        qv__maxheap_push(s->res, &s->nres, d, id);
+    else if (d < s->res[0].d)
+        qv__maxheap_replace_top(s->res, s->nres, d, id);
+}
+
+static inline bool cand_push(qv__scratch_t *s, float d, uint32_t id)
+{
+    if (s->ncand == s->cand_cap && !cand_grow(s))
+        return false;
+    qv__minheap_push(s->cand, &s->ncand, d, id);
+    return true;
+}
+
+/* ---- greedy descent ---- */
+
+uint32_t qv__greedy(const qv_hnsw_t *h, const float *q, uint32_t ep, float *d, unsigned top, unsigned stop,
+                    uint64_t *ndist)
+{
+    uint32_t cur = ep;
+    float cd = *d;
+    uint64_t nd = 0;
+    for (unsigned l = top; l > stop; l--) {
+        bool changed = true;
+        while (changed) {
+            changed = false;
+            const uint32_t *ll = qv__links(h, cur, l);
+            uint32_t c = qv__load_count(ll);
+            if (c > h->M)
+                c = h->M;
+            for (uint32_t i = 0; i < c; i++) {
+                uint32_t j = qv__load(&ll[1 + i]);
+                if (i + 1 < c)
+                    __builtin_prefetch(qv__vec(h, qv__load(&ll[2 + i])), 0, 3);
+                float dj = qv__dist(h, q, qv__vec(h, j));
+                nd++;
+                if (dj < cd) {
+                    cd = dj;
+                    cur = j;
+                    changed = true;
+                }
+            }
+        }
+    }
+    *d = cd;
+    *ndist += nd;
+    return cur;
+}
+
+/* ---- Algorithm 2 while inserting (unfiltered, any layer, lock-free reads of lists being written) ---- */
+
+uint64_t qv__search_layer(const qv_hnsw_t *h, qv__scratch_t *s, const float *q, size_t nentry, size_t ef,
+                          unsigned layer)
+{
+    uint64_t nd = 0;
+    uint32_t cap = layer ? h->M : h->M0;
+    size_t vbytes = (size_t)h->dim * sizeof(float);
+    s->ncand = 0;
+    s->nres = 0;
+    for (size_t i = 0; i < nentry; i++) {
+        qv__pair_t e = s->work[i];
+        s->tags[e.id] = s->gen;
+        if (!cand_push(s, e.d, e.id))
+            return nd;
+        res_offer(s, ef, e.d, e.id);
+    }
+    while (s->ncand) {
+        qv__pair_t c = qv__minheap_pop(s->cand, &s->ncand);
+        if (s->nres >= ef && c.d > s->res[0].d)
+            break;
+        const uint32_t *ll = qv__links(h, c.id, layer);
+        uint32_t cnt = qv__load_count(ll);
+        if (cnt > cap)
+            cnt = cap;
+        size_t nb = 0;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t j = qv__load(&ll[1 + i]);
+            if (s->tags[j] != s->gen) {
+                s->tags[j] = s->gen;
+                s->batch[nb++] = j;
+            }
+        }
+        for (size_t i = 0; i < nb; i++)
+            prefetch_vec(qv__vec(h, s->batch[i]), vbytes);
+        for (size_t i = 0; i < nb; i++) {
+            uint32_t j = s->batch[i];
+            float d = qv__dist(h, q, qv__vec(h, j));
+            nd++;
+            if (s->nres < ef || d < s->res[0].d) {
+                if (!cand_push(s, d, j))
+                    return nd;
+                res_offer(s, ef, d, j);
+            }
+        }
+    }
+    return nd;
+}
+
+/* ---- Algorithm 5 layer 0 with filters ---- */
+
+enum { MODE_ALL = 0, MODE_WALK = 1, MODE_TWOHOP = 2 };
+
+typedef struct {
+    const uint64_t *allowed;
+    size_t ef;
+    uint64_t budget;
+    uint64_t ndist;
+    uint64_t nvisited;
+    size_t cursor;  /* reseeding: next row of the bitmap to look at */
+    bool budget_hit;
+} l0_ctx_t;
+
+/* Evaluates the ids in batch[0..nb): prefetch all, then distances; admits to C and (allowed ones) to W. */
+static inline __attribute__((always_inline)) bool eval_batch(const qv_hnsw_t *h, qv__scratch_t *s, l0_ctx_t *x,
+                                                             const float *q, qv_dist_fn fn, bool ip, int mode,
+                                                             size_t nb)
+{
+    size_t dim = h->dim, vbytes = dim * sizeof(float);
+    for (size_t i = 0; i < nb; i++)
+        prefetch_vec(qv__vec(h, s->batch[i]), vbytes);
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t j = s->batch[i];
+        float d = dist_m(fn, ip, q, qv__vec(h, j), dim);
+        if (s->nres < x->ef || d < s->res[0].d) {
+            if (!cand_push(s, d, j))
+                return false;
+            if (mode != MODE_WALK || qv_bm_get(x->allowed, j))
+                res_offer(s, x->ef, d, j);
+        }
+    }
+    x->ndist += nb;
+    return true;
+}
+
+/* Pushes up to `want` unvisited allowed rows found from x->cursor on as new entry points. Returns how many. */
+static size_t reseed(const qv_hnsw_t *h, qv__scratch_t *s, l0_ctx_t *x, const float *q, qv_dist_fn fn, bool ip,
+                     size_t want)
+{
+    size_t nb = 0, n = h->n;
+    while (x->cursor < n && nb < want) {
+        size_t w = x->cursor >> 6;
+        uint64_t bits = x->allowed[w] & (~(uint64_t)0 << (x->cursor & 63));
+        if (!bits) {
+            x->cursor = (w + 1) << 6;
+            continue;
+        }
+        size_t r = (w << 6) + (size_t)__builtin_ctzll(bits);
+        x->cursor = r + 1;
+        if (r >= n)
+            break;
+        if (s->tags[r] != s->gen) {
+            s->tags[r] = s->gen;
+            s->batch[nb++] = (uint32_t)r;
+        }
+    }
+    if (nb == 0)
+        return 0;
+    size_t dim = h->dim;
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t j = s->batch[i];
+        float d = dist_m(fn, ip, q, qv__vec(h, j), dim);
+        if (!cand_push(s, d, j))
+            return 0;
+        res_offer(s, x->ef, d, j);
+    }
+    x->ndist += nb;
+    return nb;
+}
+
+static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, qv__scratch_t *s, l0_ctx_t *x,
+                                                            const float *q, uint32_t ep, float epd, qv_dist_fn fn,
+                                                            bool ip, int mode)
+{
+    const size_t ef = x->ef, stride = qv__l0_stride(h);
+    const uint32_t cap = h->M0;
+    const uint32_t *l0 = h->l0;
+    s->ncand = 0;
+    s->nres = 0;
+    s->tags[ep] = s->gen;
+    qv__minheap_push(s->cand, &s->ncand, epd, ep);  /* cand_cap >= 4 * ef >= 4 */
+    if (mode == MODE_ALL || qv_bm_get(x->allowed, ep))
+        qv__maxheap_push(s->res, &s->nres, epd, ep);
+
+    for (;;) {
+        while (s->ncand) {
+            qv__pair_t c = qv__minheap_pop(s->cand, &s->ncand);
+            if (s->nres >= ef && c.d > s->res[0].d)
+                break;
+            if (x->ndist >= x->budget) {
+                x->budget_hit = true;
+                break;
+            }
+            x->nvisited++;
+            const uint32_t *ll = l0 + (size_t)c.id * stride;
+            uint32_t cnt = ll[0];
+            if (cnt > cap)
+                cnt = cap;
+            size_t nb = 0;
+            if (mode != MODE_TWOHOP) {
+                for (uint32_t i = 0; i < cnt; i++) {
+                    uint32_t j = ll[1 + i];
+                    if (s->tags[j] != s->gen) {
+                        s->tags[j] = s->gen;
+                        s->batch[nb++] = j;
+                    }
+                }
+                if (!eval_batch(h, s, x, q, fn, ip, mode, nb))
+                    return;
+                continue;
+            }
+            /* Two-hop (ACORN-1): allowed neighbours are evaluated; non-allowed ones are expanded to their allowed
+             * neighbours; at most Mmax0 evaluations per popped node. */
+            size_t nh = 0;
+            for (uint32_t i = 0; i < cnt; i++) {
+                uint32_t j = ll[1 + i];
+                if (s->tags[j] == s->gen)
+                    continue;
+                s->tags[j] = s->gen;
+                if (qv_bm_get(x->allowed, j))
+                    s->batch[nb++] = j;
+                else
+                    s->hop2[nh++] = j;
+            }
+            for (size_t i = 0; i < nh; i++)
+                __builtin_prefetch(l0 + (size_t)s->hop2[i] * stride, 0, 3);
+            for (size_t i = 0; i < nh && nb < cap; i++) {
+                const uint32_t *l2 = l0 + (size_t)s->hop2[i] * stride;
+                uint32_t c2 = l2[0];
+                if (c2 > cap)
+                    c2 = cap;
+                x->nvisited++;
+                for (uint32_t t = 0; t < c2 && nb < cap; t++) {
+                    uint32_t w = l2[1 + t];
+                    if (s->tags[w] != s->gen && qv_bm_get(x->allowed, w)) {
+                        s->tags[w] = s->gen;
+                        s->batch[nb++] = w;
+                    }
+                }
+            }
+            if (!eval_batch(h, s, x, q, fn, ip, mode, nb))
+                return;
+        }
+        /* C ran dry (or the stop rule fired) with fewer than ef results: the allowed part of the graph reachable
+         * from here is exhausted; continue from other allowed rows while effort remains. */
+        if (mode == MODE_ALL || s->nres >= ef || x->budget_hit || s->oom || x->ndist >= x->budget)
+            return;
+        if (s->ncand)
+            continue;  /* not reachable: the loop only exits with C empty or on the rules above */
+        if (!reseed(h, s, x, q, fn, ip, 8))
+            return;
+    }
+}
+
+/* ---- exact scan ---- */
+
+static int exact_scan(const qv_hnsw_t *h, qv__scratch_t *s, const float *q, size_t k, const uint64_t *allowed,
+                      uint64_t *ndist)
+{
+    qv_dist_fn fn = h->dist;
+    bool ip = h->metric == QV_HNSW_IP;
+    size_t dim = h->dim, n = h->n;
+    s->nres = 0;
+    uint64_t nd = 0;
+    for (size_t w = 0; w < qv_bm_words(n); w++) {
+        uint64_t bits = allowed ? allowed[w] : ~(uint64_t)0;
+        if (w == n >> 6 && (n & 63))
+            bits &= ((uint64_t)1 << (n & 63)) - 1;
+        while (bits) {
+            size_t r = (w << 6) + (size_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            float d = dist_m(fn, ip, q, qv__vec(h, (uint32_t)r), dim);
+            nd++;
+            if (s->nres < k)
+                qv__maxheap_push(s->res, &s->nres, d, (uint32_t)r);
+            else if (d < s->res[0].d || (d == s->res[0].d && r < s->res[0].id))
+                qv__maxheap_replace_top(s->res, s->nres, d, (uint32_t)r);
+        }
+    }
+    *ndist = nd;
+    return QV_OK;
+}
+
+/* ---- output ---- */
+
+static int pair_cmp(const void *pa, const void *pb)
+{
+    const qv__pair_t *a = pa, *b = pb;
+    if (a->d < b->d)
+        return -1;
+    if (a->d > b->d)
+        return 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Keeps the k best of W, sorted best first, in out. */
+static size_t emit(qv__scratch_t *s, size_t k, qv_cand_t *out)
+{
+    while (s->nres > k)
+        qv__maxheap_pop(s->res, &s->nres);
+    size_t m = s->nres;
+    qsort(s->res, m, sizeof(qv__pair_t), pair_cmp);
+    for (size_t i = 0; i < m; i++) {
+        out[i].dist = s->res[i].d;
+        out[i].ref = s->res[i].id;
+    }
+    s->nres = 0;
+    return m;
+}
+
+/* ---- plan ---- */
+
+#define DEFAULT_TWOHOP_BELOW 0.3f
+
+qv_hnsw_path_t qv_hnsw_plan(const qv_hnsw_t *h, size_t k, uint32_t ef, size_t allowed_count, float twohop_below)
+{
+    if (!h || h->n == 0 || k == 0 || allowed_count == 0)
+        return QV_HNSW_PATH_NONE;
+    if (allowed_count >= h->n)
+        return QV_HNSW_PATH_GRAPH;
+    if (twohop_below == 0.0f)
+        twohop_below = DEFAULT_TWOHOP_BELOW;
+    double e = ef ? ef : QV_HNSW_DEFAULT_EF;
+    if (e < (double)k)
+        e = (double)k;
+    double sel = (double)allowed_count / (double)h->n;
+    bool twohop = sel < (double)twohop_below;
+    /* Expected distance computations of the walk (see the essay above), and of the scan at ~1/3 the unit price. */
+    double walk = twohop ? e * h->M0 : e * h->M0 / 2.0 / sel;
+    double scan = (double)allowed_count / 3.0;
+    if (scan <= walk)
+        return QV_HNSW_PATH_EXACT;
+    return twohop ? QV_HNSW_PATH_TWOHOP : QV_HNSW_PATH_GRAPH;
+}
+
+/* ---- public search ---- */
+
+int qv_hnsw_search_exact(const qv_hnsw_t *h, const float *query, size_t k, const uint64_t *allowed, qv_cand_t *out,
+                         size_t *nout)
+{
+    if (!h || !query || !nout || (k && !out))
+        return QV_EINVAL;
+    *nout = 0;
+    if (h->n == 0 || k == 0)
+        return QV_OK;
+    if (k > h->n)
+        k = h->n;
+    qv__scratch_t *s = qv__scratch_get(h, k);
+    if (!s)
+        return QV_ENOMEM;
+    uint64_t nd;
+    exact_scan(h, s, query, k, allowed, &nd);
+    *nout = emit(s, k, out);
+    qv__scratch_put(h, s);
+    return QV_OK;
+}
+
+int qv_hnsw_search(const qv_hnsw_t *h, const float *query, size_t k, const qv_hnsw_search_params_t *params,
+                   qv_cand_t *out, size_t *nout, qv_hnsw_stats_t *stats)
+{
+    qv_hnsw_stats_t st = {0};
+    if (stats)
+        *stats = st;
+    if (!h || !query || !nout || (k && !out))
+        return QV_EINVAL;
+    *nout = 0;
+    if (!__atomic_load_n(&h->built, __ATOMIC_ACQUIRE))
+        return QV_EINVAL;
+    qv_hnsw_search_params_t p = params ? *params : (qv_hnsw_search_params_t){.allowed_count = QV_HNSW_COUNT_UNKNOWN};
+    size_t n = h->n;
+    if (n == 0 || k == 0)
+        return QV_OK;
+    size_t allowed_count = n;
+    if (p.allowed) {
+        allowed_count = p.allowed_count == QV_HNSW_COUNT_UNKNOWN ? qv_bm_count(p.allowed, n) : p.allowed_count;
+        if (allowed_count > n)
+            allowed_count = n;
+        if (allowed_count == 0)
+            return QV_OK;
+    }
+    if (k > n)
+        k = n;
+    size_t ef = p.ef ? p.ef : QV_HNSW_DEFAULT_EF;
+    if (ef < k)
+        ef = k;
+    if (ef > n)
+        ef = n;
+
+    qv_hnsw_path_t path;
+    if (p.plan == QV_HNSW_PLAN_EXACT)
+        path = QV_HNSW_PATH_EXACT;
+    else if (!p.allowed)
+        path = QV_HNSW_PATH_GRAPH;
+    else if (p.plan == QV_HNSW_PLAN_GRAPH)
+        path = p.twohop_below >= 0 && (double)allowed_count / (double)n <
+                                          (double)(p.twohop_below ? p.twohop_below : DEFAULT_TWOHOP_BELOW)
+                   ? QV_HNSW_PATH_TWOHOP
+                   : QV_HNSW_PATH_GRAPH;
+    else
+        path = qv_hnsw_plan(h, k, (uint32_t)ef, allowed_count, p.twohop_below);
+
+    qv__scratch_t *s = qv__scratch_get(h, path == QV_HNSW_PATH_EXACT ? k : ef);
+    if (!s)
+        return QV_ENOMEM;
+    st.path = path;
+    if (path == QV_HNSW_PATH_EXACT) {
+        exact_scan(h, s, query, k, p.allowed, &st.ndist);
+    } else {
+        qv__visit_begin(s, n);
+        uint64_t e = __atomic_load_n(&h->entry, __ATOMIC_ACQUIRE);
+        uint32_t ep = (uint32_t)e;
+        float epd = qv__dist(h, query, qv__vec(h, ep));
+        st.ndist = 1;
+        ep = qv__greedy(h, query, ep, &epd, (unsigned)(e >> 32), 0, &st.ndist);  /* Algorithm 5 lines 1-4 */
+        l0_ctx_t x = {
+            .allowed = p.allowed,
+            .ef = ef,
+            .budget = p.max_dist ? p.max_dist : (uint64_t)ef * h->M0 * 64 + 4096,
+            .ndist = st.ndist,
+        };
+        qv_dist_fn fn = h->dist;
+        int mode = !p.allowed || allowed_count == n ? MODE_ALL
+                   : path == QV_HNSW_PATH_TWOHOP      ? MODE_TWOHOP
+                                                      : MODE_WALK;
+        if (mode == MODE_ALL)
+            st.path = QV_HNSW_PATH_GRAPH;
+        bool ip = h->metric == QV_HNSW_IP;
+        /* Algorithm 5 line 5, one instantiation per (mode, metric). */
+        if (ip) {
+            if (mode == MODE_ALL)
+                search_l0(h, s, &x, query, ep, epd, fn, true, MODE_ALL);
+            else if (mode == MODE_WALK)
+                search_l0(h, s, &x, query, ep, epd, fn, true, MODE_WALK);
+            else
+                search_l0(h, s, &x, query, ep, epd, fn, true, MODE_TWOHOP);
+        } else {
+            if (mode == MODE_ALL)
+                search_l0(h, s, &x, query, ep, epd, fn, false, MODE_ALL);
+            else if (mode == MODE_WALK)
+                search_l0(h, s, &x, query, ep, epd, fn, false, MODE_WALK);
+            else
+                search_l0(h, s, &x, query, ep, epd, fn, false, MODE_TWOHOP);
+        }
+        st.ndist = x.ndist;
+        st.nvisited = x.nvisited;
+        st.budget_hit = x.budget_hit;
+    }
+    bool oom = s->oom;
+    *nout = emit(s, k, out);
+    qv__scratch_put(h, s);
+    if (stats)
+        *stats = st;
+    return oom && *nout == 0 ? QV_ENOMEM : QV_OK;
+}

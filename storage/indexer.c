@@ -1,0 +1,204 @@
+/* Background index builds; see indexer.h. */
+#include "storage/indexer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/hnsw.h"
+#include "storage/store_int.h"
+
+typedef struct job {
+    qv_coll_t *coll;
+    qv_segment_t *seg;
+    struct job *next;
+} job_t;
+
+struct qv_indexer {
+    qv_store_t *st;
+    qv_pool_t *pool;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;  /* guards the queue, stopping, current */
+    pthread_cond_t cv;
+    job_t *head, *tail;
+    bool stopping;
+    qv_hnsw_t *current; /* the build in progress, for cancel */
+};
+
+qv_indexer_t *qv__indexer_create(qv_store_t *st, int threads)
+{
+    qv_indexer_t *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    ix->st = st;
+    ix->pool = qv_pool_create(threads > 1 ? threads - 1 : 0);
+    if (!ix->pool) {
+        free(ix);
+        return NULL;
+    }
+    pthread_mutex_init(&ix->mu, NULL);
+    pthread_cond_init(&ix->cv, NULL);
+    return ix;
+}
+
+void qv__indexer_submit(qv_indexer_t *ix, qv_coll_t *c, qv_segment_t *seg)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        atomic_store(&seg->index_state, QV_IDX_FAILED);
+        return;
+    }
+    atomic_fetch_add(&c->refs, 1);
+    qv_seg_ref(seg);
+    j->coll = c;
+    j->seg = seg;
+    atomic_store(&seg->index_state, QV_IDX_PENDING);
+    pthread_mutex_lock(&ix->mu);
+    if (ix->tail)
+        ix->tail->next = j;
+    else
+        ix->head = j;
+    ix->tail = j;
+    pthread_cond_signal(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+}
+
+static void job_free(job_t *j)
+{
+    qv_seg_unref(j->seg);
+    qv_coll_release(j->coll);
+    free(j);
+}
+
+static void build_one(qv_indexer_t *ix, job_t *j)
+{
+    qv_store_t *st = ix->st;
+    qv_segment_t *seg = j->seg;
+    const qv_schema_t *s = j->coll->schema;
+    qv_hnsw_params_t p = {.metric = s->metric == QV_METRIC_L2 ? QV_HNSW_L2 : QV_HNSW_IP,
+                          .M = s->hnsw_m,
+                          .ef_construction = s->hnsw_efc,
+                          .seed = seg->id};
+    qv_err_t err;
+    qv_hnsw_t *h = NULL;
+    int rc = qv_hnsw_create(&p, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
+    if (rc) {
+        atomic_store(&seg->index_state, QV_IDX_FAILED);
+        qv__store_log(st, "index.create_failed", "collection=%s segment=%llu msg=\"%s\"", s->name,
+                      (unsigned long long)seg->id, err.msg);
+        return;
+    }
+    pthread_mutex_lock(&ix->mu);
+    bool stop = ix->stopping;
+    ix->current = h;
+    atomic_store(&seg->building, h);
+    atomic_store(&seg->index_state, QV_IDX_BUILDING);
+    pthread_mutex_unlock(&ix->mu);
+    int64_t t0 = qv__now_ns();
+    rc = stop ? QV_ECANCELLED : qv_hnsw_build(h, ix->pool);
+    pthread_mutex_lock(&ix->mu);
+    ix->current = NULL;
+    atomic_store(&seg->building, NULL);
+    pthread_mutex_unlock(&ix->mu);
+    if (rc) {
+        atomic_store(&seg->index_state, rc == QV_ECANCELLED ? QV_IDX_PENDING : QV_IDX_FAILED);
+        if (rc != QV_ECANCELLED)
+            qv__store_log(st, "index.build_failed", "collection=%s segment=%llu code=%s", s->name,
+                          (unsigned long long)seg->id, qv_strerror(rc));
+        qv_hnsw_free(h);
+        return;
+    }
+    double secs = (double)(qv__now_ns() - t0) / 1e9;
+    qv_wbuf_t blob;
+    qv_wbuf_init(&blob);
+    rc = qv_hnsw_encode(h, &blob);
+    if (rc == QV_OK)
+        rc = qv__store_put_index(st, j->coll, seg, blob.data, blob.len, &err);
+    qv_wbuf_free(&blob);
+    if (rc == QV_ENOTFOUND) { /* dropped while building */
+        qv_hnsw_free(h);
+        return;
+    }
+    if (rc)
+        qv__store_log(st, "index.persist_failed", "collection=%s segment=%llu msg=\"%s\" (serving it from memory)",
+                      s->name, (unsigned long long)seg->id, err.msg);
+    atomic_store_explicit(&seg->index, h, memory_order_release);
+    atomic_store(&seg->index_state, QV_IDX_READY);
+    qv__store_log(st, "index.ready", "collection=%s segment=%llu rows=%u seconds=%.2f", s->name,
+                  (unsigned long long)seg->id, seg->rows, secs);
+}
+
+static void *run(void *arg)
+{
+    qv_indexer_t *ix = arg;
+    pthread_mutex_lock(&ix->mu);
+    for (;;) {
+        while (!ix->stopping && !ix->head)
+            pthread_cond_wait(&ix->cv, &ix->mu);
+        if (ix->stopping)
+            break;
+        job_t *j = ix->head;
+        ix->head = j->next;
+        if (!ix->head)
+            ix->tail = NULL;
+        pthread_mutex_unlock(&ix->mu);
+        if (!atomic_load(&j->coll->dropped))
+            build_one(ix, j);
+        job_free(j);
+        pthread_mutex_lock(&ix->mu);
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return NULL;
+}
+
+int qv__indexer_start(qv_indexer_t *ix)
+{
+    if (pthread_create(&ix->thread, NULL, run, ix) != 0)
+        return QV_ENOMEM;
+    ix->started = true;
+    return QV_OK;
+}
+
+void qv__indexer_destroy(qv_indexer_t *ix)
+{
+    if (!ix)
+        return;
+    pthread_mutex_lock(&ix->mu);
+    ix->stopping = true;
+    if (ix->current)
+        qv_hnsw_cancel(ix->current);
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    if (ix->started)
+        pthread_join(ix->thread, NULL);
+    for (job_t *j = ix->head, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    qv_pool_destroy(ix->pool);
+    pthread_mutex_destroy(&ix->mu);
+    pthread_cond_destroy(&ix->cv);
+    free(ix);
+}
+
+void qv__indexer_seg_info(qv_indexer_t *ix, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)
+{
+    *state = atomic_load(&seg->index_state);
+    *progress = 0;
+    *bytes = 0;
+    qv_hnsw_t *ready = atomic_load_explicit(&seg->index, memory_order_acquire);
+    if (ready) {
+        qv_hnsw_info_t info;
+        qv_hnsw_info(ready, &info);
+        *progress = 1;
+        *bytes = info.graph_bytes;
+        return;
+    }
+    if (!ix)
+        return;
+    pthread_mutex_lock(&ix->mu); /* the indexer frees a build only after clearing `building` under mu */
+    qv_hnsw_t *b = atomic_load(&seg->building);
+    if (b && seg->rows)
+        *progress = (double)qv_hnsw_progress(b) / seg->rows;
+    pthread_mutex_unlock(&ix->mu);
+}
