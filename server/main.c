@@ -26,6 +26,10 @@ static void usage(FILE *out)
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
+            "  --compact-deleted-ratio X  compact a segment automatically once this fraction of its rows is deleted\n"
+            "                         (default 0.3; 0 turns it off)\n"
+            "  --compact-small-segments N  ... or once a collection has N segments under a quarter of --seal-rows\n"
+            "                         (default 8; 0 turns it off)\n"
             "  --index-threads N      threads building indexes of sealed segments in the background (default: online CPUs)\n"
             "  --index-min-rows N     sealed segments with fewer rows stay unindexed and are scanned exactly (default 1000)\n"
             "  --max-message-mb N     largest request or response message (default 64)\n"
@@ -57,8 +61,10 @@ int main(int argc, char **argv)
     long threads = 16, scan_threads = sysconf(_SC_NPROCESSORS_ONLN), seal_rows = 100000, seal_wal_mb = 256;
     long max_msg_mb = 64, grace_ms = 10000, index_threads = sysconf(_SC_NPROCESSORS_ONLN), index_min_rows = 1000;
     qv_simd_t simd = QV_SIMD_AUTO;
+    double cmp_ratio = 0.3;
+    long cmp_small = 8;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP, O_IDX_THREADS, O_IDX_MIN };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -73,6 +79,8 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, O_LOG},
         {"index-threads", required_argument, NULL, O_IDX_THREADS},
         {"index-min-rows", required_argument, NULL, O_IDX_MIN},
+        {"compact-deleted-ratio", required_argument, NULL, O_CMP_RATIO},
+        {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -88,6 +96,16 @@ int main(int argc, char **argv)
         case O_SEAL_WAL: seal_wal_mb = parse_num("--seal-wal-mb", optarg, 1, 1 << 20); break;
         case O_MAXMSG: max_msg_mb = parse_num("--max-message-mb", optarg, 1, 1024); break;
         case O_IDX_THREADS: index_threads = parse_num("--index-threads", optarg, 1, 1024); break;
+        case O_CMP_RATIO: {
+            char *end;
+            cmp_ratio = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(cmp_ratio >= 0 && cmp_ratio <= 1)) {
+                fprintf(stderr, "quiverd: --compact-deleted-ratio expects a number in 0..1\n");
+                return 2;
+            }
+            break;
+        }
+        case O_CMP_SMALL: cmp_small = parse_num("--compact-small-segments", optarg, 0, 1000000); break;
         case O_IDX_MIN: index_min_rows = parse_num("--index-min-rows", optarg, 1, 100000000); break;
         case O_GRACE: grace_ms = parse_num("--shutdown-grace-ms", optarg, 0, 3600000); break;
         case O_SIMD:
@@ -134,7 +152,8 @@ int main(int argc, char **argv)
     qv_err_clear(&err);
     qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
                           .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
-                          .index_min_rows = (uint32_t)index_min_rows, .log = store_log};
+                          .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
+                          .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {

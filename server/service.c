@@ -19,6 +19,8 @@
         return qv_err_set(err, QV_ENOMEM, "out of memory"); \
     init(var)
 
+static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsResponse *r);
+
 static int get_coll(qv_app_t *app, const char *name, qv_coll_t **c, qv_err_t *err)
 {
     size_t len = strlen(name);
@@ -410,6 +412,8 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     qv_store_list_free(list, n);
     if (rc || !r->collections)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
+    if (stats_compactions(app, &ctx->arena, r))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
     r->resident_bytes = resident_bytes();
     r->uptime_seconds = (uint64_t)((qv_now_ns() - app->started_ns) / 1000000000);
     r->simd = (char *)qv_dist()->name;
@@ -437,6 +441,67 @@ static int h_flush(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     return QV_OK;
 }
 
+static int h_compact(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__CompactRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    uint64_t job = 0;
+    uint32_t inputs = 0;
+    rc = qv_store_compact(app->store, c, req->target_rows, false, &job, &inputs, err);
+    qv_coll_release(c);
+    if (rc == QV_EEXIST)
+        rc = qv_err_set(err, QV_EPRECOND, "%s", err->msg); /* a job is running: try again later */
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__CompactResponse, quiver__v1__compact_response__init, r);
+    r->job_id = job;
+    r->input_segments = inputs;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsResponse *r)
+{
+    qv_compaction_info_t *jobs;
+    size_t n;
+    if (qv_store_compactions(app->store, &jobs, &n))
+        return QV_ENOMEM;
+    r->compactions = qv_arena_array(ar, n ? n : 1, sizeof *r->compactions);
+    int rc = r->compactions ? QV_OK : QV_ENOMEM;
+    for (size_t i = 0; rc == QV_OK && i < n; i++) {
+        Quiver__V1__CompactionJob *cj = qv_arena_alloc(ar, sizeof *cj);
+        uint64_t *inputs = qv_arena_array(ar, jobs[i].ninputs ? jobs[i].ninputs : 1, sizeof *inputs);
+        char *name = qv_arena_strndup(ar, jobs[i].collection, strlen(jobs[i].collection));
+        char *error = qv_arena_strndup(ar, jobs[i].error, strlen(jobs[i].error));
+        if (!cj || !inputs || !name || !error) {
+            rc = QV_ENOMEM;
+            break;
+        }
+        quiver__v1__compaction_job__init(cj);
+        cj->id = jobs[i].id;
+        cj->collection = name;
+        cj->state = (Quiver__V1__CompactionJob__State)jobs[i].state;
+        memcpy(inputs, jobs[i].inputs, jobs[i].ninputs * sizeof *inputs);
+        cj->input_segments = inputs;
+        cj->n_input_segments = jobs[i].ninputs;
+        cj->output_segment = jobs[i].output;
+        cj->rows_in = jobs[i].rows_in;
+        cj->rows_out = jobs[i].rows_out;
+        cj->progress = jobs[i].progress;
+        cj->automatic = jobs[i].automatic;
+        cj->error = error;
+        cj->started_unix_ms = jobs[i].started_ms;
+        cj->finished_unix_ms = jobs[i].finished_ms;
+        r->compactions[r->n_compactions++] = cj;
+    }
+    free(jobs);
+    return rc;
+}
+
 const qv_handler_t qv_handlers[] = {
     {"Quiver/CreateCollection", h_create},
     {"Quiver/DropCollection", h_drop},
@@ -450,6 +515,7 @@ const qv_handler_t qv_handlers[] = {
     {"Admin/Health", h_health},
     {"Admin/Stats", h_stats},
     {"Admin/Flush", h_flush},
+    {"Admin/Compact", h_compact},
     {NULL, NULL},
 };
 

@@ -9,7 +9,9 @@
 
 typedef struct job {
     qv_coll_t *coll;
-    qv_segment_t *seg;
+    qv_segment_t *seg;        /* index build; NULL for a task */
+    void (*task)(void *arg, bool run);  /* other background work (compaction); run = false: discard */
+    void *arg;
     struct job *next;
 } job_t;
 
@@ -41,6 +43,18 @@ qv_indexer_t *qv__indexer_create(qv_store_t *st, int threads)
     return ix;
 }
 
+static void enqueue(qv_indexer_t *ix, job_t *j)
+{
+    pthread_mutex_lock(&ix->mu);
+    if (ix->tail)
+        ix->tail->next = j;
+    else
+        ix->head = j;
+    ix->tail = j;
+    pthread_cond_signal(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+}
+
 void qv__indexer_submit(qv_indexer_t *ix, qv_coll_t *c, qv_segment_t *seg)
 {
     job_t *j = calloc(1, sizeof *j);
@@ -53,18 +67,24 @@ void qv__indexer_submit(qv_indexer_t *ix, qv_coll_t *c, qv_segment_t *seg)
     j->coll = c;
     j->seg = seg;
     atomic_store(&seg->index_state, QV_IDX_PENDING);
-    pthread_mutex_lock(&ix->mu);
-    if (ix->tail)
-        ix->tail->next = j;
-    else
-        ix->head = j;
-    ix->tail = j;
-    pthread_cond_signal(&ix->cv);
-    pthread_mutex_unlock(&ix->mu);
+    enqueue(ix, j);
 }
 
-static void job_free(job_t *j)
+int qv__indexer_task(qv_indexer_t *ix, void (*task)(void *arg, bool run), void *arg)
 {
+    job_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return QV_ENOMEM;
+    j->task = task;
+    j->arg = arg;
+    enqueue(ix, j);
+    return QV_OK;
+}
+
+static void job_free(job_t *j, bool ran)
+{
+    if (j->task && !ran)
+        j->task(j->arg, false);
     qv_seg_unref(j->seg);
     qv_coll_release(j->coll);
     free(j);
@@ -142,9 +162,11 @@ static void *run(void *arg)
         if (!ix->head)
             ix->tail = NULL;
         pthread_mutex_unlock(&ix->mu);
-        if (!atomic_load(&j->coll->dropped))
+        if (j->task)
+            j->task(j->arg, true);
+        else if (!atomic_load(&j->coll->dropped))
             build_one(ix, j);
-        job_free(j);
+        job_free(j, true);
         pthread_mutex_lock(&ix->mu);
     }
     pthread_mutex_unlock(&ix->mu);
@@ -173,12 +195,20 @@ void qv__indexer_destroy(qv_indexer_t *ix)
         pthread_join(ix->thread, NULL);
     for (job_t *j = ix->head, *n; j; j = n) {
         n = j->next;
-        job_free(j);
+        job_free(j, false);
     }
     qv_pool_destroy(ix->pool);
     pthread_mutex_destroy(&ix->mu);
     pthread_cond_destroy(&ix->cv);
     free(ix);
+}
+
+bool qv__indexer_stopping(qv_indexer_t *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    bool s = ix->stopping;
+    pthread_mutex_unlock(&ix->mu);
+    return s;
 }
 
 void qv__indexer_seg_info(qv_indexer_t *ix, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)

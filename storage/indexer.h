@@ -23,5 +23,8 @@ int qv__indexer_start(qv_indexer_t *ix);
 void qv__indexer_destroy(qv_indexer_t *ix);
 /* Queues a build for a sealed segment of c (takes its own references); sets the segment PENDING. */
 void qv__indexer_submit(qv_indexer_t *ix, qv_coll_t *c, qv_segment_t *seg);
+/* Queues other background work on the same thread, in order with the builds: task(arg, true) runs it;
+ * task(arg, false) is called instead if the indexer stops first (to release what arg holds). */
+int qv__indexer_task(qv_indexer_t *ix, void (*task)(void *arg, bool run), void *arg);
 
 #endif

@@ -105,11 +105,18 @@ void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg)
         size_t cap = c->cap_sealed ? c->cap_sealed * 2 : 8;
         qv_segment_t **p = realloc(c->sealed, cap * sizeof *p);
         if (!p)
-            abort(); /* a few pointers; treated like any other tiny allocation at start-up */
+            abort(); /* a few pointers; treated like any other tiny allocation */
         c->sealed = p;
         c->cap_sealed = cap;
     }
-    c->sealed[c->nsealed++] = seg;
+    /* kept in ascending id order (a compaction output can have a larger id than the growing segment) */
+    size_t i = c->nsealed;
+    while (i > 0 && c->sealed[i - 1]->id > seg->id) {
+        c->sealed[i] = c->sealed[i - 1];
+        i--;
+    }
+    c->sealed[i] = seg;
+    c->nsealed++;
 }
 
 static int coll_cmp(const void *a, const void *b)
@@ -259,7 +266,7 @@ int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint3
 
 /* ---- sealing ---- */
 
-static int rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
+int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
 {
     char *e = NULL;
     rocksdb_write(st->db, st->wsync, b, &e);
@@ -272,21 +279,41 @@ static int rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
     return QV_OK;
 }
 
-static int encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, const qv_segment_t *extra)
+static int seg_id_cmp(const void *a, const void *b)
 {
+    uint64_t x = (*(qv_segment_t *const *)a)->id, y = (*(qv_segment_t *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* The manifest of c's sealed segments, minus `drop`, plus `add` (may be NULL), in ascending id order. */
+int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg,
+                        qv_segment_t *add, qv_segment_t *const *drop, size_t ndrop)
+{
+    qv_segment_t **list = malloc((c->nsealed + 1) * sizeof *list);
+    if (!list)
+        return QV_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsealed; i++) {
+        bool dropped = false;
+        for (size_t d = 0; d < ndrop; d++)
+            dropped = dropped || drop[d] == c->sealed[i];
+        if (!dropped)
+            list[n++] = c->sealed[i];
+    }
+    if (add)
+        list[n++] = add;
+    qsort(list, n, sizeof *list, seg_id_cmp);
     size_t start = out->len;
     qv_wbuf_u32(out, MANIFEST_MAGIC);
     qv_wbuf_u8(out, MANIFEST_VERSION);
     qv_wbuf_u64(out, seal_seq);
-    qv_wbuf_u64(out, c->next_seg_id + (extra ? 1 : 0));
-    qv_wbuf_u32(out, (uint32_t)(c->nsealed + (extra ? 1 : 0)));
-    for (size_t i = 0; i <= c->nsealed; i++) {
-        const qv_segment_t *s = i < c->nsealed ? c->sealed[i] : extra;
-        if (!s)
-            break;
-        qv_wbuf_u64(out, s->id);
-        qv_wbuf_u64(out, s->blob_len);
+    qv_wbuf_u64(out, next_seg);
+    qv_wbuf_u32(out, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        qv_wbuf_u64(out, list[i]->id);
+        qv_wbuf_u64(out, list[i]->blob_len);
     }
+    free(list);
     if (out->oom)
         return QV_ENOMEM;
     qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
@@ -343,7 +370,7 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
     uint32_t coll = c->schema->id;
     bool seal_g = g->rows > 0;
     qv_segment_t *next = NULL;
-    if (seal_g && !(next = qv_seg_create(c->schema, c->next_seg_id + 1)))
+    if (seal_g && !(next = qv_seg_create(c->schema, c->next_seg_id)))
         return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
 
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
@@ -398,7 +425,7 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = encode_manifest(&buf, c, c->last_seq, seal_g ? g : NULL);
+        rc = qv__encode_manifest(&buf, c, c->last_seq, c->next_seg_id + (seal_g ? 1 : 0), seal_g ? g : NULL, NULL, 0);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     if (rc == QV_OK) {
@@ -409,7 +436,7 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
         uint8_t seqv[8];
         memcpy(seqv, &st->seq, 8);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], "s", 1, (char *)seqv, 8);
-        rc = rocks_write(st, b, err);
+        rc = qv__rocks_write(st, b, err);
     } else {
         qv_err_set(err, rc, "seal: out of memory");
     }
@@ -458,6 +485,8 @@ static void run_create(qv_store_t *st, qv_writer_t *w)
     }
     s->id = st->next_coll_id;
     qv_coll_t *c = qv__coll_new(s);
+    if (c)
+        c->next_seg_id = 2; /* 1 is the growing segment */
     if (!c || !(c->growing = qv_seg_create(s, 1))) {
         if (c) {
             c->schema = NULL;
@@ -474,13 +503,13 @@ static void run_create(qv_store_t *st, qv_writer_t *w)
     if (rc == QV_OK) {
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'c', s->id), (char *)buf.data, buf.len);
         buf.len = 0;
-        rc = encode_manifest(&buf, c, 0, NULL);
+        rc = qv__encode_manifest(&buf, c, 0, c->next_seg_id, NULL, NULL, 0);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', s->id), (char *)buf.data, buf.len);
         uint32_t next = st->next_coll_id + 1;
         memcpy(nid, &next, 4);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], "n", 1, (char *)nid, 4);
     }
-    rc = rc ? qv_err_set(w->err, rc, "create: out of memory") : rocks_write(st, b, w->err);
+    rc = rc ? qv_err_set(w->err, rc, "create: out of memory") : qv__rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
     qv_wbuf_free(&buf);
     if (rc == QV_OK) {
@@ -525,7 +554,7 @@ static void run_drop(qv_store_t *st, qv_writer_t *w)
     delete_prefix(st, b, CF_KEYS, id);
     delete_prefix(st, b, CF_DEL, id);
     delete_prefix(st, b, CF_IDX, id);
-    w->rc = rocks_write(st, b, w->err);
+    w->rc = qv__rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
     if (w->rc)
         return;
@@ -575,7 +604,7 @@ static void run_index(qv_store_t *st, qv_writer_t *w)
         rocksdb_writebatch_put_cf(b, st->cf[CF_IDX], (char *)lo, key_seg(lo, coll, w->seg->id, (uint32_t)chunk),
                                   (const char *)w->blob + off, n);
     }
-    w->rc = rocks_write(st, b, w->err);
+    w->rc = qv__rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
 }
 
@@ -622,7 +651,7 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
     int rc = ends ? QV_OK : QV_ENOMEM;
     qv_err_t werr;
     if (rc == QV_OK && any)
-        rc = rocks_write(st, b, &werr);
+        rc = qv__rocks_write(st, b, &werr);
     rocksdb_writebatch_destroy(b);
 
     i = 0;
@@ -665,6 +694,8 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
             qv_err_t serr;
             seal(st, c, NULL, &serr);
         }
+        if (!c->dropped && !st->failed)
+            qv__maybe_auto_compact(st, c);
         if (w == last)
             break;
     }
@@ -673,7 +704,7 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
 #define GROUP_MAX 256
 
 /* Queues w, waits until it is done or leads, and returns its status. */
-static int commit(qv_store_t *st, qv_writer_t *w)
+int qv__commit(qv_store_t *st, qv_writer_t *w)
 {
     pthread_cond_init(&w->cv, NULL);
     w->done = false;
@@ -717,6 +748,8 @@ static int commit(qv_store_t *st, qv_writer_t *w)
         run_drop(st, w);
     } else if (w->op == W_INDEX) {
         run_index(st, w);
+    } else if (w->op == W_COMPACT) {
+        qv__run_compact(st, w);
     } else {
         run_flush(st, w);
     }
@@ -748,13 +781,13 @@ static int commit(qv_store_t *st, qv_writer_t *w)
 int qv_store_create(qv_store_t *st, qv_schema_t *s, qv_err_t *err)
 {
     qv_writer_t w = {.op = W_CREATE, .schema = s, .err = err};
-    return commit(st, &w);
+    return qv__commit(st, &w);
 }
 
 int qv_store_drop(qv_store_t *st, const char *name, size_t len, qv_err_t *err)
 {
     qv_writer_t w = {.op = W_DROP, .name = name, .name_len = len, .err = err};
-    return commit(st, &w);
+    return qv__commit(st, &w);
 }
 
 int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, uint64_t *seq, qv_err_t *err)
@@ -768,7 +801,7 @@ int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, u
         return QV_OK;
     }
     qv_writer_t w = {.op = W_UPSERT, .coll = c, .pts = pts, .n = n, .err = err};
-    rc = commit(st, &w);
+    rc = qv__commit(st, &w);
     if (seq)
         *seq = w.seq;
     return rc;
@@ -789,7 +822,7 @@ int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t 
     if (n == 0)
         return QV_OK;
     qv_writer_t w = {.op = W_DELETE, .coll = c, .ids = ids, .n = n, .err = err};
-    int rc = commit(st, &w);
+    int rc = qv__commit(st, &w);
     *deleted = w.count;
     return rc;
 }
@@ -797,13 +830,13 @@ int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t 
 int qv__store_put_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg, const void *blob, size_t len, qv_err_t *err)
 {
     qv_writer_t w = {.op = W_INDEX, .coll = c, .seg = seg, .blob = blob, .blob_len = len, .err = err};
-    return commit(st, &w);
+    return qv__commit(st, &w);
 }
 
 int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
 {
     qv_writer_t w = {.op = W_FLUSH, .coll = c, .err = err};
-    int rc = commit(st, &w);
+    int rc = qv__commit(st, &w);
     if (sealed)
         *sealed = w.count;
     return rc;
@@ -826,7 +859,9 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
         st->opts.seal_wal_bytes = DEFAULT_SEAL_WAL_BYTES;
     pthread_mutex_init(&st->colls_mu, NULL);
     pthread_mutex_init(&st->q_mu, NULL);
+    pthread_mutex_init(&st->jobs_mu, NULL);
     st->next_coll_id = 1;
+    st->next_job_id = 1;
 
     size_t plen = strlen(opts->path);
     st->path = malloc(plen + 4);
@@ -879,6 +914,7 @@ void qv_store_close(qv_store_t *st)
     if (!st)
         return;
     qv__indexer_destroy(st->indexer); /* first: a build in flight may still write through the store */
+    qv__compactions_free(st);
     for (size_t i = 0; i < st->ncolls; i++)
         qv_coll_release(st->colls[i]);
     free(st->colls);
@@ -892,6 +928,7 @@ void qv_store_close(qv_store_t *st)
     rocksdb_options_destroy(st->dbopts);
     pthread_mutex_destroy(&st->colls_mu);
     pthread_mutex_destroy(&st->q_mu);
+    pthread_mutex_destroy(&st->jobs_mu);
     free(st->path);
     free(st);
 }

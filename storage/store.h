@@ -41,6 +41,8 @@ typedef struct {
     uint32_t seal_rows;      /* seal the growing segment at this many rows (0: default 100000) */
     uint64_t seal_wal_bytes; /* ... or once its WAL records reach this size (0: default 256 MiB) */
     int index_threads;       /* background index build threads (0: 1) */
+    double compact_deleted_ratio;  /* auto-compact a segment once this fraction of its rows is deleted (0: off) */
+    uint32_t compact_small_segments; /* auto-compact once this many sealed segments are small (0: off) */
     uint32_t index_min_rows; /* sealed segments with fewer rows are not indexed (exact scans are cheap) */
     qv_store_log_fn log;     /* may be NULL */
 } qv_store_opts_t;
@@ -60,6 +62,7 @@ typedef struct qv_coll {
     uint64_t wal_bytes;           /* bytes of WAL records after seal_seq */
     qv_wbuf_t gone;               /* ids deleted since the last seal: u16 len | bytes, repeated */
     atomic_bool dropped;          /* set by DropCollection (in the commit leader) */
+    atomic_bool compacting;       /* a compaction job is queued or running for this collection */
 } qv_coll_t;
 
 int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err);
@@ -93,6 +96,37 @@ static inline void qv_coll_unlock(qv_coll_t *c) { pthread_rwlock_unlock(&c->lock
 
 /* Sum of wal_bytes over collections. */
 uint64_t qv_store_wal_bytes(qv_store_t *st);
+
+/* ---- compaction (storage/compact.c) ----
+ * A job merges sealed segments (small ones, and ones with deleted rows) into one new segment holding only their
+ * live rows, then swaps it in with one atomic batch (new blob, id-map entries, manifest, old blobs deleted), so a
+ * crash leaves either the old segments or the new one. The copy runs on the background thread while reads and
+ * writes go on; deletes that land on the inputs meanwhile are carried over at the swap, which runs in the commit
+ * leader. The new segment then gets its index built like any sealed segment. */
+enum { QV_CJ_QUEUED = 1, QV_CJ_RUNNING, QV_CJ_DONE, QV_CJ_FAILED, QV_CJ_ABANDONED };
+
+typedef struct {
+    uint64_t id;
+    char collection[QV_NAME_MAX + 1];
+    int state;          /* QV_CJ_* */
+    uint64_t inputs[64];
+    uint32_t ninputs;
+    uint64_t output;
+    uint64_t rows_in, rows_out;
+    double progress;
+    bool automatic;
+    char error[QV_ERR_MSG_MAX];
+    int64_t started_ms, finished_ms; /* unix time */
+} qv_compaction_info_t;
+
+#define QV_COMPACT_MAX_INPUTS 64
+
+/* Chooses segments of c to merge into outputs of at most target_rows live rows (0: 4 x seal_rows) and queues the
+ * job. *job_id = 0 when nothing qualifies. QV_EEXIST if c already has a job queued or running. */
+int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool automatic, uint64_t *job_id,
+                     uint32_t *ninputs, qv_err_t *err);
+/* Running and recent jobs, newest first; free() the array. */
+int qv_store_compactions(qv_store_t *st, qv_compaction_info_t **out, size_t *n);
 
 /* Index state of a segment (QV_IDX_*), build progress 0..1 and index bytes; the caller holds the read lock. */
 void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);

@@ -21,6 +21,7 @@ struct qv_writer {
     qv_schema_t *schema;    /* CREATE */
     const char *name;       /* DROP */
     size_t name_len;
+    void *job;              /* COMPACT */
     qv_segment_t *seg;      /* INDEX: the segment and its graph blob */
     const void *blob;
     size_t blob_len;
@@ -34,7 +35,7 @@ struct qv_writer {
     qv_writer_t *next;
 };
 
-enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX };
+enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT };
 
 struct qv_store {
     qv_store_opts_t opts;
@@ -53,6 +54,11 @@ struct qv_store {
     qv_writer_t *q_head, *q_tail;
 
     struct qv_indexer *indexer;
+
+    pthread_mutex_t jobs_mu;    /* guards jobs, njobs, next_job_id */
+    struct qv_cjob *jobs[32];   /* compaction jobs, newest first */
+    size_t njobs;
+    uint64_t next_job_id;
 
     /* owned by the commit leader (or by recovery, before any writer exists) */
     uint64_t seq;
@@ -78,6 +84,14 @@ static inline size_t key_seg(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t c
 int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
                         uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err);
 void qv__coll_free(qv_coll_t *c);
+int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg, qv_segment_t *add,
+                        qv_segment_t *const *drop, size_t ndrop);
+int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err);
+int qv__commit(qv_store_t *st, qv_writer_t *w);
+void qv__run_compact(qv_store_t *st, qv_writer_t *w);
+void qv__maybe_auto_compact(qv_store_t *st, qv_coll_t *c);
+void qv__compactions_free(qv_store_t *st);
+bool qv__indexer_stopping(struct qv_indexer *ix);
 /* Writes an index blob for seg through the commit queue; QV_ENOTFOUND if c was dropped. */
 int qv__store_put_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg, const void *blob, size_t len, qv_err_t *err);
 /* Queues an index build for a just-sealed or just-loaded segment if the collection wants one. */

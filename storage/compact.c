@@ -1,0 +1,425 @@
+/* Segment compaction; the contract is in store.h.
+ *
+ * Phases of a job:
+ *   choose  (caller's thread, collection read lock): sealed segments in id order that are small or have deleted
+ *           rows, taken greedily while their live rows fit the target; references are held from here on.
+ *   copy    (background thread, no lock): every row not yet deleted is appended to a fresh segment; map[i][r] keeps
+ *           the new row of input i's row r. Inputs are immutable but for their delete bits, read atomically.
+ *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
+ *           to the copy; one batch writes the new blob, its delete bitmap, id-map entries for its live rows and the
+ *           manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
+ *           collection's write lock, the id map is repointed and the segment list swapped. Readers hold the read
+ *           lock while they use segments, so the inputs are released only when no search uses them.
+ * Id-map entries in `keys` that still name an input (ids deleted or replaced since the last seal) become stale;
+ * recovery skips entries whose segment is gone, and the next seal rewrites them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/bitmap.h"
+#include "storage/indexer.h"
+#include "storage/store_int.h"
+
+typedef struct qv_cjob {
+    qv_compaction_info_t info; /* guarded by st->jobs_mu */
+    qv_store_t *st;
+    qv_coll_t *coll;           /* reference */
+    qv_segment_t *in[QV_COMPACT_MAX_INPUTS]; /* references */
+    uint32_t *map[QV_COMPACT_MAX_INPUTS];
+    qv_segment_t *out;
+    atomic_uint_fast64_t copied;
+    bool listed;               /* in st->jobs (which then frees it); otherwise run_job frees it */
+} qv_cjob_t;
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_state(qv_cjob_t *j, int state, const char *error)
+{
+    pthread_mutex_lock(&j->st->jobs_mu);
+    j->info.state = state;
+    if (error)
+        snprintf(j->info.error, sizeof j->info.error, "%s", error);
+    if (state >= QV_CJ_DONE) {
+        j->info.finished_ms = unix_ms();
+        j->info.progress = state == QV_CJ_DONE ? 1.0 : j->info.progress;
+    }
+    pthread_mutex_unlock(&j->st->jobs_mu);
+}
+
+/* Drops what the job holds once it is finished; its info stays in the history. */
+static void job_release(qv_cjob_t *j)
+{
+    for (uint32_t i = 0; i < j->info.ninputs; i++) {
+        qv_seg_unref(j->in[i]);
+        j->in[i] = NULL;
+        free(j->map[i]);
+        j->map[i] = NULL;
+    }
+    qv_seg_unref(j->out);
+    j->out = NULL;
+    if (j->coll) {
+        atomic_store(&j->coll->compacting, false);
+        qv_coll_release(j->coll);
+        j->coll = NULL;
+    }
+}
+
+void qv__compactions_free(qv_store_t *st)
+{
+    for (size_t i = 0; i < st->njobs; i++) {
+        job_release(st->jobs[i]);
+        free(st->jobs[i]);
+    }
+    st->njobs = 0;
+}
+
+/* A borrowed point view of row r (strings and vector point into the segment). */
+static int row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_attr_t *attrs, qv_str_t **items,
+                     size_t *cap)
+{
+    pt->id = qv_strcol_get(&seg->ids, r);
+    pt->text = qv_strcol_get(&seg->text, r);
+    pt->vector = (float *)qv_seg_vector(seg, r);
+    pt->nvector = seg->dim;
+    pt->attrs = attrs;
+    pt->nattrs = 0;
+    size_t need = 0;
+    for (int f = 0; f < seg->nfields; f++)
+        if (seg->cols[f].type == QV_FT_KEYWORDS)
+            need += seg->cols[f].kw_off[r + 1] - seg->cols[f].kw_off[r];
+    if (need > *cap) {
+        qv_str_t *p = realloc(*items, need * sizeof *p);
+        if (!p)
+            return QV_ENOMEM;
+        *items = p;
+        *cap = need;
+    }
+    size_t used = 0;
+    for (int f = 0; f < seg->nfields; f++) {
+        const qv_column_t *c = &seg->cols[f];
+        if (!qv_bm_get(c->present, r))
+            continue;
+        qv_attr_t *a = &attrs[pt->nattrs++];
+        a->field = (uint16_t)f;
+        a->value.type = c->type;
+        switch (c->type) {
+        case QV_FT_INT64: a->value.i = c->i64[r]; break;
+        case QV_FT_DOUBLE: a->value.d = c->f64[r]; break;
+        case QV_FT_BOOL: a->value.b = c->b[r] != 0; break;
+        case QV_FT_KEYWORD: a->value.kw = qv_strcol_get(&c->str, r); break;
+        case QV_FT_KEYWORDS:
+            a->value.kws.items = *items + used;
+            a->value.kws.n = c->kw_off[r + 1] - c->kw_off[r];
+            for (uint32_t e = c->kw_off[r]; e < c->kw_off[r + 1]; e++)
+                (*items)[used++] = qv_strcol_get(&c->str, e);
+            break;
+        }
+    }
+    return QV_OK;
+}
+
+/* The copy phase, on the background thread. */
+static int copy_rows(qv_cjob_t *j)
+{
+    const qv_schema_t *s = j->coll->schema;
+    j->out = qv_seg_create(s, 0);
+    qv_attr_t *attrs = calloc(s->nfields ? s->nfields : 1, sizeof *attrs);
+    qv_str_t *items = NULL;
+    size_t cap = 0;
+    int rc = j->out && attrs ? QV_OK : QV_ENOMEM;
+    for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++) {
+        const qv_segment_t *in = j->in[i];
+        j->map[i] = malloc((in->rows ? in->rows : 1) * sizeof(uint32_t));
+        if (!j->map[i]) {
+            rc = QV_ENOMEM;
+            break;
+        }
+        for (uint32_t r = 0; rc == QV_OK && r < in->rows; r++) {
+            j->map[i][r] = UINT32_MAX;
+            if (qv_bm_get(in->deleted, r))
+                continue;
+            qv_point_t pt;
+            rc = row_point(in, r, &pt, attrs, &items, &cap);
+            if (rc == QV_OK)
+                rc = qv_seg_append(j->out, &pt, &j->map[i][r]);
+            atomic_fetch_add_explicit(&j->copied, 1, memory_order_relaxed);
+            if ((r & 4095) == 0 && (atomic_load(&j->coll->dropped) || qv__indexer_stopping(j->st->indexer)))
+                rc = QV_ECANCELLED;
+        }
+    }
+    free(attrs);
+    free(items);
+    return rc;
+}
+
+static void key_seg_range(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll, uint64_t seg)
+{
+    uint8_t lo[16], hi[16];
+    key_seg(lo, coll, seg, 0);
+    key_seg(hi, coll, seg + 1, 0);
+    rocksdb_writebatch_delete_range_cf(b, st->cf[cf], (char *)lo, 12, (char *)hi, 12);
+}
+
+/* The swap phase: runs in the commit leader (W_COMPACT). */
+void qv__run_compact(qv_store_t *st, qv_writer_t *w)
+{
+    qv_cjob_t *j = w->job;
+    qv_coll_t *c = j->coll;
+    qv_segment_t *out = j->out;
+    uint32_t coll = c->schema->id;
+    if (c->dropped) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+        return;
+    }
+    /* deletes that reached the inputs during the copy (only the leader deletes, and we are the leader) */
+    for (uint32_t i = 0; i < j->info.ninputs; i++)
+        for (uint32_t r = 0; r < j->in[i]->rows; r++)
+            if (j->map[i][r] != UINT32_MAX && qv_seg_is_deleted(j->in[i], r))
+                qv_seg_delete(out, j->map[i][r]);
+    out->id = c->next_seg_id;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_wbuf_t buf;
+    qv_wbuf_init(&buf);
+    int rc = qv_seg_encode(out, &buf);
+    out->blob_len = buf.len;
+    uint8_t k[16 + QV_ID_MAX], v[12];
+    for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += SEG_CHUNK, chunk++) {
+        size_t n = buf.len - off < SEG_CHUNK ? buf.len - off : SEG_CHUNK;
+        rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, out->id, (uint32_t)chunk),
+                                  (char *)buf.data + off, n);
+    }
+    for (uint32_t r = 0; rc == QV_OK && r < out->rows; r++) {
+        if (qv_seg_is_deleted(out, r))
+            continue;
+        qv_str_t id = qv_strcol_get(&out->ids, r);
+        qv_be32(k, coll);
+        memcpy(k + 4, id.p, id.len);
+        memcpy(v, &out->id, 8);
+        memcpy(v + 8, &r, 4);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
+    }
+    if (rc == QV_OK && out->ndeleted) {
+        buf.len = 0;
+        rc = qv_seg_encode_deleted(out, &buf);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, out->id, 0) - 4, (char *)buf.data,
+                                  buf.len);
+    }
+    if (rc == QV_OK) {
+        buf.len = 0;
+        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
+    }
+    for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++) {
+        key_seg_range(st, b, CF_SEG, coll, j->in[i]->id);
+        key_seg_range(st, b, CF_IDX, coll, j->in[i]->id);
+        rocksdb_writebatch_delete_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, j->in[i]->id, 0) - 4);
+    }
+    if (rc == QV_OK)
+        rc = qv__rocks_write(st, b, w->err);
+    else
+        qv_err_set(w->err, rc, "compaction: out of memory");
+    rocksdb_writebatch_destroy(b);
+    qv_wbuf_free(&buf);
+    if ((w->rc = rc) != QV_OK)
+        return;
+
+    pthread_rwlock_wrlock(&c->lock);
+    for (uint32_t r = 0; r < out->rows; r++) {
+        if (qv_seg_is_deleted(out, r))
+            continue;
+        qv_idslot_t *slot = qv_idmap_get(&c->ids, qv_strcol_get(&out->ids, r));
+        if (slot) { /* always present: the row is live, so its id maps to the input row it was copied from */
+            slot->seg = out;
+            slot->row = r;
+        }
+    }
+    out->sealed = true;
+    out->del_dirty = false;
+    size_t n = 0;
+    for (size_t s = 0; s < c->nsealed; s++) {
+        bool input = false;
+        for (uint32_t i = 0; i < j->info.ninputs; i++)
+            input = input || c->sealed[s] == j->in[i];
+        if (input)
+            qv_seg_unref(c->sealed[s]); /* the collection's reference; the job still holds its own */
+        else
+            c->sealed[n++] = c->sealed[s];
+    }
+    c->nsealed = n;
+    qv_seg_ref(out);
+    qv__coll_add_sealed(c, out);
+    c->next_seg_id++;
+    pthread_rwlock_unlock(&c->lock);
+    w->count = out->rows - out->ndeleted;
+}
+
+static void run_job(void *arg, bool run)
+{
+    qv_cjob_t *j = arg;
+    qv_store_t *st = j->st;
+    if (!run) {
+        set_state(j, QV_CJ_ABANDONED, "the server stopped first");
+        job_release(j);
+        if (!j->listed)
+            free(j);
+        return;
+    }
+    set_state(j, QV_CJ_RUNNING, NULL);
+    int rc = copy_rows(j);
+    qv_err_t err;
+    qv_err_clear(&err);
+    if (rc == QV_OK) {
+        qv_writer_t w = {.op = W_COMPACT, .coll = j->coll, .job = j, .err = &err};
+        rc = qv__commit(st, &w);
+        if (rc == QV_OK) {
+            pthread_mutex_lock(&st->jobs_mu);
+            j->info.output = j->out->id;
+            j->info.rows_out = w.count;
+            pthread_mutex_unlock(&st->jobs_mu);
+        }
+    }
+    if (rc == QV_OK) {
+        set_state(j, QV_CJ_DONE, NULL);
+        qv__store_log(st, "compaction.done", "collection=%s job=%llu inputs=%u rows_in=%llu rows_out=%llu",
+                      j->info.collection, (unsigned long long)j->info.id, j->info.ninputs,
+                      (unsigned long long)j->info.rows_in, (unsigned long long)j->info.rows_out);
+        qv__store_maybe_index(st, j->coll, j->out);
+    } else if (rc == QV_ECANCELLED || rc == QV_ENOTFOUND) {
+        set_state(j, QV_CJ_ABANDONED, rc == QV_ENOTFOUND ? "collection dropped" : "cancelled");
+    } else {
+        set_state(j, QV_CJ_FAILED, err.msg[0] ? err.msg : qv_strerror(rc));
+        qv__store_log(st, "compaction.failed", "collection=%s job=%llu msg=\"%s\"", j->info.collection,
+                      (unsigned long long)j->info.id, err.msg[0] ? err.msg : qv_strerror(rc));
+    }
+    job_release(j);
+    if (!j->listed)
+        free(j);
+}
+
+int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool automatic, uint64_t *job_id,
+                     uint32_t *ninputs, qv_err_t *err)
+{
+    *job_id = 0;
+    *ninputs = 0;
+    if (!target_rows)
+        target_rows = 4ull * st->opts.seal_rows;
+    bool expect = false;
+    if (!atomic_compare_exchange_strong(&c->compacting, &expect, true))
+        return qv_err_set(err, QV_EEXIST, "collection '%s' already has a compaction queued or running",
+                          c->schema->name);
+    qv_cjob_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        atomic_store(&c->compacting, false);
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    j->st = st;
+    uint64_t live = 0;
+    qv_coll_rdlock(c);
+    for (size_t i = 0; i < c->nsealed && j->info.ninputs < QV_COMPACT_MAX_INPUTS; i++) {
+        qv_segment_t *s = c->sealed[i];
+        uint64_t seg_live = s->rows - s->ndeleted;
+        bool wanted = s->ndeleted > 0 || s->rows < target_rows / 2;
+        if (!wanted || live + seg_live > target_rows)
+            continue;
+        qv_seg_ref(s);
+        j->in[j->info.ninputs] = s;
+        j->info.inputs[j->info.ninputs++] = s->id;
+        j->info.rows_in += s->rows;
+        live += seg_live;
+    }
+    qv_coll_unlock(c);
+    /* worth it: two or more segments to merge, or one with deleted rows to purge */
+    if (j->info.ninputs == 0 || (j->info.ninputs == 1 && j->in[0]->ndeleted == 0)) {
+        for (uint32_t i = 0; i < j->info.ninputs; i++)
+            qv_seg_unref(j->in[i]);
+        free(j);
+        atomic_store(&c->compacting, false);
+        return QV_OK;
+    }
+    atomic_fetch_add(&c->refs, 1);
+    j->coll = c;
+    snprintf(j->info.collection, sizeof j->info.collection, "%s", c->schema->name);
+    j->info.automatic = automatic;
+    j->info.state = QV_CJ_QUEUED;
+    j->info.started_ms = unix_ms();
+    pthread_mutex_lock(&st->jobs_mu);
+    j->info.id = st->next_job_id++;
+    /* keep the newest 32; a job still holding references is never evicted (at most one runs per collection) */
+    if (st->njobs == sizeof st->jobs / sizeof st->jobs[0]) {
+        qv_cjob_t *old = st->jobs[st->njobs - 1];
+        if (old->info.state >= QV_CJ_DONE) {
+            free(old);
+            st->njobs--;
+        }
+    }
+    if (st->njobs < sizeof st->jobs / sizeof st->jobs[0]) {
+        memmove(&st->jobs[1], &st->jobs[0], st->njobs * sizeof st->jobs[0]);
+        st->jobs[0] = j;
+        st->njobs++;
+        j->listed = true;
+    }
+    pthread_mutex_unlock(&st->jobs_mu);
+    *job_id = j->info.id;
+    *ninputs = j->info.ninputs;
+    if (qv__indexer_task(st->indexer, run_job, j) != QV_OK) {
+        set_state(j, QV_CJ_FAILED, "out of memory");
+        job_release(j);
+        if (!j->listed)
+            free(j);
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    return QV_OK;
+}
+
+int qv_store_compactions(qv_store_t *st, qv_compaction_info_t **out, size_t *n)
+{
+    pthread_mutex_lock(&st->jobs_mu);
+    qv_compaction_info_t *list = malloc((st->njobs ? st->njobs : 1) * sizeof *list);
+    if (!list) {
+        pthread_mutex_unlock(&st->jobs_mu);
+        return QV_ENOMEM;
+    }
+    for (size_t i = 0; i < st->njobs; i++) {
+        qv_cjob_t *j = st->jobs[i];
+        list[i] = j->info;
+        if (j->info.state == QV_CJ_RUNNING && j->info.rows_in)
+            list[i].progress = (double)atomic_load(&j->copied) / (double)j->info.rows_in;
+    }
+    *n = st->njobs;
+    pthread_mutex_unlock(&st->jobs_mu);
+    *out = list;
+    return QV_OK;
+}
+
+void qv__maybe_auto_compact(qv_store_t *st, qv_coll_t *c)
+{
+    if (atomic_load(&c->compacting))
+        return;
+    double ratio = st->opts.compact_deleted_ratio;
+    uint32_t small_limit = st->opts.compact_small_segments, small = 0;
+    bool go = false;
+    /* only the commit leader changes segments and deletes, and we are it: no lock needed to read counts */
+    for (size_t i = 0; i < c->nsealed && !go; i++) {
+        const qv_segment_t *s = c->sealed[i];
+        if (ratio > 0 && s->rows && s->ndeleted >= ratio * s->rows)
+            go = true;
+        if (s->rows < st->opts.seal_rows / 4)
+            small++;
+    }
+    if (small_limit && small >= small_limit)
+        go = true;
+    if (!go)
+        return;
+    uint64_t id;
+    uint32_t n;
+    qv_err_t err;
+    if (qv_store_compact(st, c, 0, true, &id, &n, &err) == QV_OK && id)
+        qv__store_log(st, "compaction.auto", "collection=%s job=%llu inputs=%u", c->schema->name,
+                      (unsigned long long)id, n);
+}
