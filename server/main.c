@@ -13,6 +13,7 @@
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/service.h"
 
 static void usage(FILE *out)
@@ -36,6 +37,8 @@ static void usage(FILE *out)
             "  --simd auto|scalar|avx2|avx512  distance kernel tier (default auto: the best this CPU has)\n"
             "  --shutdown-grace-ms N  on SIGTERM, how long in-flight calls may finish before cancel (default 10000)\n"
             "  --log-level LEVEL      debug|info|warn|error (default info)\n"
+            "  --metrics-listen H:P   Prometheus metrics at http://H:P/metrics (default 127.0.0.1:9700; 'off' disables;\n"
+            "                         if the default port is taken the server starts without metrics and says so)\n"
             "  --help                 this text\n");
 }
 
@@ -62,9 +65,11 @@ int main(int argc, char **argv)
     long max_msg_mb = 64, grace_ms = 10000, index_threads = sysconf(_SC_NPROCESSORS_ONLN), index_min_rows = 1000;
     qv_simd_t simd = QV_SIMD_AUTO;
     double cmp_ratio = 0.3;
+    const char *metrics_listen = "127.0.0.1:9700";
+    bool metrics_explicit = false;
     long cmp_small = 8;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -81,6 +86,7 @@ int main(int argc, char **argv)
         {"index-min-rows", required_argument, NULL, O_IDX_MIN},
         {"compact-deleted-ratio", required_argument, NULL, O_CMP_RATIO},
         {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
+        {"metrics-listen", required_argument, NULL, O_METRICS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -105,6 +111,10 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case O_METRICS:
+            metrics_listen = optarg;
+            metrics_explicit = true;
+            break;
         case O_CMP_SMALL: cmp_small = parse_num("--compact-small-segments", optarg, 0, 1000000); break;
         case O_IDX_MIN: index_min_rows = parse_num("--index-min-rows", optarg, 1, 100000000); break;
         case O_GRACE: grace_ms = parse_num("--shutdown-grace-ms", optarg, 0, 3600000); break;
@@ -170,23 +180,38 @@ int main(int argc, char **argv)
     grpc_init();
     qv_app_t app = {.store = store, .pool = pool, .started_ns = qv_now_ns(), .role = role,
                     .max_message_bytes = (int)(max_msg_mb << 20)};
+    qv_metrics_server_t *metrics = NULL;
+    if (strcmp(metrics_listen, "off") != 0 &&
+        qv_metrics_start(metrics_listen, store, app.started_ns, &metrics, &err) != QV_OK) {
+        if (metrics_explicit) {
+            qv_log(QV_LOG_ERROR, "metrics.listen_failed", "listen=%s msg=\"%s\"", metrics_listen, err.msg);
+            grpc_shutdown();
+            qv_pool_destroy(pool);
+            qv_store_close(store);
+            return 1;
+        }
+        qv_log(QV_LOG_WARN, "metrics.disabled", "listen=%s msg=\"%s\"", metrics_listen, err.msg);
+    }
     qv_rpc_opts_t ro = {.listen = listen, .threads = (int)threads, .max_message_bytes = (int)(max_msg_mb << 20),
-                        .services = qv_services, .handlers = qv_handlers, .app = &app};
+                        .services = qv_services, .handlers = qv_handlers, .app = &app,
+                        .observe = qv_metrics_observe};
     qv_rpc_t *rpc;
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", listen, err.msg);
+        qv_metrics_stop(metrics);
         grpc_shutdown();
         qv_pool_destroy(pool);
         qv_store_close(store);
         return 1;
     }
-    qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld", role,
-           listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads);
+    qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s",
+           role, listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads, metrics ? metrics_listen : "off");
 
     int sig = 0;
     sigwait(&sigs, &sig);
     qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
     qv_rpc_stop(rpc, (int)grace_ms);
+    qv_metrics_stop(metrics);
     grpc_shutdown();
     qv_pool_destroy(pool);
     qv_store_close(store);

@@ -40,6 +40,7 @@ struct qv_rpc {
     int nmethods;
     int max_msg;
     void *app;
+    void (*observe)(const char *method, int status, int64_t ns);
     atomic_bool stopping;
     pthread_mutex_t mu; /* guards shutdown_done */
     pthread_cond_t cv;
@@ -67,6 +68,7 @@ struct call {
     int cancelled_int; /* written by RECV_CLOSE_ON_SERVER */
     grpc_slice status_details;
     grpc_byte_buffer *reply;
+    int64_t started_ns;
     qv_call_ctx_t ctx;
 };
 
@@ -135,8 +137,17 @@ static int64_t deadline_ns(gpr_timespec d)
     return dl == 0 ? 1 : dl;
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void send_reply(call_t *c, int status, const char *msg)
 {
+    if (c->rpc->observe)
+        c->rpc->observe(c->ctx.method ? c->ctx.method : "unknown", status, mono_ns() - c->started_ns);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     int n = 0;
@@ -177,6 +188,7 @@ static const method_t *find_method(qv_rpc_t *r, grpc_slice path)
 static void handle(call_t *c)
 {
     qv_rpc_t *r = c->rpc;
+    c->started_ns = mono_ns();
     const method_t *m = find_method(r, c->details.method);
     if (!m || !m->fn) {
         send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
@@ -327,6 +339,7 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     if (!r)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     r->app = opts->app;
+    r->observe = opts->observe;
     r->max_msg = opts->max_message_bytes;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

@@ -42,6 +42,8 @@ typedef struct {
     const ProtobufCServiceDescriptor *const *services; /* NULL-terminated */
     const qv_handler_t *handlers;                   /* NULL-name-terminated */
     void *app;
+    /* called once per finished call with its method path ("unknown" for unknown methods), status and wall time */
+    void (*observe)(const char *method, int status, int64_t ns);
 } qv_rpc_opts_t;
 
 /* Binds, starts the workers and returns; QV_EIO with a message if the address cannot be bound. */

@@ -10,6 +10,7 @@
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/convert.h"
+#include "server/metrics.h"
 
 #define QV_VERSION "0.1.0"
 
@@ -119,6 +120,7 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     qv_coll_release(c);
     if (rc)
         return rc;
+    qv_metrics_add_rows(req->n_points, 0);
     RESP(Quiver__V1__UpsertResponse, quiver__v1__upsert_response__init, r);
     r->count = (uint32_t)req->n_points;
     r->seq = seq;
@@ -161,6 +163,7 @@ static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     qv_coll_release(c);
     if (rc)
         return rc;
+    qv_metrics_add_rows(0, deleted);
     RESP(Quiver__V1__DeleteResponse, quiver__v1__delete_response__init, r);
     r->deleted = deleted;
     *resp = &r->base;

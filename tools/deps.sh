@@ -4,10 +4,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev liburing-dev libopenblas-dev
-      libxxhash-dev)
+      libxxhash-dev libmicrohttpd-dev)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev python3-grpcio python3-protobuf python3-numpy python3-pytest
-         protobuf-compiler protobuf-compiler-grpc)
+         protobuf-compiler protobuf-compiler-grpc python3-prometheus-client)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

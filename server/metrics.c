@@ -1,0 +1,309 @@
+/* Prometheus metrics; see metrics.h. */
+#include "server/metrics.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_METHODS 64
+#define NCODES 17 /* gRPC status codes 0..16 */
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define NBUCKETS (sizeof buckets / sizeof buckets[0])
+static const char *code_names[NCODES] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+
+typedef struct {
+    _Atomic(const char *) method;
+    atomic_uint_fast64_t calls[NCODES];
+    atomic_uint_fast64_t le[NBUCKETS]; /* non-cumulative per bucket; +Inf = total calls */
+    atomic_uint_fast64_t ns_sum;
+} method_stats_t;
+
+static method_stats_t methods[MAX_METHODS];
+static atomic_int nmethods;
+static pthread_mutex_t add_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint_fast64_t rows_upserted, rows_deleted;
+
+static method_stats_t *find(const char *method)
+{
+    int n = atomic_load(&nmethods);
+    for (int i = 0; i < n; i++)
+        if (strcmp(atomic_load(&methods[i].method), method) == 0)
+            return &methods[i];
+    pthread_mutex_lock(&add_mu);
+    n = atomic_load(&nmethods);
+    method_stats_t *m = NULL;
+    for (int i = 0; i < n && !m; i++)
+        if (strcmp(atomic_load(&methods[i].method), method) == 0)
+            m = &methods[i];
+    if (!m && n < MAX_METHODS) {
+        m = &methods[n];
+        atomic_store(&m->method, method); /* the rpc method table's string: lives as long as the process serves */
+        atomic_store(&nmethods, n + 1);
+    }
+    pthread_mutex_unlock(&add_mu);
+    return m;
+}
+
+void qv_metrics_observe(const char *method, int status, int64_t ns)
+{
+    method_stats_t *m = method ? find(method) : NULL;
+    if (!m)
+        return;
+    atomic_fetch_add_explicit(&m->calls[status >= 0 && status < NCODES ? status : 2], 1, memory_order_relaxed);
+    double s = (double)ns / 1e9;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        if (s <= buckets[b]) {
+            atomic_fetch_add_explicit(&m->le[b], 1, memory_order_relaxed);
+            break;
+        }
+    atomic_fetch_add_explicit(&m->ns_sum, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
+}
+
+void qv_metrics_add_rows(uint64_t upserted, uint64_t deleted)
+{
+    atomic_fetch_add_explicit(&rows_upserted, upserted, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rows_deleted, deleted, memory_order_relaxed);
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...)
+{
+    for (;;) {
+        if (o->oom)
+            return;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
+        char *p = realloc(o->p, cap);
+        if (!p) {
+            o->oom = true;
+            return;
+        }
+        o->p = p;
+        o->cap = cap;
+    }
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static const char *idx_names[] = {"", "none", "pending", "building", "ready", "failed"};
+static const char *job_names[] = {"", "queued", "running", "done", "failed", "abandoned"};
+
+char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
+{
+    out_t o = {.cap = 16384};
+    if (!(o.p = malloc(o.cap)))
+        return NULL;
+    o.p[0] = '\0';
+    put(&o, "# HELP quiver_requests_total gRPC calls finished, by method and status code.\n"
+            "# TYPE quiver_requests_total counter\n");
+    int n = atomic_load(&nmethods);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < NCODES; c++) {
+            uint64_t v = atomic_load(&methods[i].calls[c]);
+            if (v)
+                put(&o, "quiver_requests_total{method=\"%s\",code=\"%s\"} %llu\n", atomic_load(&methods[i].method),
+                    code_names[c], (unsigned long long)v);
+        }
+    put(&o, "# HELP quiver_request_duration_seconds gRPC call latency, receipt of the request to the reply.\n"
+            "# TYPE quiver_request_duration_seconds histogram\n");
+    for (int i = 0; i < n; i++) {
+        const char *m = atomic_load(&methods[i].method);
+        uint64_t cum = 0, total = 0;
+        for (int c = 0; c < NCODES; c++)
+            total += atomic_load(&methods[i].calls[c]);
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            cum += atomic_load(&methods[i].le[b]);
+            put(&o, "quiver_request_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %llu\n", m, buckets[b],
+                (unsigned long long)cum);
+        }
+        put(&o, "quiver_request_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %llu\n", m,
+            (unsigned long long)total);
+        put(&o, "quiver_request_duration_seconds_sum{method=\"%s\"} %.9f\n", m,
+            (double)atomic_load(&methods[i].ns_sum) / 1e9);
+        put(&o, "quiver_request_duration_seconds_count{method=\"%s\"} %llu\n", m, (unsigned long long)total);
+    }
+    put(&o, "# HELP quiver_rows_ingested_total Points written by acknowledged upserts.\n"
+            "# TYPE quiver_rows_ingested_total counter\nquiver_rows_ingested_total %llu\n",
+        (unsigned long long)atomic_load(&rows_upserted));
+    put(&o, "# HELP quiver_rows_deleted_total Points removed by acknowledged deletes.\n"
+            "# TYPE quiver_rows_deleted_total counter\nquiver_rows_deleted_total %llu\n",
+        (unsigned long long)atomic_load(&rows_deleted));
+
+    qv_coll_t **list = NULL;
+    size_t nc = 0;
+    if (qv_store_list(st, &list, &nc) == QV_OK) {
+        put(&o, "# HELP quiver_collections Collections served.\n# TYPE quiver_collections gauge\n"
+                "quiver_collections %zu\n", nc);
+        put(&o, "# HELP quiver_live_rows Points that Get and Search can return.\n# TYPE quiver_live_rows gauge\n");
+        for (size_t i = 0; i < nc; i++)
+            put(&o, "quiver_live_rows{collection=\"%s\"} %llu\n", list[i]->schema->name,
+                (unsigned long long)list[i]->live);
+        put(&o, "# HELP quiver_segments Segments by state.\n# TYPE quiver_segments gauge\n");
+        uint64_t wal = 0, vec_bytes = 0;
+        for (size_t i = 0; i < nc; i++) {
+            qv_coll_t *c = list[i];
+            qv_coll_rdlock(c);
+            size_t by_idx[6] = {0};
+            put(&o, "quiver_segments{collection=\"%s\",state=\"growing\"} 1\n", c->schema->name);
+            put(&o, "quiver_segments{collection=\"%s\",state=\"sealed\"} %zu\n", c->schema->name, c->nsealed);
+            wal += c->wal_bytes;
+            for (size_t s = 0; s <= c->nsealed; s++) {
+                qv_segment_t *g = s < c->nsealed ? c->sealed[s] : c->growing;
+                vec_bytes += (uint64_t)g->rows * g->dim * sizeof(float);
+                if (s == c->nsealed)
+                    break;
+                int state;
+                double progress;
+                uint64_t bytes;
+                qv_store_seg_index_info(st, g, &state, &progress, &bytes);
+                by_idx[state >= 1 && state <= 5 ? state : 1]++;
+                if (state == QV_IDX_BUILDING)
+                    put(&o, "quiver_index_build_progress{collection=\"%s\",segment=\"%llu\"} %.4f\n",
+                        c->schema->name, (unsigned long long)g->id, progress);
+            }
+            qv_coll_unlock(c);
+            for (int s = 1; s <= 5; s++)
+                put(&o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", c->schema->name,
+                    idx_names[s], by_idx[s]);
+        }
+        put(&o, "# HELP quiver_wal_bytes Write-ahead log records not yet covered by sealed segments.\n"
+                "# TYPE quiver_wal_bytes gauge\nquiver_wal_bytes %llu\n", (unsigned long long)wal);
+        put(&o, "# HELP quiver_vector_bytes Memory held by vectors of all segments.\n"
+                "# TYPE quiver_vector_bytes gauge\nquiver_vector_bytes %llu\n", (unsigned long long)vec_bytes);
+        qv_store_list_free(list, nc);
+    }
+    qv_compaction_info_t *jobs = NULL;
+    size_t nj = 0;
+    if (qv_store_compactions(st, &jobs, &nj) == QV_OK) {
+        size_t by_state[6] = {0};
+        put(&o, "# HELP quiver_compaction_progress Fraction of rows copied by running compactions.\n"
+                "# TYPE quiver_compaction_progress gauge\n");
+        for (size_t i = 0; i < nj; i++) {
+            by_state[jobs[i].state >= 1 && jobs[i].state <= 5 ? jobs[i].state : 4]++;
+            if (jobs[i].state == QV_CJ_RUNNING)
+                put(&o, "quiver_compaction_progress{collection=\"%s\",job=\"%llu\"} %.4f\n", jobs[i].collection,
+                    (unsigned long long)jobs[i].id, jobs[i].progress);
+        }
+        put(&o, "# HELP quiver_compactions Recent compaction jobs by state.\n# TYPE quiver_compactions gauge\n");
+        for (int s = 1; s <= 5; s++)
+            put(&o, "quiver_compactions{state=\"%s\"} %zu\n", job_names[s], by_state[s]);
+        free(jobs);
+    }
+    put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"
+            "# TYPE quiver_resident_memory_bytes gauge\nquiver_resident_memory_bytes %llu\n",
+        (unsigned long long)rss_bytes());
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    put(&o, "# HELP quiver_uptime_seconds Seconds since start-up.\n# TYPE quiver_uptime_seconds gauge\n"
+            "quiver_uptime_seconds %.3f\n", (double)(now - started_ns) / 1e9);
+    if (o.oom) {
+        free(o.p);
+        return NULL;
+    }
+    return o.p;
+}
+
+struct qv_metrics_server {
+    struct MHD_Daemon *d;
+    qv_store_t *st;
+    int64_t started_ns;
+};
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **state)
+{
+    qv_metrics_server_t *m = cls;
+    (void)version;
+    (void)upload;
+    (void)upload_size;
+    (void)state;
+    struct MHD_Response *r;
+    enum MHD_Result rc;
+    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0) {
+        static const char nf[] = "not found: GET /metrics\n";
+        r = MHD_create_response_from_buffer(sizeof nf - 1, (void *)nf, MHD_RESPMEM_PERSISTENT);
+        rc = MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    char *text = qv_metrics_render(m->st, m->started_ns);
+    if (!text)
+        return MHD_NO;
+    r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, qv_metrics_server_t **out, qv_err_t *err)
+{
+    *out = NULL;
+    const char *colon = strrchr(listen, ':');
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    char host[64];
+    if (!colon || (size_t)(colon - listen) >= sizeof host)
+        return qv_err_set(err, QV_EINVAL, "metrics address '%s' must be HOST:PORT", listen);
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return qv_err_set(err, QV_EINVAL, "metrics address '%s' must be IPV4:PORT", listen);
+    sa.sin_port = htons((uint16_t)port);
+    qv_metrics_server_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    m->st = st;
+    m->started_ns = started_ns;
+    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, m,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
+    if (!m->d) {
+        free(m);
+        return qv_err_set(err, QV_EIO, "cannot serve metrics on %s", listen);
+    }
+    *out = m;
+    return QV_OK;
+}
+
+void qv_metrics_stop(qv_metrics_server_t *m)
+{
+    if (!m)
+        return;
+    MHD_stop_daemon(m->d);
+    free(m);
+}

@@ -1,0 +1,26 @@
+/* Prometheus metrics: counters and latency histograms recorded by the RPC loop, gauges read from the store at
+ * scrape time, served as the text exposition format (version 0.0.4) over HTTP by libmicrohttpd. */
+#ifndef QV_METRICS_H
+#define QV_METRICS_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "storage/store.h"
+
+/* Records one finished call: method path, gRPC status code, wall time. Thread-safe, lock-free after the first call
+ * of each method. */
+void qv_metrics_observe(const char *method, int status, int64_t ns);
+/* Points ingested / deleted, counted by the handlers. */
+void qv_metrics_add_rows(uint64_t upserted, uint64_t deleted);
+
+/* Renders the whole exposition into a malloc'd NUL-terminated string (caller frees); NULL on OOM. */
+char *qv_metrics_render(qv_store_t *st, int64_t started_ns);
+
+typedef struct qv_metrics_server qv_metrics_server_t;
+/* Serves GET /metrics on listen ("host:port", IPv4); QV_EIO with a message when it cannot bind. */
+int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, qv_metrics_server_t **out,
+                     qv_err_t *err);
+void qv_metrics_stop(qv_metrics_server_t *m);
+
+#endif

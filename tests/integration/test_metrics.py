@@ -1,0 +1,68 @@
+"""The Prometheus endpoint: parses as the text exposition format and counts what the server did."""
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from qvtest import free_port, pb, point
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    return fams
+
+
+def value(fams, family, sample_name, **labels):
+    for s in fams[family].samples:
+        if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    return None
+
+
+def test_metrics_endpoint(make_server):
+    port = free_port()
+    srv = make_server(seal_rows=200, extra=["--metrics-listen", f"127.0.0.1:{port}", "--index-min-rows", "50"]).start()
+    c = srv.client
+    c.create("m", 8, fields=[("n", pb.FIELD_TYPE_INT64)])
+    vecs = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    c.upsert_all("m", [point(f"p{i}", vecs[i], {"n": i}) for i in range(500)], batch=100)
+    assert c.delete("m", ["p1", "p2", "nope"]) == 2
+    for i in range(7):
+        c.search("m", vecs[i], 5)
+    with pytest.raises(grpc.RpcError):
+        c.search("m", vecs[0][:3], 5)  # wrong dim
+    fams = scrape(port)
+    search = "/quiver.v1.Quiver/Search"
+    assert value(fams, "quiver_requests", "quiver_requests_total", method=search, code="OK") == 7
+    assert value(fams, "quiver_requests", "quiver_requests_total", method=search, code="INVALID_ARGUMENT") == 1
+    assert value(fams, "quiver_request_duration_seconds", "quiver_request_duration_seconds_count", method=search) == 8
+    assert value(fams, "quiver_request_duration_seconds", "quiver_request_duration_seconds_bucket", method=search,
+                 le="+Inf") == 8
+    assert value(fams, "quiver_rows_ingested", "quiver_rows_ingested_total") == 500
+    assert value(fams, "quiver_rows_deleted", "quiver_rows_deleted_total") == 2
+    assert value(fams, "quiver_live_rows", "quiver_live_rows", collection="m") == 498
+    assert value(fams, "quiver_segments", "quiver_segments", collection="m", state="sealed") >= 2
+    assert value(fams, "quiver_resident_memory_bytes", "quiver_resident_memory_bytes") > 0
+    for name in ("quiver_wal_bytes", "quiver_vector_bytes", "quiver_index_segments", "quiver_compactions",
+                 "quiver_uptime_seconds"):
+        assert name in fams, name
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+    assert e.value.code == 404
+
+
+def test_metrics_port_taken(make_server):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    taken = s.getsockname()[1]
+    srv = make_server(extra=["--metrics-listen", f"127.0.0.1:{taken}"])
+    with pytest.raises(RuntimeError):
+        srv.start(timeout=10)  # an explicitly requested metrics address that cannot be bound fails the start
+    s.close()
