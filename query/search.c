@@ -264,3 +264,84 @@ int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t 
     free(sc.blocks);
     return rc;
 }
+
+static int id_cmp(qv_str_t a, qv_str_t b)
+{
+    int c = memcmp(a.p, b.p, a.len < b.len ? a.len : b.len);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static qv_str_t ref_id(const qv_rowref_t *r) { return qv_strcol_get(&r->seg->ids, r->row); }
+
+/* max-heap on id over h[0..n) */
+static void sift_down(qv_rowref_t *h, uint32_t n, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && id_cmp(ref_id(&h[l]), ref_id(&h[m])) > 0)
+            m = l;
+        if (r < n && id_cmp(ref_id(&h[r]), ref_id(&h[m])) > 0)
+            m = r;
+        if (m == i)
+            return;
+        qv_rowref_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void sift_up(qv_rowref_t *h, uint32_t i)
+{
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (id_cmp(ref_id(&h[i]), ref_id(&h[p])) <= 0)
+            return;
+        qv_rowref_t t = h[i];
+        h[i] = h[p];
+        h[p] = t;
+        i = p;
+    }
+}
+
+int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_rowref_t *out,
+              uint32_t *n, bool *more, qv_err_t *err)
+{
+    (void)err;
+    scan_t sc = {.c = c, .filter = filter};
+    uint64_t bits[BLOCK_WORDS];
+    uint32_t held = 0;
+    uint64_t candidates = 0;
+    for (size_t i = 0; i <= c->nsealed; i++) {
+        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
+        for (uint32_t r0 = 0; r0 < s->rows; r0 += QV_FILTER_BLOCK) {
+            block_t b = {s, r0, s->rows - r0 < QV_FILTER_BLOCK ? s->rows - r0 : QV_FILTER_BLOCK, NULL};
+            size_t words = allowed_bits(&sc, &b, bits);
+            for (size_t w = 0; w < words; w++)
+                for (uint64_t m = bits[w]; m; m &= m - 1) {
+                    qv_rowref_t ref = {s, r0 + (uint32_t)(w * 64 + (size_t)__builtin_ctzll(m))};
+                    qv_str_t id = ref_id(&ref);
+                    if (after.len && id_cmp(id, after) <= 0)
+                        continue;
+                    candidates++;
+                    if (held < limit) {
+                        out[held] = ref;
+                        sift_up(out, held++);
+                    } else if (id_cmp(id, ref_id(&out[0])) < 0) {
+                        out[0] = ref;
+                        sift_down(out, held, 0);
+                    }
+                }
+        }
+    }
+    /* heap sort ascending */
+    for (uint32_t e = held; e > 1; e--) {
+        qv_rowref_t t = out[0];
+        out[0] = out[e - 1];
+        out[e - 1] = t;
+        sift_down(out, e - 1, 0);
+    }
+    *n = held;
+    *more = candidates > held;
+    return QV_OK;
+}

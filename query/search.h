@@ -44,6 +44,15 @@ int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, q
 /* Counts live rows passing the filter (NULL: all live rows). */
 int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t *count, qv_err_t *err);
 
+/* Scroll: the live rows passing the filter whose id sorts after `after` (byte order; empty: from the start), the
+ * `limit` smallest ids, ascending. *more tells whether further rows exist. The read lock is held by the caller. */
+typedef struct {
+    qv_segment_t *seg;
+    uint32_t row;
+} qv_rowref_t;
+int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_rowref_t *out,
+              uint32_t *n, bool *more, qv_err_t *err);
+
 /* CLOCK_MONOTONIC now, in ns. */
 int64_t qv_now_ns(void);
 

@@ -24,6 +24,7 @@ static void usage(FILE *out)
             "  --listen HOST:PORT     address to serve gRPC on (default 127.0.0.1:7700)\n"
             "  --data DIR             data directory, created if missing (default ./quiver-data)\n"
             "  --threads N            gRPC worker threads (default 16)\n"
+            "  --max-inflight N       calls accepted and not yet answered; more get RESOURCE_EXHAUSTED (default 64)\n"
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
@@ -67,9 +68,10 @@ int main(int argc, char **argv)
     double cmp_ratio = 0.3;
     const char *metrics_listen = "127.0.0.1:9700";
     bool metrics_explicit = false;
+    long max_inflight = 64;
     long cmp_small = 8;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -87,6 +89,7 @@ int main(int argc, char **argv)
         {"compact-deleted-ratio", required_argument, NULL, O_CMP_RATIO},
         {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
         {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"max-inflight", required_argument, NULL, O_INFLIGHT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case O_INFLIGHT: max_inflight = parse_num("--max-inflight", optarg, 1, 1000000); break;
         case O_METRICS:
             metrics_listen = optarg;
             metrics_explicit = true;
@@ -194,7 +198,7 @@ int main(int argc, char **argv)
     }
     qv_rpc_opts_t ro = {.listen = listen, .threads = (int)threads, .max_message_bytes = (int)(max_msg_mb << 20),
                         .services = qv_services, .handlers = qv_handlers, .app = &app,
-                        .observe = qv_metrics_observe};
+                        .observe = qv_metrics_observe, .max_inflight = (int)max_inflight};
     qv_rpc_t *rpc;
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", listen, err.msg);

@@ -39,6 +39,8 @@ struct qv_rpc {
     method_t methods[MAX_METHODS];
     int nmethods;
     int max_msg;
+    int max_inflight;
+    atomic_int inflight;
     void *app;
     void (*observe)(const char *method, int status, int64_t ns);
     atomic_bool stopping;
@@ -69,6 +71,7 @@ struct call {
     grpc_slice status_details;
     grpc_byte_buffer *reply;
     int64_t started_ns;
+    bool counted; /* holds one unit of rpc->inflight */
     qv_call_ctx_t ctx;
 };
 
@@ -76,6 +79,8 @@ static tag_t shutdown_tag = {TAG_SHUTDOWN, NULL};
 
 static void call_free(call_t *c)
 {
+    if (c->counted)
+        atomic_fetch_sub(&c->rpc->inflight, 1);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -256,6 +261,10 @@ static void on_requested(call_t *c, bool ok)
         return;
     }
     post_request(r); /* keep PREPOSTED waiting */
+    /* Backpressure: every accepted call holds memory (its request message) until it is answered, so their number
+     * is bounded; a call beyond the bound is refused at once without reading its message. */
+    c->counted = true;
+    bool over = atomic_fetch_add(&r->inflight, 1) >= r->max_inflight;
     grpc_op close_op;
     memset(&close_op, 0, sizeof close_op);
     close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -263,6 +272,17 @@ static void on_requested(call_t *c, bool ok)
     atomic_fetch_add(&c->pending, 1);
     if (grpc_call_start_batch(c->call, &close_op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
         call_done_one(c);
+    if (over) {
+        const method_t *m = find_method(r, c->details.method);
+        c->ctx.method = m ? m->path : NULL;
+        c->started_ns = mono_ns();
+        char msg[128];
+        snprintf(msg, sizeof msg, "server busy: %d calls in flight (--max-inflight); retry with backoff",
+                 r->max_inflight);
+        send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        call_done_one(c); /* the REQUESTED reference: no READ batch follows */
+        return;
+    }
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
@@ -340,6 +360,8 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     r->app = opts->app;
     r->observe = opts->observe;
+    r->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : 64;
+    atomic_init(&r->inflight, 0);
     r->max_msg = opts->max_message_bytes;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

@@ -39,6 +39,7 @@ typedef struct {
     const char *listen;                             /* host:port */
     int threads;                                    /* worker threads */
     int max_message_bytes;                          /* receive and send limit */
+    int max_inflight;                               /* calls accepted and not finished; beyond: RESOURCE_EXHAUSTED */
     const ProtobufCServiceDescriptor *const *services; /* NULL-terminated */
     const qv_handler_t *handlers;                   /* NULL-name-terminated */
     void *app;

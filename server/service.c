@@ -276,8 +276,15 @@ static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     return QV_OK;
 }
 
-static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const Quiver__V1__SearchRequest *req,
-                      const qv_hit_t *hits, uint32_t n, Quiver__V1__SearchResponse *r)
+typedef struct {
+    uint32_t k;
+    const Quiver__V1__Filter *filter;
+    const Quiver__V1__SearchParams *params;
+    bool with_attributes, with_vectors, with_text;
+} search_opts_t;
+
+static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opts_t *o, const qv_hit_t *hits,
+                      uint32_t n, Quiver__V1__SearchResponse *r)
 {
     qv_arena_t *ar = &ctx->arena;
     r->hits = qv_arena_array(ar, n ? n : 1, sizeof *r->hits);
@@ -293,18 +300,18 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const Quiver__V1
         h->score = hits[i].score;
         if (!h->id)
             return QV_ENOMEM;
-        if (req->with_text) {
+        if (o->with_text) {
             qv_str_t t = qv_strcol_get(&hits[i].seg->text, hits[i].row);
             if (!(h->text = qv_arena_strndup(ar, t.p, t.len)))
                 return QV_ENOMEM;
         }
-        if (req->with_vectors) {
+        if (o->with_vectors) {
             if (!(h->vector = qv_arena_array(ar, s->dim, sizeof(float))))
                 return QV_ENOMEM;
             memcpy(h->vector, qv_seg_vector(hits[i].seg, hits[i].row), s->dim * sizeof(float));
             h->n_vector = s->dim;
         }
-        if (req->with_attributes) {
+        if (o->with_attributes) {
             h->attributes = (Quiver__V1__Hit__AttributesEntry **)qv_conv_row_attrs(ar, s, hits[i].seg, hits[i].row,
                                                                                    &h->n_attributes, true);
             if (!h->attributes)
@@ -316,6 +323,62 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const Quiver__V1
     return QV_OK;
 }
 
+#define QV_BATCH_QUERIES_MAX 1000
+
+/* Validates and runs nq searches of one collection under one read lock; out[i] answers queries[i]. Query vectors
+ * are normalised in place for COSINE collections. */
+static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *const *queries, const size_t *dims,
+                        size_t nq, const search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
+{
+    int rc = QV_OK;
+    if (o->k == 0 || o->k > QV_K_MAX)
+        return qv_err_set(err, QV_EINVAL, "k = %u out of range: must be 1..%u", o->k, QV_K_MAX);
+    uint32_t ef = o->params ? o->params->ef : 0;
+    if (ef > QV_EF_MAX)
+        return qv_err_set(err, QV_EINVAL, "ef = %u out of range: must be 0..%u", ef, QV_EF_MAX);
+    for (size_t i = 0; i < nq; i++) {
+        if ((rc = qv_query_validate(c->schema, queries[i], (uint32_t)dims[i], err)) != QV_OK) {
+            if (nq > 1) {
+                char msg[QV_ERR_MSG_MAX];
+                snprintf(msg, sizeof msg, "%.200s", err->msg);
+                qv_err_set(err, rc, "query %zu: %s", i, msg);
+            }
+            return rc;
+        }
+    }
+    if (o->with_vectors && (rc = check_vector_budget(app, (size_t)o->k * nq, c->schema->dim, err)) != QV_OK)
+        return rc;
+    qv_filter_t *f = NULL;
+    if ((rc = qv_conv_filter(o->filter, c->schema, &f, err)) != QV_OK)
+        return rc;
+    qv_hit_t *hits = malloc(o->k * sizeof *hits);
+    for (size_t i = 0; hits && i < nq; i++) {
+        out[i] = qv_arena_alloc(&ctx->arena, sizeof *out[i]);
+        if (!out[i])
+            break;
+        quiver__v1__search_response__init(out[i]);
+    }
+    if (!hits || (nq && !out[nq - 1])) {
+        free(hits);
+        qv_filter_free(f);
+        return qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", o->k);
+    }
+    qv_coll_rdlock(c);
+    for (size_t i = 0; i < nq && rc == QV_OK; i++) {
+        qv_search_req_t sr = {.query = queries[i], .k = o->k, .filter = f, .ef = ef,
+                              .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
+                              .cancelled = &ctx->cancelled};
+        uint32_t n = 0;
+        rc = qv_search(c, app->pool, &sr, hits, &n, err);
+        if (rc == QV_OK && build_hits(ctx, c->schema, o, hits, n, out[i]) != QV_OK)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+    }
+    qv_coll_unlock(c);
+    free(hits);
+    qv_filter_free(f);
+    return rc;
+}
+
 static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
@@ -324,40 +387,97 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     int rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
-    qv_filter_t *f = NULL;
-    qv_hit_t *hits = NULL;
+    search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
     Quiver__V1__SearchResponse *r = NULL;
-    if (req->k == 0 || req->k > QV_K_MAX)
-        rc = qv_err_set(err, QV_EINVAL, "k = %u out of range: must be 1..%u", req->k, QV_K_MAX);
-    uint32_t ef = req->params ? req->params->ef : 0;
-    if (rc == QV_OK && ef > QV_EF_MAX)
-        rc = qv_err_set(err, QV_EINVAL, "ef = %u out of range: must be 0..%u", ef, QV_EF_MAX);
+    size_t dim = req->n_vector;
+    rc = run_searches(app, ctx, c, &req->vector, &dim, 1, &o, &r, err);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                          qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__SearchBatchRequest *req = (const void *)m;
+    if (req->n_vectors == 0 || req->n_vectors > QV_BATCH_QUERIES_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu query vectors: must be 1..%d", req->n_vectors, QV_BATCH_QUERIES_MAX);
+    RESP(Quiver__V1__SearchBatchResponse, quiver__v1__search_batch_response__init, r);
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
+    float **queries = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *queries);
+    size_t *dims = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *dims);
+    r->results = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *r->results);
+    if (!queries || !dims || !r->results)
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == QV_OK && i < req->n_vectors; i++) {
+        queries[i] = req->vectors[i]->values;
+        dims[i] = req->vectors[i]->n_values;
+    }
     if (rc == QV_OK)
-        rc = qv_query_validate(c->schema, req->vector, (uint32_t)req->n_vector, err);
+        rc = run_searches(app, ctx, c, queries, dims, req->n_vectors, &o, r->results, err);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    r->n_results = req->n_vectors;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__ScrollRequest *req = (const void *)m;
+    uint32_t limit = req->limit ? req->limit : 100;
+    if (limit > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "limit = %u out of range: must be 0..%u", limit, QV_BATCH_MAX);
+    qv_str_t after = {req->cursor, (uint32_t)strlen(req->cursor)};
+    if (after.len > QV_ID_MAX)
+        return qv_err_set(err, QV_EINVAL, "cursor longer than %u bytes is not one this server returned", QV_ID_MAX);
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_filter_t *f = NULL;
+    qv_rowref_t *refs = NULL;
+    Quiver__V1__ScrollResponse *r = qv_arena_alloc(&ctx->arena, sizeof *r);
+    rc = r ? QV_OK : qv_err_set(err, QV_ENOMEM, "out of memory");
     if (rc == QV_OK && req->with_vectors)
-        rc = check_vector_budget(app, req->k, c->schema->dim, err);
+        rc = check_vector_budget(app, limit, c->schema->dim, err);
     if (rc == QV_OK)
         rc = qv_conv_filter(req->filter, c->schema, &f, err);
     if (rc == QV_OK) {
-        hits = malloc(req->k * sizeof *hits);
-        r = qv_arena_alloc(&ctx->arena, sizeof *r);
-        if (!hits || !r)
-            rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
-        else
-            quiver__v1__search_response__init(r);
+        quiver__v1__scroll_response__init(r);
+        refs = malloc(limit * sizeof *refs);
+        r->points = qv_arena_array(&ctx->arena, limit, sizeof *r->points);
+        if (!refs || !r->points)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
     }
     if (rc == QV_OK) {
-        qv_search_req_t sr = {.query = req->vector, .k = req->k, .filter = f, .ef = ef,
-                              .exact = req->params && req->params->exact, .deadline_ns = ctx->deadline_ns,
-                              .cancelled = &ctx->cancelled};
         uint32_t n = 0;
+        bool more = false;
         qv_coll_rdlock(c);
-        rc = qv_search(c, app->pool, &sr, hits, &n, err);
-        if (rc == QV_OK && build_hits(ctx, c->schema, req, hits, n, r) != QV_OK)
-            rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        rc = qv_scroll(c, f, after, limit, refs, &n, &more, err);
+        for (uint32_t i = 0; rc == QV_OK && i < n; i++) {
+            rc = point_out(ctx, c->schema, refs[i].seg, refs[i].row, req->with_vectors, &r->points[i]);
+            r->n_points = i + 1;
+        }
+        if (rc == QV_OK && more && n) {
+            qv_str_t last = qv_strcol_get(&refs[n - 1].seg->ids, refs[n - 1].row);
+            if (!(r->next_cursor = qv_arena_strndup(&ctx->arena, last.p, last.len)))
+                rc = QV_ENOMEM;
+        }
         qv_coll_unlock(c);
+        if (rc)
+            qv_err_set(err, rc, "out of memory building the response");
     }
-    free(hits);
+    free(refs);
     qv_filter_free(f);
     qv_coll_release(c);
     if (rc)
@@ -515,6 +635,8 @@ const qv_handler_t qv_handlers[] = {
     {"Quiver/Get", h_get},
     {"Quiver/Search", h_search},
     {"Quiver/Count", h_count},
+    {"Quiver/SearchBatch", h_search_batch},
+    {"Quiver/Scroll", h_scroll},
     {"Admin/Health", h_health},
     {"Admin/Stats", h_stats},
     {"Admin/Flush", h_flush},
