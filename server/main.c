@@ -12,6 +12,7 @@
 
 #include "index/distance.h"
 #include "query/search.h"
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/service.h"
@@ -40,6 +41,10 @@ static void usage(FILE *out)
             "  --log-level LEVEL      debug|info|warn|error (default info)\n"
             "  --metrics-listen H:P   Prometheus metrics at http://H:P/metrics (default 127.0.0.1:9700; 'off' disables;\n"
             "                         if the default port is taken the server starts without metrics and says so)\n"
+            "  --api-keys FILE        require API keys: lines `KEY read|write|admin` (clients send\n"
+            "                         `authorization: Bearer KEY`); without it every call is allowed\n"
+            "  --tls-cert FILE --tls-key FILE  serve gRPC (and metrics) over TLS with this PEM certificate chain and key\n"
+            "  --tls-client-ca FILE   also require client certificates signed by this CA (mutual TLS)\n"
             "  --help                 this text\n");
 }
 
@@ -69,9 +74,10 @@ int main(int argc, char **argv)
     const char *metrics_listen = "127.0.0.1:9700";
     bool metrics_explicit = false;
     long max_inflight = 64;
+    const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     long cmp_small = 8;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -90,6 +96,10 @@ int main(int argc, char **argv)
         {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
         {"metrics-listen", required_argument, NULL, O_METRICS},
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
+        {"api-keys", required_argument, NULL, O_KEYS},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-client-ca", required_argument, NULL, O_TLS_CA},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -114,6 +124,10 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case O_KEYS: keys_file = optarg; break;
+        case O_TLS_CERT: tls_cert = optarg; break;
+        case O_TLS_KEY: tls_key = optarg; break;
+        case O_TLS_CA: tls_ca = optarg; break;
         case O_INFLIGHT: max_inflight = parse_num("--max-inflight", optarg, 1, 1000000); break;
         case O_METRICS:
             metrics_listen = optarg;
@@ -154,6 +168,24 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (!tls_cert != !tls_key || (tls_ca && !tls_cert)) {
+        fprintf(stderr, "quiverd: --tls-cert and --tls-key go together (and --tls-client-ca needs them)\n");
+        return 2;
+    }
+    qv_err_t ferr;
+    qv_keys_t *keys = NULL;
+    if (keys_file && qv_keys_load(keys_file, &keys, &ferr) != QV_OK) {
+        fprintf(stderr, "quiverd: %s\n", ferr.msg);
+        return 2;
+    }
+    char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL;
+    if ((tls_cert && !(cert_pem = qv_read_file(tls_cert, 1 << 20, &ferr))) ||
+        (tls_key && !(key_pem = qv_read_file(tls_key, 1 << 20, &ferr))) ||
+        (tls_ca && !(ca_pem = qv_read_file(tls_ca, 1 << 20, &ferr)))) {
+        fprintf(stderr, "quiverd: %s\n", ferr.msg);
+        return 2;
+    }
+
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -186,7 +218,7 @@ int main(int argc, char **argv)
                     .max_message_bytes = (int)(max_msg_mb << 20)};
     qv_metrics_server_t *metrics = NULL;
     if (strcmp(metrics_listen, "off") != 0 &&
-        qv_metrics_start(metrics_listen, store, app.started_ns, &metrics, &err) != QV_OK) {
+        qv_metrics_start(metrics_listen, store, app.started_ns, cert_pem, key_pem, &metrics, &err) != QV_OK) {
         if (metrics_explicit) {
             qv_log(QV_LOG_ERROR, "metrics.listen_failed", "listen=%s msg=\"%s\"", metrics_listen, err.msg);
             grpc_shutdown();
@@ -198,7 +230,8 @@ int main(int argc, char **argv)
     }
     qv_rpc_opts_t ro = {.listen = listen, .threads = (int)threads, .max_message_bytes = (int)(max_msg_mb << 20),
                         .services = qv_services, .handlers = qv_handlers, .app = &app,
-                        .observe = qv_metrics_observe, .max_inflight = (int)max_inflight};
+                        .observe = qv_metrics_observe, .max_inflight = (int)max_inflight, .keys = keys,
+                        .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem};
     qv_rpc_t *rpc;
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", listen, err.msg);
@@ -208,8 +241,9 @@ int main(int argc, char **argv)
         qv_store_close(store);
         return 1;
     }
-    qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s",
-           role, listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads, metrics ? metrics_listen : "off");
+    qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s tls=%s auth=%s",
+           role, listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads, metrics ? metrics_listen : "off",
+           cert_pem ? (ca_pem ? "mutual" : "on") : "off", keys ? "api-keys" : "off");
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -219,6 +253,10 @@ int main(int argc, char **argv)
     grpc_shutdown();
     qv_pool_destroy(pool);
     qv_store_close(store);
+    qv_keys_free(keys);
+    free(cert_pem);
+    free(key_pem);
+    free(ca_pem);
     qv_log(QV_LOG_INFO, "server.stopped", "signal=%d", sig);
     return 0;
 }

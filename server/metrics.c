@@ -270,7 +270,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return rc;
 }
 
-int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, qv_metrics_server_t **out, qv_err_t *err)
+int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, const char *cert_pem,
+                     const char *key_pem, qv_metrics_server_t **out, qv_err_t *err)
 {
     *out = NULL;
     const char *colon = strrchr(listen, ':');
@@ -290,8 +291,13 @@ int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, qv_
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     m->st = st;
     m->started_ns = started_ns;
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, m,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
+    if (cert_pem && key_pem)
+        m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request,
+                                m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+                                MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
+    else
+        m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, m,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
     if (!m->d) {
         free(m);
         return qv_err_set(err, QV_EIO, "cannot serve metrics on %s", listen);

@@ -19,8 +19,9 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns);
 
 typedef struct qv_metrics_server qv_metrics_server_t;
 /* Serves GET /metrics on listen ("host:port", IPv4); QV_EIO with a message when it cannot bind. */
-int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, qv_metrics_server_t **out,
-                     qv_err_t *err);
+/* cert_pem/key_pem non-NULL: HTTPS. */
+int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, const char *cert_pem,
+                     const char *key_pem, qv_metrics_server_t **out, qv_err_t *err);
 void qv_metrics_stop(qv_metrics_server_t *m);
 
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/auth.h"
 #include "server/log.h"
 
 #define MAX_METHODS 64
@@ -28,6 +29,7 @@ typedef struct {
     char path[128];
     const ProtobufCMethodDescriptor *md;
     qv_handler_fn fn;
+    int role;
 } method_t;
 
 struct qv_rpc {
@@ -41,6 +43,7 @@ struct qv_rpc {
     int max_msg;
     int max_inflight;
     atomic_int inflight;
+    const qv_keys_t *keys;
     void *app;
     void (*observe)(const char *method, int status, int64_t ns);
     atomic_bool stopping;
@@ -189,6 +192,38 @@ static const method_t *find_method(qv_rpc_t *r, grpc_slice path)
     return NULL;
 }
 
+/* Checks the caller's API key against the method's role; returns a gRPC status (OK to proceed). */
+static int authorize(call_t *c, const method_t *m, char *msg, size_t msglen)
+{
+    const qv_keys_t *keys = c->rpc->keys;
+    if (!keys || m->role == QV_ROLE_PUBLIC)
+        return GRPC_STATUS_OK;
+    const char *val = NULL;
+    size_t vlen = 0;
+    for (size_t i = 0; i < c->md.count; i++) {
+        grpc_slice k = c->md.metadata[i].key;
+        if (GRPC_SLICE_LENGTH(k) == 13 && memcmp(GRPC_SLICE_START_PTR(k), "authorization", 13) == 0) {
+            val = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
+            vlen = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
+        }
+    }
+    if (!val || vlen < 7 || memcmp(val, "Bearer ", 7) != 0) {
+        snprintf(msg, msglen, "missing 'authorization: Bearer <API key>' metadata");
+        return GRPC_STATUS_UNAUTHENTICATED;
+    }
+    int role = qv_keys_role(keys, val + 7, vlen - 7);
+    if (role < 0) {
+        snprintf(msg, msglen, "unknown API key");
+        return GRPC_STATUS_UNAUTHENTICATED;
+    }
+    if (role < m->role) {
+        snprintf(msg, msglen, "this API key has the %s role; %s needs %s", qv_role_name(role), m->path,
+                 qv_role_name(m->role));
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    return GRPC_STATUS_OK;
+}
+
 /* Decodes, dispatches and replies; runs on a worker thread. */
 static void handle(call_t *c)
 {
@@ -201,6 +236,12 @@ static void handle(call_t *c)
     }
     c->ctx.method = m->path;
     c->ctx.deadline_ns = deadline_ns(c->details.deadline);
+    char denied[192];
+    int auth = authorize(c, m, denied, sizeof denied);
+    if (auth != GRPC_STATUS_OK) {
+        send_reply(c, auth, denied);
+        return;
+    }
     if (!c->payload) {
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
         return;
@@ -345,9 +386,12 @@ static void add_methods(qv_rpc_t *r, const ProtobufCServiceDescriptor *sd, const
         snprintf(m->path, sizeof m->path, "/%s/%s", sd->name, sd->methods[i].name);
         char short_name[128];
         snprintf(short_name, sizeof short_name, "%s/%s", sd->short_name, sd->methods[i].name);
+        m->role = QV_ROLE_ADMIN; /* a method without a handler entry is refused anyway; be strict */
         for (const qv_handler_t *h = handlers; h->name; h++)
-            if (strcmp(h->name, short_name) == 0)
+            if (strcmp(h->name, short_name) == 0) {
                 m->fn = h->fn;
+                m->role = h->role;
+            }
         if (!m->fn)
             qv_log(QV_LOG_WARN, "rpc.unimplemented", "method=%s", m->path);
     }
@@ -360,6 +404,7 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     r->app = opts->app;
     r->observe = opts->observe;
+    r->keys = opts->keys;
     r->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : 64;
     atomic_init(&r->inflight, 0);
     r->max_msg = opts->max_message_bytes;
@@ -381,7 +426,17 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     r->server = grpc_server_create(&ca, NULL);
     r->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(r->server, r->cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds;
+    if (opts->tls_cert_pem) {
+        grpc_ssl_pem_key_cert_pair pair = {opts->tls_key_pem, opts->tls_cert_pem};
+        creds = grpc_ssl_server_credentials_create_ex(
+            opts->tls_client_ca_pem, &pair, 1,
+            opts->tls_client_ca_pem ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                    : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
     r->port = grpc_server_add_http2_port(r->server, opts->listen, creds);
     grpc_server_credentials_release(creds);
     if (r->port <= 0) {

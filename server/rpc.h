@@ -31,6 +31,7 @@ typedef int (*qv_handler_fn)(void *app, qv_call_ctx_t *ctx, const ProtobufCMessa
 typedef struct {
     const char *name;  /* "Quiver/Search": service short name / method */
     qv_handler_fn fn;
+    int role;          /* QV_ROLE_* the caller's API key needs (server/auth.h) */
 } qv_handler_t;
 
 typedef struct qv_rpc qv_rpc_t;
@@ -43,6 +44,9 @@ typedef struct {
     const ProtobufCServiceDescriptor *const *services; /* NULL-terminated */
     const qv_handler_t *handlers;                   /* NULL-name-terminated */
     void *app;
+    const struct qv_keys *keys;                     /* NULL: no authentication */
+    const char *tls_cert_pem, *tls_key_pem;         /* both NULL: plaintext */
+    const char *tls_client_ca_pem;                  /* non-NULL: require and verify client certificates */
     /* called once per finished call with its method path ("unknown" for unknown methods), status and wall time */
     void (*observe)(const char *method, int status, int64_t ns);
 } qv_rpc_opts_t;

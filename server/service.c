@@ -9,6 +9,7 @@
 
 #include "index/distance.h"
 #include "query/search.h"
+#include "server/auth.h"
 #include "server/convert.h"
 #include "server/metrics.h"
 
@@ -626,22 +627,22 @@ static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsRes
 }
 
 const qv_handler_t qv_handlers[] = {
-    {"Quiver/CreateCollection", h_create},
-    {"Quiver/DropCollection", h_drop},
-    {"Quiver/ListCollections", h_list},
-    {"Quiver/DescribeCollection", h_describe},
-    {"Quiver/Upsert", h_upsert},
-    {"Quiver/Delete", h_delete},
-    {"Quiver/Get", h_get},
-    {"Quiver/Search", h_search},
-    {"Quiver/Count", h_count},
-    {"Quiver/SearchBatch", h_search_batch},
-    {"Quiver/Scroll", h_scroll},
-    {"Admin/Health", h_health},
-    {"Admin/Stats", h_stats},
-    {"Admin/Flush", h_flush},
-    {"Admin/Compact", h_compact},
-    {NULL, NULL},
+    {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
+    {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
+    {"Quiver/ListCollections", h_list, QV_ROLE_READ},
+    {"Quiver/DescribeCollection", h_describe, QV_ROLE_READ},
+    {"Quiver/Upsert", h_upsert, QV_ROLE_WRITE},
+    {"Quiver/Delete", h_delete, QV_ROLE_WRITE},
+    {"Quiver/Get", h_get, QV_ROLE_READ},
+    {"Quiver/Search", h_search, QV_ROLE_READ},
+    {"Quiver/Count", h_count, QV_ROLE_READ},
+    {"Quiver/SearchBatch", h_search_batch, QV_ROLE_READ},
+    {"Quiver/Scroll", h_scroll, QV_ROLE_READ},
+    {"Admin/Health", h_health, QV_ROLE_PUBLIC},
+    {"Admin/Stats", h_stats, QV_ROLE_READ},
+    {"Admin/Flush", h_flush, QV_ROLE_ADMIN},
+    {"Admin/Compact", h_compact, QV_ROLE_ADMIN},
+    {NULL, NULL, 0},
 };
 
 const ProtobufCServiceDescriptor *const qv_services[] = {&quiver__v1__quiver__descriptor,

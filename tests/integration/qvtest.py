@@ -59,6 +59,7 @@ INT64, DOUBLE, KEYWORD, BOOL, KEYWORDS = (pb.FIELD_TYPE_INT64, pb.FIELD_TYPE_DOU
                                           pb.FIELD_TYPE_BOOL, pb.FIELD_TYPE_KEYWORDS)
 GROWING, SEALED = pb.SEGMENT_STATE_GROWING, pb.SEGMENT_STATE_SEALED
 METRIC_NAME = {L2: "L2", IP: "IP", COSINE: "COSINE"}
+HAS_INDEX_KINDS = hasattr(pb, "IndexParams") and hasattr(pb, "INDEX_KIND_FLAT")
 
 MAX_MSG = 256 << 20  # client limits well above the server's 64 MiB, so that the server is the one that refuses
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MSG), ("grpc.max_receive_message_length", MAX_MSG)]
@@ -99,9 +100,15 @@ class Client:
         self.channel.close()
 
     # short forms used all over the tests
-    def create(self, name, dim, metric=L2, fields=(), shards=0):
+    def create(self, name, dim, metric=L2, fields=(), shards=0, index=None):
+        """index: an IndexParams; by default FLAT where the proto has index kinds, so that every search is exact
+        (these tests compare against brute force; tests/integration/test_index.py covers the HNSW path)."""
         req = pb.CreateCollectionRequest(name=name, dim=dim, metric=metric, shards=shards,
                                          fields=[pb.FieldSchema(name=n, type=t) for n, t in fields])
+        if index is None and HAS_INDEX_KINDS:
+            index = pb.IndexParams(kind=pb.INDEX_KIND_FLAT)
+        if index is not None:
+            req.index.CopyFrom(index)
         return self.q.CreateCollection(req)
 
     def describe(self, name):
@@ -232,24 +239,25 @@ class Server:
                            f"--- log tail ({self.log_path}) ---\n{self.log_tail()}")
 
     def _wait_healthy(self, timeout):
-        client = Client(self.addr, timeout=2)
         t0 = time.monotonic()
         last = "no answer"
-        try:
-            while time.monotonic() - t0 < timeout:
-                if self.proc.poll() is not None:
-                    return False, f"exited with status {self.proc.returncode} during start-up"
-                try:
-                    h = client.admin.Health(pb.HealthRequest(), timeout=2)
-                    if h.status == pb.HealthResponse.STATUS_SERVING:
-                        return True, None
-                    last = f"Health status {h.status}"
-                except grpc.RpcError as e:
-                    last = f"Health: {e.code()} {e.details()}"
-                time.sleep(0.05)
-            return False, f"no healthy answer within {timeout} s ({last})"
-        finally:
-            client.close()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                return False, f"exited with status {self.proc.returncode} during start-up"
+            # a fresh channel (and subchannel) per try: a channel that was refused waits out gRPC's reconnect
+            # backoff (1 s, x1.6, ...), which would add seconds to every start
+            ch = grpc.insecure_channel(self.addr, options=[("grpc.use_local_subchannel_pool", 1)])
+            try:
+                h = pbg.AdminStub(ch).Health(pb.HealthRequest(), timeout=2)
+                if h.status == pb.HealthResponse.STATUS_SERVING:
+                    return True, None
+                last = f"Health status {h.status}"
+            except grpc.RpcError as e:
+                last = f"Health: {e.code()} {e.details()}"
+            finally:
+                ch.close()
+            time.sleep(0.05)
+        return False, f"no healthy answer within {timeout} s ({last})"
 
     def _close_client(self):
         if self._client is not None:

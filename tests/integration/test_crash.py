@@ -126,11 +126,8 @@ class Worker:
 
     def rand_attrs(self):
         r = self.rng
-        a = {"year": r.randint(-2**62, 2**62), "price": r.uniform(-1e6, 1e6), "category": r.choice(CATS),
-             "active": r.random() < 0.5, "tags": r.sample(TAGS, r.randint(1, 3))}
-        if r.random() < 0.1:
-            del a["price"]  # attributes are optional
-        return a
+        return {"year": r.randint(-2**62, 2**62), "price": r.uniform(-1e6, 1e6), "category": r.choice(CATS),
+                "active": r.random() < 0.5, "tags": r.sample(TAGS, r.randint(1, 3))}
 
     def rand_text(self):
         return "".join(self.rng.choice(TEXT_CHARS) for _ in range(self.rng.randint(0, 30)))
@@ -271,6 +268,7 @@ def test_kill9_rounds(make_server, capsys):
         if r in TERM_AFTER:
             schedule.append("term")
     t_start = time.monotonic()
+    times = collections.Counter()
     for rnd, mode in enumerate(schedule, 1):
         stop = threading.Event()
         clients = [Client(srv.addr, timeout=60) for _ in workers]
@@ -299,8 +297,13 @@ def test_kill9_rounds(make_server, capsys):
         for wk in workers:
             wk.errors.clear()
             totals["in-flight writes at the kill"] += wk.inflight is not None
+        t0 = time.monotonic()
         srv.start()
+        t1 = time.monotonic()
         verify(srv.client, workers, rnd, totals)
+        times["restart"] += t1 - t0
+        times["verify"] += time.monotonic() - t1
+        times["stop"] += t0 - t_kill
     for wk in workers:
         totals.update(wk.stats)
     elapsed = time.monotonic() - t_start
@@ -308,6 +311,7 @@ def test_kill9_rounds(make_server, capsys):
         print(f"\ncrash test (seed {seed}, {elapsed:.0f} s):")
         for k in sorted(totals):
             print(f"  {k}: {totals[k]}")
+        print("  seconds spent: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(times.items())))
     assert totals["kill -9 rounds"] >= 20
     assert totals["upsert requests"] >= 50, "too few acknowledged writes to judge anything"
     assert totals["delete requests"] >= 10
