@@ -21,9 +21,11 @@
  *
  * Filters. A search may pass an `allowed` bitmap (uint64 words, bit i set = row i may be returned; deleted rows and
  * rows failing the request's filter are simply not allowed). The graph walk goes THROUGH non-allowed nodes but only
- * admits allowed ones into the result; when the allowed fraction is small it expands two-hop neighbourhoods
- * (ACORN-style), and when so few rows pass that scanning them is cheaper than any walk, it scans them exactly
- * (QV_HNSW_PLAN_AUTO). Effort is bounded by `max_dist` distance computations.
+ * admits allowed ones into the result; when the allowed fraction is small (< 30%) it expands two-hop
+ * neighbourhoods (ACORN-style), and when so few rows pass that scanning them is cheaper than any walk, or fewer than
+ * 2% pass (where the two-hop walk's recall drops), it scans them exactly (QV_HNSW_PLAN_AUTO; the cost model is in
+ * index/hnsw/search.c). Effort is bounded by `max_dist` distance computations. The lead's planner can call
+ * qv_hnsw_plan() to explain the choice, or force a path with qv_hnsw_search_params_t.plan.
  *
  * Thread safety: create/build/free/cancel by the owner; progress/cancel from any thread during build; search,
  * encode, info and validate from any number of threads once built. */

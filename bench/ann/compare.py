@@ -11,12 +11,19 @@ For each dataset: exact ground truth with numpy (written as .ivecs and passed to
 library is scored against the same neighbours), then quiver-ann (its JSON), hnswlib (same M, ef_construction, build
 threads; queries single-threaded in one batch call, so Python overhead is once per ef, not per query) and faiss
 IndexHNSWFlat (same M, efConstruction; omp threads = build threads for the build, 1 for queries). Each ef is timed
-as the best of 3 passes over all queries for every library (the machine is shared; the fastest pass is the least
-disturbed). Filtered runs
-(--filter-selectivity) compare quiver-ann with hnswlib's filter callback at the same ef; hnswlib calls back into
-Python for every candidate, so its filtered QPS measures that interface as much as the index, and it is run on
---filter-nq queries only; its bitmap is drawn separately at the same selectivity and scored against its own exact
-ground truth.
+as the best of 5 passes over all queries for every library, both by wall clock and by the CPU time of the
+searching thread (the machine is shared; the fastest pass is the least disturbed, and CPU time does not count time
+spent descheduled). Filtered runs (--filter-selectivity) compare quiver-ann with hnswlib's filter callback at the
+same ef; hnswlib calls back into Python for every candidate, so its filtered QPS measures that interface as much as
+the index, and it runs on --filter-nq queries and the --filter-ef values only; its bitmap is drawn separately at
+the same selectivity and scored against its own exact ground truth.
+
+Memory pages: quiver-ann puts the base vectors and its graph in transparent huge pages (madvise; what the storage
+layer should do for sealed segments) and is also run once more on the same graph with the vectors in 4 KiB pages
+(column quiver-4k; the graph's arrays stay in huge pages, the library allocates those). run.sh starts this script
+with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which makes glibc's malloc advise huge pages for large allocations, so
+hnswlib's and faiss's own arrays get huge pages too (without it they would not, and the comparison would flatter
+quiver).
 
 Prints a table of single-thread QPS at recall@k 0.90 / 0.95 / 0.99 (linear interpolation between neighbouring ef
 points of each curve; '-' when the curve never reaches that recall), ratios to hnswlib and faiss, build times and
@@ -31,7 +38,7 @@ import time
 
 import numpy as np
 
-REPEATS = 3  # timed passes per ef (quiver-ann does the same); the best is reported
+REPEATS = 5  # timed passes per ef (quiver-ann does the same); the best is reported
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -133,24 +140,27 @@ def loadavg():
 
 # ---------------------------------------------------------------- runners
 
-def run_quiver(exe, base_f, query_f, gt_f, metric, k, M, efc, efs, threads, sels, out_json):
+def run_quiver(exe, base_f, query_f, gt_f, metric, k, M, efc, efs, threads, sels, out_json, extra=()):
     cmd = [exe, '--base', base_f, '--query', query_f, '--metric', metric, '--k', str(k), '--M', str(M),
            '--efc', str(efc), '--ef', ','.join(map(str, efs)), '--threads', str(threads), '--json', out_json]
+    cmd += list(extra)
     if gt_f:
         cmd += ['--gt', gt_f]
     if sels:
         cmd += ['--filter-selectivity', ','.join(map(str, sorted(set(sels) | {1.0}, reverse=True)))]
     log('$ ' + ' '.join(cmd))
-    subprocess.run(cmd, check=True)
+    env = dict(os.environ)
+    env.pop('GLIBC_TUNABLES', None)  # quiver-ann places its own memory (and --no-hugepages must mean 4 KiB pages)
+    subprocess.run(cmd, check=True, env=env)
     with open(out_json) as f:
         j = json.load(f)
-    curve = [(r['ef'], r['recall'], r['qps']) for r in j['results'] if r['selectivity'] == 1]
+    curve = [(r['ef'], r['recall'], r['qps'], r['qps_cpu']) for r in j['results'] if r['selectivity'] == 1]
     filt = [r for r in j['results'] if r['selectivity'] < 1]
     return {'build_s': j['build_seconds'], 'curve': curve, 'filtered': filt,
             'bytes_per_vector': j['index_bytes_per_vector'], 'raw': j}
 
 
-def run_hnswlib(base, queries, gt, metric, k, M, efc, efs, threads, sels, filter_nq, seed):
+def run_hnswlib(base, queries, gt, metric, k, M, efc, efs, threads, sels, filter_nq, filter_efs, seed):
     import hnswlib
     space = 'l2' if metric == 'l2' else 'ip'
     idx = hnswlib.Index(space=space, dim=base.shape[1])
@@ -164,13 +174,13 @@ def run_hnswlib(base, queries, gt, metric, k, M, efc, efs, threads, sels, filter
     idx.knn_query(queries[:500], k=k, num_threads=1)  # warm-up, as quiver-ann does
     for ef in efs:
         idx.set_ef(ef)
-        t = float('inf')
+        t = tc = float('inf')
         for _ in range(REPEATS):  # best of REPEATS: the machine is shared, the fastest pass is the least disturbed
-            t0 = time.perf_counter()
-            labels, _ = idx.knn_query(queries, k=k, num_threads=1)
-            t = min(t, time.perf_counter() - t0)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            labels, _ = idx.knn_query(queries, k=k, num_threads=1)  # num_threads=1 runs on this thread
+            t, tc = min(t, time.perf_counter() - t0), min(tc, time.thread_time() - c0)
         r = recall_at_k(labels, gt, k)
-        curve.append((ef, r, len(queries) / t))
+        curve.append((ef, r, len(queries) / t, len(queries) / tc))
         log(f'  hnswlib ef {ef:<4} recall@{k} {r:.4f} {len(queries) / t:9.0f} q/s')
     filt = []
     rng = np.random.default_rng(seed + 7)
@@ -185,7 +195,7 @@ def run_hnswlib(base, queries, gt, metric, k, M, efc, efs, threads, sels, filter
         sub_gt = ground_truth(base[allowed_ids], qs, min(k, len(allowed_ids)), metric)
         fgt = allowed_ids[sub_gt]
         maskl = mask.tolist()
-        for ef in efs:
+        for ef in filter_efs:
             idx.set_ef(max(ef, k))
             t0 = time.perf_counter()
             try:
@@ -224,23 +234,24 @@ def run_faiss(base, queries, gt, metric, k, M, efc, efs, threads):
     idx.search(q[:500], k)
     for ef in efs:
         idx.hnsw.efSearch = ef
-        t = float('inf')
+        t = tc = float('inf')
         for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            _, labels = idx.search(q, k)
-            t = min(t, time.perf_counter() - t0)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            _, labels = idx.search(q, k)  # one OpenMP thread: runs on this thread
+            t, tc = min(t, time.perf_counter() - t0), min(tc, time.thread_time() - c0)
         r = recall_at_k(labels, gt, k)
-        curve.append((ef, r, len(q) / t))
+        curve.append((ef, r, len(q) / t, len(q) / tc))
         log(f'  faiss ef {ef:<4} recall@{k} {r:.4f} {len(q) / t:9.0f} q/s')
     return {'build_s': build_s, 'curve': curve}
 
 
 # ---------------------------------------------------------------- report
 
-def qps_at(curve, target):
-    """QPS at `target` recall, linear between neighbouring points of the curve (ordered by ef). Returns
-    (qps, note): note '>=' when even the smallest ef is above the target (the QPS is then a lower bound)."""
-    pts = sorted(curve, key=lambda p: p[0])
+def qps_at(curve, target, col=3):
+    """QPS at `target` recall, linear between neighbouring points of the curve (ordered by ef). col 2 = wall-clock
+    QPS, 3 = CPU-time QPS. Returns (qps, note): note '>=' when even the smallest ef is above the target (the QPS
+    is then a lower bound)."""
+    pts = sorted(((p[0], p[1], p[col]) for p in curve), key=lambda p: p[0])
     if not pts:
         return None, ''
     if pts[0][1] >= target:
@@ -263,31 +274,35 @@ def fmt(v, note=''):
 def report(name, info, results, targets, out_dir):
     lines = []
     lines.append(f'== {name}: {info} ==')
-    libs = [l for l in ('quiver', 'hnswlib', 'faiss') if results.get(l)]
-    head = f'{"recall@k":>9} ' + ''.join(f'{l + " q/s":>14}' for l in libs)
-    ratio_libs = [l for l in libs if l != 'quiver']
-    head += ''.join(f'{"quiver/" + l:>16}' for l in ratio_libs)
-    lines.append(head)
+    libs = [l for l in ('quiver', 'quiver-4k', 'hnswlib', 'faiss') if results.get(l)]
+    ratio_libs = [l for l in ('hnswlib', 'faiss') if results.get(l)]
     table = {}
-    for t in targets:
-        row = f'{t:>9.2f} '
-        vals = {}
-        for l in libs:
-            v, note = qps_at(results[l]['curve'], t)
-            vals[l] = (v, note)
-            row += f'{fmt(v, note):>14}'
-        for l in ratio_libs:
-            a, b = vals['quiver'][0], vals[l][0]
-            row += f'{(a / b if a and b else float("nan")):>16.2f}' if a and b else f'{"-":>16}'
-        table[t] = {l: vals[l][0] for l in libs}
-        lines.append(row)
-    lines.append('build seconds: ' + ', '.join(f'{l} {results[l]["build_s"]:.2f}' for l in libs) +
+    for col, label in ((3, 'CPU time of the searching thread'), (2, 'wall clock')):
+        lines.append(f'single-thread q/s at recall@k, by {label}:')
+        head = f'{"recall@k":>9} ' + ''.join(f'{l:>12}' for l in libs)
+        head += ''.join(f'{"quiver/" + l:>16}' for l in ratio_libs)
+        lines.append(head)
+        for t in targets:
+            row = f'{t:>9.2f} '
+            vals = {}
+            for l in libs:
+                v, note = qps_at(results[l]['curve'], t, col)
+                vals[l] = (v, note)
+                row += f'{fmt(v, note):>12}'
+            for l in ratio_libs:
+                a, b = vals['quiver'][0], vals[l][0]
+                row += f'{a / b:>16.2f}' if a and b else f'{"-":>16}'
+            if col == 3:
+                table[t] = {l: vals[l][0] for l in libs}
+            lines.append(row)
+    blibs = [l for l in libs if results[l].get('build_s') is not None]
+    lines.append('build seconds: ' + ', '.join(f'{l} {results[l]["build_s"]:.2f}' for l in blibs) +
                  ''.join(f'; quiver/{l} {results["quiver"]["build_s"] / results[l]["build_s"]:.2f}'
                          for l in ratio_libs))
     lines.append(f'quiver graph bytes/vector: {results["quiver"]["bytes_per_vector"]:.1f}')
-    lines.append('curves (ef: recall / q/s):')
+    lines.append('curves (ef: recall / q/s by CPU time):')
     for l in libs:
-        lines.append(f'  {l:8} ' + '  '.join(f'{e}: {r:.4f}/{q:.0f}' for e, r, q in sorted(results[l]['curve'])))
+        lines.append(f'  {l:9} ' + '  '.join(f'{p[0]}: {p[1]:.4f}/{p[3]:.0f}' for p in sorted(results[l]['curve'])))
     qf = results['quiver'].get('filtered') or []
     if qf:
         lines.append('filtered (quiver: recall / q/s / plan; hnswlib filter callback: recall / q/s):')
@@ -310,10 +325,10 @@ def report(name, info, results, targets, out_dir):
         fig, ax = plt.subplots(figsize=(7, 5))
         for l in libs:
             c = sorted(results[l]['curve'])
-            ax.plot([p[1] for p in c], [p[2] for p in c], marker='o', label=l)
+            ax.plot([p[1] for p in c], [p[3] for p in c], marker='o', label=l)
         ax.set_yscale('log')
         ax.set_xlabel('recall@k')
-        ax.set_ylabel('queries/s (1 thread)')
+        ax.set_ylabel('queries/s (1 thread, CPU time)')
         ax.set_title(f'{name}: {info}', fontsize=9)
         ax.grid(True, which='both', alpha=0.3)
         ax.legend()
@@ -340,11 +355,13 @@ def main():
     ap.add_argument('--ef', default='10,16,24,32,48,64,96,128,192,256,384')
     ap.add_argument('--threads', type=int, default=os.cpu_count())
     ap.add_argument('--filter-selectivity', default='')
-    ap.add_argument('--filter-nq', type=int, default=200)
+    ap.add_argument('--filter-nq', type=int, default=100)
+    ap.add_argument('--filter-ef', default='16,64,256', help='ef values for hnswlib\'s (slow) filtered runs')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--exe', default=os.path.join(ROOT, 'build-bench', 'release', 'quiver-ann'))
     ap.add_argument('--out', default=os.path.join(ROOT, 'build-bench', 'results'))
     ap.add_argument('--no-faiss', action='store_true')
+    ap.add_argument('--no-4k', action='store_true', help='skip the quiver run with base vectors in 4 KiB pages')
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     data_dir = os.path.join(ROOT, 'build-bench', 'data')
@@ -387,17 +404,25 @@ def main():
                 f'efc={a.efc}, build threads={a.threads}, load {loadavg():.2f}')
         log(info)
         res = {}
+        ixf = os.path.join(data_dir, f'{name}-{metric}-M{a.M}-efc{a.efc}.hnsw')
+        if os.path.exists(ixf):
+            os.remove(ixf)  # the first run builds (timed) and saves the graph; the 4 KiB-page run loads it
         res['quiver'] = run_quiver(a.exe, bf, qf, gtf, metric, a.k, a.M, a.efc, efs, a.threads, sels,
-                                   os.path.join(a.out, f'{name}-quiver.json'))
+                                   os.path.join(a.out, f'{name}-quiver.json'), ['--index-file', ixf])
+        if not a.no_4k:  # the same graph (loaded, not rebuilt) with the base vectors in 4 KiB pages
+            r4 = run_quiver(a.exe, bf, qf, gtf, metric, a.k, a.M, a.efc, efs, a.threads, [],
+                            os.path.join(a.out, f'{name}-quiver-4k.json'), ['--no-hugepages', '--index-file', ixf])
+            r4['build_s'] = None
+            res['quiver-4k'] = r4
         res['hnswlib'] = run_hnswlib(base, queries, gt, gm, a.k, a.M, a.efc, efs, a.threads, sels, a.filter_nq,
-                                     a.seed)
+                                     [int(e) for e in a.filter_ef.split(',')], a.seed)
         if not a.no_faiss:
             res['faiss'] = run_faiss(base, queries, gt, gm, a.k, a.M, a.efc, efs, a.threads)
         info += f', load after {loadavg():.2f}'
         table = report(name, info, res, targets, a.out)
         summary['datasets'][name] = {
             'info': info, 'qps_at_recall': {str(t): v for t, v in table.items()},
-            'build_seconds': {l: r['build_s'] for l, r in res.items() if r},
+            'build_seconds': {l: r['build_s'] for l, r in res.items() if r and r.get('build_s') is not None},
             'curves': {l: r['curve'] for l, r in res.items() if r},
             'quiver_filtered': res['quiver']['filtered'],
             'hnswlib_filtered': res['hnswlib']['filtered'],

@@ -6,8 +6,10 @@
  *
  * Inputs: .fvecs / .bvecs / .ivecs (TEXMEX) and .npy (float32; ground truth int32/int64). Without --gt the exact
  * ground truth is computed (multi-threaded exact scans). cosine normalises base and queries and uses IP.
- * Build: on --threads threads (default: all online CPUs), timed. Search: single-threaded, all queries in order, timed as the
- * best of 5 passes per ef (wall clock: "qps"; this thread's CPU time: "qps_cpu") after one untimed warm-up pass; queries/s = queries / wall time of that pass. Filtered runs (--filter-selectivity below 1) use
+ * Build: on --threads threads (default: all online CPUs), timed. Search: single-threaded, all queries in order,
+ * timed as the best of 5 passes per ef after one untimed warm-up pass; queries/s = queries / time of that pass, by
+ * wall clock ("qps") and by this thread's CPU time ("qps_cpu", robust on a shared machine). Filtered runs
+ * (--filter-selectivity below 1) use
  * a random allowed bitmap with that fraction of the rows (fixed seed), with their own exact ground truth, and the
  * index's automatic plan (graph walk, two-hop walk or exact scan of the allowed rows; the JSON says which).
  * OUT: one JSON object, see write_json(). Progress goes to stderr. */
@@ -44,6 +46,8 @@ typedef struct {
     double gt_seconds;
 } result_t;
 
+static qv_hnsw_plan_t g_plan = QV_HNSW_PLAN_AUTO;
+
 static double now(void)
 {
     struct timespec ts;
@@ -66,6 +70,7 @@ static void usage(FILE *f)
                "                  [--filter-selectivity 0.001,0.01,0.1,0.5,1] [--seed S] --json OUT\n"
                "                  [--index-file F (load the graph from F if it exists, else build and save it)]\n"
                "                  [--no-hugepages (base vectors in ordinary 4 KiB pages)]\n"
+               "                  [--plan auto|graph|exact (filtered searches; default auto)]\n"
                "inputs: .fvecs .bvecs .ivecs (TEXMEX), .npy (float32 vectors; int32/int64 ground truth)\n");
 }
 
@@ -156,7 +161,7 @@ static void run_ef(const qv_hnsw_t *h, const float *queries, uint32_t dim, size_
     qv_cand_t *all = malloc(nq * k * sizeof(*all));
     if (!out || !found || !all)
         die("out of memory");
-    qv_hnsw_search_params_t sp = {.ef = ef, .allowed = allowed, .allowed_count = allowed_count};
+    qv_hnsw_search_params_t sp = {.ef = ef, .allowed = allowed, .allowed_count = allowed_count, .plan = g_plan};
     uint64_t ndist = 0;
     memset(r->paths, 0, sizeof r->paths);
     r->budget_hits = 0;
@@ -341,6 +346,7 @@ int main(int argc, char **argv)
         {"filter-selectivity", required_argument, 0, 'f'},
         {"seed", required_argument, 0, 's'},    {"json", required_argument, 0, 'j'},
         {"index-file", required_argument, 0, 'I'}, {"no-hugepages", no_argument, 0, 'H'},
+        {"plan", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     int c;
@@ -361,6 +367,16 @@ int main(int argc, char **argv)
         case 'j': json = optarg; break;
         case 'I': index_file = optarg; break;
         case 'H': hugepages = false; break;
+        case 'P':
+            if (strcmp(optarg, "auto") == 0)
+                g_plan = QV_HNSW_PLAN_AUTO;
+            else if (strcmp(optarg, "graph") == 0)
+                g_plan = QV_HNSW_PLAN_GRAPH;
+            else if (strcmp(optarg, "exact") == 0)
+                g_plan = QV_HNSW_PLAN_EXACT;
+            else
+                die("--plan: '%s' is not auto, graph or exact", optarg);
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -388,7 +404,6 @@ int main(int argc, char **argv)
         threads = 1;
 
     qv_dist_init(QV_SIMD_AUTO);
-    { extern int qv__pf_mode; if (getenv("QV_PF")) qv__pf_mode = atoi(getenv("QV_PF")); }
     char err[512];
     vec_f32_t base, query;
     if (vec_read_f32(base_path, &base, err, sizeof err) || vec_read_f32(query_path, &query, err, sizeof err))
@@ -434,7 +449,7 @@ int main(int argc, char **argv)
     qv_err_t qerr;
     if (qv_hnsw_create(&hp, base.data, base.n, base.dim, 0, &qerr, &h))
         die("%s", qerr.msg);
-    double t0 = now(), load_s = -1;
+    double t0 = now(), load_s = -1, build_s = -1;
     int rc;
     FILE *cache = index_file ? fopen(index_file, "rb") : NULL;
     if (cache) {
@@ -456,6 +471,7 @@ int main(int argc, char **argv)
         rc = qv_hnsw_build(h, pool);
         if (rc)
             die("build failed: %s", qv_strerror(rc));
+        build_s = now() - t0;
         if (index_file) {
             qv_wbuf_t b;
             qv_wbuf_init(&b);
@@ -465,15 +481,15 @@ int main(int argc, char **argv)
             qv_wbuf_free(&b);
         }
     }
-    double build_s = load_s < 0 ? now() - t0 : -1;
     run_info_t ri = {.base = base_path, .query = query_path, .gt = gt_path, .metric = metric, .quant = quant,
                      .simd = qv_dist()->name, .n = base.n, .nq = query.n, .dim = base.dim, .k = (uint32_t)k,
                      .M = (uint32_t)M, .efc = (uint32_t)efc, .threads = (int)threads, .build_seconds = build_s,
                      .load_seconds = load_s, .hugepages = hugepages,
                      .load1 = loadavg[0]};
     qv_hnsw_info(h, &ri.info);
-    fprintf(stderr, "quiver-ann: built in %.2f s, %.1f graph bytes/vector, max level %u\n", build_s,
-            ri.info.bytes_per_vector, ri.info.max_level);
+    if (build_s >= 0)
+        fprintf(stderr, "quiver-ann: built in %.2f s on %ld threads, %.1f graph bytes/vector, max level %u\n",
+                build_s, threads, ri.info.bytes_per_vector, ri.info.max_level);
 
     result_t *res = calloc(nsel * nef, sizeof(*res));
     int32_t *gt = malloc(query.n * (size_t)k * sizeof(int32_t));
@@ -527,7 +543,8 @@ int main(int argc, char **argv)
             run_ef(h, query.data, query.dim, query.n, (size_t)k, (uint32_t)efs[ei], al, count, g, gstride, r);
             fprintf(stderr, "  sel %-6g allowed %-8zu ef %-4u recall@%ld %.4f  %9.0f q/s (cpu %.0f)  %7.0f dists/q  "
                             "paths g/2h/x %zu/%zu/%zu%s\n",
-                    sel, count, r->ef, k, r->recall, r->qps, r->qps_cpu, r->mean_dist, r->paths[1], r->paths[2], r->paths[3],
+                    sel, count, r->ef, k, r->recall, r->qps, r->qps_cpu, r->mean_dist, r->paths[1], r->paths[2],
+                    r->paths[3],
                     r->budget_hits ? "  (budget hit)" : "");
         }
     }

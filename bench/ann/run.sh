@@ -34,5 +34,7 @@ for a in "${args[@]}"; do [[ $a == --dataset* ]] && has_dataset=1; done
 if ((!has_dataset)); then
   args+=(--dataset synth --dataset sift5k)
 fi
+# hnswlib and faiss allocate with malloc: let glibc advise huge pages for them as quiver-ann does for itself.
+export GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 "$venv/bin/python" bench/ann/compare.py --exe "$root/build-bench/release/quiver-ann" "${args[@]}"
 echo "load at end: $(uptime)"

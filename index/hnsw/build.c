@@ -121,6 +121,7 @@ int qv__new(const qv_hnsw_params_t *params, const float *vectors, size_t n, uint
     h->efc = p.ef_construction;
     h->seed = p.seed;
     h->dist = p.metric == QV_HNSW_IP ? qv_dist()->dot : qv_dist()->l2sq;
+    h->dist4 = qv__dist4_select(p.metric);
     h->entry = QV_HNSW_ENTRY_EMPTY;
     pthread_mutex_init(&h->ep_mu, NULL);
     pthread_mutex_init(&h->pool_mu, NULL);

@@ -35,6 +35,10 @@ typedef struct {
     uint32_t id;
 } qv__pair_t;
 
+/* Four distances (squared L2, or dot for IP: the caller negates) from q to v[0..3] (batch.c). */
+typedef void (*qv__dist4_fn)(const float *q, const float *const v[4], size_t dim, float out[4]);
+qv__dist4_fn qv__dist4_select(qv_hnsw_metric_t metric);
+
 /* Scratch for one search or one inserting thread: visited tags with a generation counter, the two heaps of
  * Algorithm 2, and buffers for neighbour batches and the heuristic. Borrowed from the index's pool; never shared
  * between threads at once. */
@@ -63,6 +67,7 @@ struct qv_hnsw {
     uint32_t M, M0, efc;
     uint64_t seed;
     qv_dist_fn dist;      /* l2sq or dot from the dispatch table, fixed at create */
+    qv__dist4_fn dist4;   /* the same, four vectors per call (batch.c), same tier */
     uint8_t *levels;
     uint32_t *l0;
     uint32_t *upper;

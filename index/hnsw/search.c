@@ -28,14 +28,23 @@
  * Effort is bounded by max_dist distance computations; link lists read without a distance computation (the
  * two-hop expansion) are bounded by Mmax0 + 1 per evaluated node, and the bitmap scan by n/64 words per query.
  *
- * Plan. With very few allowed rows, scanning them exactly is cheaper than any walk (and exact). The cost model in
- * qv_hnsw_plan() compares the expected number of distance computations: a walk costs about
- * ef * Mmax0 / 2 / selectivity for the plain walk, ef * Mmax0 for two-hop, and the scan costs allowed_count, at
- * about a third of the price per computation because its reads are sequential. */
+ * Plan (qv_hnsw_plan, QV_HNSW_PLAN_AUTO). With few allowed rows, scanning them exactly is cheaper than a walk, and
+ * exact. Costs, in units of one distance computation of a cache-resident sequential scan (~18 ns for 128 dims on
+ * the 2-core EPYC used for bench/ann), fitted on 100k x 128 clustered data with M = 16:
+ *   scan     allowed_count, x3.5 once the rows scanned exceed 4 MiB (then it runs at memory bandwidth: 69 ns a row
+ *            for 50k rows)
+ *   walk     4.7 * 0.45 * Mmax0 * (ef + 8) / sqrt(selectivity)   (0.45 Mmax0 (ef + 8) distance computations
+ *            unfiltered, growing about as 1/sqrt(selectivity); ~85 ns each, random reads)
+ *   two-hop  3 * Mmax0 * (ef + Mmax0)   (dominated by reading non-allowed neighbours' link lists)
+ * and the cheapest wins. Below 2% allowed the two-hop walk over an ordinary HNSW graph loses recall (0.82 at 1%,
+ * ef 64, on that data: the allowed subgraph is too sparse even at two hops; ACORN builds a denser graph for this),
+ * so below 2% the plan is always the scan: exact, and at most 0.02 n distance computations.
+ */
 #include "index/hnsw/hnsw_int.h"
 
 #include "common/bitmap.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,15 +167,10 @@ static bool cand_grow(qv__scratch_t *s)
 
 /* ---- helpers ---- */
 
-int qv__pf_mode = 0;
 static inline void prefetch_vec(const float *v, size_t bytes)
 {
     const char *p = (const char *)v;
-    /* The first lines matter most: the hardware prefetcher follows a sequential read once it has started. */
     size_t lim = bytes < 512 ? bytes : 512;
-    if (qv__pf_mode == 1) lim = 64;
-    if (qv__pf_mode == 2) lim = 128;
-    if (qv__pf_mode == 3) lim = 0;
     for (size_t off = 0; off < lim; off += 64)
         __builtin_prefetch(p + off, 0, 3);
 }
@@ -237,11 +241,15 @@ uint64_t qv__search_layer(const qv_hnsw_t *h, qv__scratch_t *s, const float *q, 
     uint64_t nd = 0;
     uint32_t cap = layer ? h->M : h->M0;
     size_t vbytes = (size_t)h->dim * sizeof(float);
+    uint16_t *const tags = s->tags;
+    uint32_t *const batch = s->batch;
+    const uint16_t gen = s->gen;
+    const bool ip = h->metric == QV_HNSW_IP;
     s->ncand = 0;
     s->nres = 0;
     for (size_t i = 0; i < nentry; i++) {
         qv__pair_t e = s->work[i];
-        s->tags[e.id] = s->gen;
+        tags[e.id] = gen;
         if (!cand_push(s, e.d, e.id))
             return nd;
         res_offer(s, ef, e.d, e.id);
@@ -257,21 +265,28 @@ uint64_t qv__search_layer(const qv_hnsw_t *h, qv__scratch_t *s, const float *q, 
         size_t nb = 0;
         for (uint32_t i = 0; i < cnt; i++) {
             uint32_t j = qv__load(&ll[1 + i]);
-            if (s->tags[j] != s->gen) {
-                s->tags[j] = s->gen;
-                s->batch[nb++] = j;
+            if (tags[j] != gen) {
+                tags[j] = gen;
+                batch[nb++] = j;
             }
         }
         for (size_t i = 0; i < nb; i++)
-            prefetch_vec(qv__vec(h, s->batch[i]), vbytes);
-        for (size_t i = 0; i < nb; i++) {
-            uint32_t j = s->batch[i];
-            float d = qv__dist(h, q, qv__vec(h, j));
-            nd++;
-            if (s->nres < ef || d < s->res[0].d) {
-                if (!cand_push(s, d, j))
-                    return nd;
-                res_offer(s, ef, d, j);
+            prefetch_vec(qv__vec(h, batch[i]), vbytes);
+        for (size_t i = 0; i < nb; i += 4) {
+            const float *v[4];
+            size_t m = nb - i < 4 ? nb - i : 4;
+            for (size_t t = 0; t < 4; t++)
+                v[t] = t < m ? qv__vec(h, batch[i + t]) : q;
+            float d4[4];
+            h->dist4(q, v, h->dim, d4);
+            nd += m;
+            for (size_t t = 0; t < m; t++) {
+                float d = ip ? -d4[t] : d4[t];
+                if (s->nres < ef || d < s->res[0].d) {
+                    if (!cand_push(s, d, batch[i + t]))
+                        return nd;
+                    res_offer(s, ef, d, batch[i + t]);
+                }
             }
         }
     }
@@ -292,25 +307,49 @@ typedef struct {
     bool budget_hit;
 } l0_ctx_t;
 
-/* Evaluates the ids in batch[0..nb): prefetch all, then distances; admits to C and (allowed ones) to W. */
+/* Evaluates the ids in batch[0..nb): distances four at a time (batch.c), admitting each to C and, if allowed, to
+ * W. Prefetch schedule: the first cache line of every vector at once (their DRAM/TLB latencies overlap), all lines
+ * of the first group of four, then the rest of group g+1 while group g is computed. Prefetching every line of every
+ * vector up front was slower: the prefetches themselves stall once the core's miss buffers are full. */
 static inline __attribute__((always_inline)) bool eval_batch(const qv_hnsw_t *h, qv__scratch_t *s, l0_ctx_t *x,
-                                                             const float *q, qv_dist_fn fn, bool ip, int mode,
-                                                             size_t nb)
+                                                             const float *q, bool ip, int mode, size_t nb)
 {
-    size_t dim = h->dim, vbytes = dim * sizeof(float);
-    for (size_t i = 0; i < nb; i++)
-        prefetch_vec(qv__vec(h, s->batch[i]), vbytes);
+    const size_t dim = h->dim, lim = dim * sizeof(float) < 512 ? dim * sizeof(float) : 512;
+    const uint32_t *batch = s->batch;
+    const qv__dist4_fn dist4 = h->dist4;
     for (size_t i = 0; i < nb; i++) {
-        uint32_t j = s->batch[i];
-        float d = dist_m(fn, ip, q, qv__vec(h, j), dim);
-        if (s->nres < x->ef || d < s->res[0].d) {
-            if (!cand_push(s, d, j))
-                return false;
-            if (mode != MODE_WALK || qv_bm_get(x->allowed, j))
-                res_offer(s, x->ef, d, j);
+        const char *p = (const char *)qv__vec(h, batch[i]);
+        __builtin_prefetch(p, 0, 3);
+        if (i < 4)
+            for (size_t off = 64; off < lim; off += 64)
+                __builtin_prefetch(p + off, 0, 3);
+    }
+    for (size_t i = 0; i < nb; i += 4) {
+        for (size_t t = i + 4; t < i + 8 && t < nb; t++) {
+            const char *p = (const char *)qv__vec(h, batch[t]);
+            for (size_t off = 64; off < lim; off += 64)
+                __builtin_prefetch(p + off, 0, 3);
+        }
+        const float *v[4];
+        size_t m = nb - i < 4 ? nb - i : 4;
+        for (size_t t = 0; t < 4; t++)
+            v[t] = t < m ? qv__vec(h, batch[i + t]) : q;  /* padding lanes read the query: valid memory */
+        float d4[4];
+        dist4(q, v, dim, d4);
+        for (size_t t = 0; t < m; t++) {
+            uint32_t j = batch[i + t];
+            float d = ip ? -d4[t] : d4[t];
+            if (s->nres < x->ef || d < s->res[0].d) {
+                if (!cand_push(s, d, j))
+                    return false;
+                if (mode != MODE_WALK || qv_bm_get(x->allowed, j))
+                    res_offer(s, x->ef, d, j);
+            }
         }
     }
     x->ndist += nb;
+    if (s->ncand)  /* the next pop is now known: its link list load overlaps the bookkeeping before it */
+        __builtin_prefetch(h->l0 + (size_t)s->cand[0].id * qv__l0_stride(h), 0, 3);
     return true;
 }
 
@@ -356,9 +395,12 @@ static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, 
     const size_t ef = x->ef, stride = qv__l0_stride(h);
     const uint32_t cap = h->M0;
     const uint32_t *l0 = h->l0;
+    uint16_t *const tags = s->tags;  /* locals: stores to tags[] could otherwise alias s->gen and force reloads */
+    uint32_t *const batch = s->batch;
+    const uint16_t gen = s->gen;
     s->ncand = 0;
     s->nres = 0;
-    s->tags[ep] = s->gen;
+    tags[ep] = gen;
     qv__minheap_push(s->cand, &s->ncand, epd, ep);  /* cand_cap >= 4 * ef >= 4 */
     if (mode == MODE_ALL || qv_bm_get(x->allowed, ep))
         qv__maxheap_push(s->res, &s->nres, epd, ep);
@@ -373,6 +415,8 @@ static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, 
                 break;
             }
             x->nvisited++;
+            if (s->ncand)  /* the likely next pop: start loading its link list now */
+                __builtin_prefetch(l0 + (size_t)s->cand[0].id * stride, 0, 3);
             const uint32_t *ll = l0 + (size_t)c.id * stride;
             uint32_t cnt = ll[0];
             if (cnt > cap)
@@ -381,12 +425,12 @@ static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, 
             if (mode != MODE_TWOHOP) {
                 for (uint32_t i = 0; i < cnt; i++) {
                     uint32_t j = ll[1 + i];
-                    if (s->tags[j] != s->gen) {
-                        s->tags[j] = s->gen;
-                        s->batch[nb++] = j;
+                    if (tags[j] != gen) {
+                        tags[j] = gen;
+                        batch[nb++] = j;
                     }
                 }
-                if (!eval_batch(h, s, x, q, fn, ip, mode, nb))
+                if (!eval_batch(h, s, x, q, ip, mode, nb))
                     return;
                 continue;
             }
@@ -395,11 +439,11 @@ static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, 
             size_t nh = 0;
             for (uint32_t i = 0; i < cnt; i++) {
                 uint32_t j = ll[1 + i];
-                if (s->tags[j] == s->gen)
+                if (tags[j] == gen)
                     continue;
-                s->tags[j] = s->gen;
+                tags[j] = gen;
                 if (qv_bm_get(x->allowed, j))
-                    s->batch[nb++] = j;
+                    batch[nb++] = j;
                 else
                     s->hop2[nh++] = j;
             }
@@ -413,13 +457,13 @@ static inline __attribute__((always_inline)) void search_l0(const qv_hnsw_t *h, 
                 x->nvisited++;
                 for (uint32_t t = 0; t < c2 && nb < cap; t++) {
                     uint32_t w = l2[1 + t];
-                    if (s->tags[w] != s->gen && qv_bm_get(x->allowed, w)) {
-                        s->tags[w] = s->gen;
-                        s->batch[nb++] = w;
+                    if (tags[w] != gen && qv_bm_get(x->allowed, w)) {
+                        tags[w] = gen;
+                        batch[nb++] = w;
                     }
                 }
             }
-            if (!eval_batch(h, s, x, q, fn, ip, mode, nb))
+            if (!eval_batch(h, s, x, q, ip, mode, nb))
                 return;
         }
         /* C ran dry (or the stop rule fired) with fewer than ef results: the allowed part of the graph reachable
@@ -492,6 +536,8 @@ static size_t emit(qv__scratch_t *s, size_t k, qv_cand_t *out)
 /* ---- plan ---- */
 
 #define DEFAULT_TWOHOP_BELOW 0.3f
+#define EXACT_BELOW 0.02
+#define SCAN_CACHED_BYTES (4.0 * 1024 * 1024)
 
 qv_hnsw_path_t qv_hnsw_plan(const qv_hnsw_t *h, size_t k, uint32_t ef, size_t allowed_count, float twohop_below)
 {
@@ -504,11 +550,14 @@ qv_hnsw_path_t qv_hnsw_plan(const qv_hnsw_t *h, size_t k, uint32_t ef, size_t al
     double e = ef ? ef : QV_HNSW_DEFAULT_EF;
     if (e < (double)k)
         e = (double)k;
-    double sel = (double)allowed_count / (double)h->n;
+    double sel = (double)allowed_count / (double)h->n, m0 = h->M0;
+    if (sel < EXACT_BELOW)
+        return QV_HNSW_PATH_EXACT;
     bool twohop = sel < (double)twohop_below;
-    /* Expected distance computations of the walk (see the essay above), and of the scan at ~1/3 the unit price. */
-    double walk = twohop ? e * h->M0 : e * h->M0 / 2.0 / sel;
-    double scan = (double)allowed_count / 3.0;
+    /* Costs in units of one distance computation of a cache-resident sequential scan (see the essay at the top). */
+    double walk = twohop ? 3.0 * m0 * (e + m0) : 4.7 * 0.45 * m0 * (e + 8.0) / sqrt(sel);
+    double scan_bytes = (double)allowed_count * h->dim * sizeof(float);
+    double scan = (double)allowed_count * (scan_bytes > SCAN_CACHED_BYTES ? 3.5 : 1.0);
     if (scan <= walk)
         return QV_HNSW_PATH_EXACT;
     return twohop ? QV_HNSW_PATH_TWOHOP : QV_HNSW_PATH_GRAPH;
