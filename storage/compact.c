@@ -212,7 +212,7 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs);
+        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++) {
@@ -240,6 +240,8 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
         }
     }
     out->sealed = true;
+    out->persisted = true;
+    out->blob_written = true;
     out->del_dirty = false;
     size_t n = 0;
     for (size_t s = 0; s < c->nsealed; s++) {
@@ -324,7 +326,7 @@ int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool au
     for (size_t i = 0; i < c->nsealed && j->info.ninputs < QV_COMPACT_MAX_INPUTS; i++) {
         qv_segment_t *s = c->sealed[i];
         uint64_t seg_live = s->rows - s->ndeleted;
-        bool wanted = s->ndeleted > 0 || s->rows < target_rows / 2;
+        bool wanted = s->persisted && (s->ndeleted > 0 || s->rows < target_rows / 2);
         if (!wanted || live + seg_live > target_rows)
             continue;
         qv_seg_ref(s);

@@ -188,12 +188,16 @@ static int decode_upsert(qv_rbuf_t *r, const qv_schema_t *s, qv_record_t *rec, q
         if (tl > QV_TEXT_MAX || !take_str(r, &p->text, tl))
             return qv_err_set(err, QV_ECORRUPT, "wal record: point %u: bad text", i);
     }
+    /* Empty lists get NULL: when no point has attributes (or no KEYWORDS value has items) the array is NULL, and
+     * NULL + 0 is undefined behaviour (clang's UBSan stops on it). */
     for (uint32_t i = 0; i < n; i++) {
         qv_point_t *p = &rec->points[i];
-        p->attrs = rec->attrs + (uintptr_t)p->attrs;
-        for (uint32_t a = 0; a < p->nattrs; a++)
-            if (p->attrs[a].value.type == QV_FT_KEYWORDS)
-                p->attrs[a].value.kws.items = rec->items + (uintptr_t)p->attrs[a].value.kws.items;
+        p->attrs = p->nattrs ? rec->attrs + (uintptr_t)p->attrs : NULL;
+        for (uint32_t a = 0; a < p->nattrs; a++) {
+            qv_value_t *v = &p->attrs[a].value;
+            if (v->type == QV_FT_KEYWORDS)
+                v->kws.items = v->kws.n ? rec->items + (uintptr_t)v->kws.items : NULL;
+        }
     }
     return QV_OK;
 }
@@ -220,6 +224,11 @@ int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_reco
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad magic or unsupported version");
     if (rec->coll_id != s->id || rec->count > QV_BATCH_MAX)
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad collection or count");
+    /* Reject counts the record cannot hold before allocating for them (as the segment decoder does): an upsert point
+     * takes at least id_len + 1 id byte + the vector + nattrs + text_len, a deleted id at least id_len + 1 byte. */
+    uint64_t min_item = rec->op == QV_OP_UPSERT ? 9 + 4 * (uint64_t)s->dim : 3;
+    if ((uint64_t)rec->count * min_item > qv_rbuf_left(&r))
+        return qv_err_set(err, QV_ECORRUPT, "wal record: %u items do not fit the record", rec->count);
     int rc = QV_OK;
     if (rec->op == QV_OP_UPSERT) {
         if (dim != s->dim)

@@ -59,7 +59,13 @@ typedef struct qv_segment {
     uint64_t *deleted;  /* bit per row, cap bits */
     uint32_t ndeleted;
     bool del_dirty;     /* deleted changed since the bitmap was last persisted */
-    uint64_t blob_len;  /* sealed: size of the persisted blob (recorded in the manifest) */
+    uint64_t blob_len;  /* sealed: size of the persisted blob (recorded in the manifest); commit leader only */
+    /* Sealing is two steps (store.c): the commit leader freezes the growing segment (sealed = true, searchable,
+     * immutable rows) and later persists it (blob + manifest); until then the WAL still covers its rows. */
+    bool persisted;     /* in the manifest; commit leader only (and recovery) */
+    bool blob_written;  /* its blob chunks are already in the seg column family; commit leader only */
+    uint64_t freeze_seq; /* last WAL seq applied when it was frozen */
+    uint64_t wal_share;  /* bytes of WAL records it covers */
     atomic_int refs;
     /* The index of a sealed segment, published once by the background indexer (release) and read by searches
      * (acquire); freed with the segment. `building` is set only while a build runs, for progress reports. */

@@ -201,6 +201,8 @@ int qv_seg_decode(const void *data, size_t len, const qv_schema_t *s, qv_segment
     seg->rows = rows;
     seg->cap = (uint32_t)cap;
     seg->sealed = true;
+    seg->persisted = true;
+    seg->blob_written = true;
     seg->blob_len = len;
     *out = seg;
     return QV_OK;

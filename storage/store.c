@@ -259,6 +259,7 @@ int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint3
     }
     c->last_seq = rec->seq;
     c->wal_bytes += rec_bytes;
+    c->wal_growing += rec_bytes;
     if (count)
         *count = n;
     return QV_OK;
@@ -287,14 +288,14 @@ static int seg_id_cmp(const void *a, const void *b)
 
 /* The manifest of c's sealed segments, minus `drop`, plus `add` (may be NULL), in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg,
-                        qv_segment_t *add, qv_segment_t *const *drop, size_t ndrop)
+                        qv_segment_t *add, qv_segment_t *const *drop, size_t ndrop, bool include_frozen)
 {
     qv_segment_t **list = malloc((c->nsealed + 1) * sizeof *list);
     if (!list)
         return QV_ENOMEM;
     size_t n = 0;
     for (size_t i = 0; i < c->nsealed; i++) {
-        bool dropped = false;
+        bool dropped = !include_frozen && !c->sealed[i]->persisted;
         for (size_t d = 0; d < ndrop; d++)
             dropped = dropped || drop[d] == c->sealed[i];
         if (!dropped)
@@ -360,34 +361,82 @@ int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64
     return QV_OK;
 }
 
-/* Seals c's growing segment (if it has rows) and persists everything the WAL covered up to now, then drops those
- * WAL records; runs in the commit leader, so no write to c can interleave. */
-static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+/* Freezes c's growing segment: its rows become immutable and searchable as a sealed segment, and an empty growing
+ * segment takes its place. Nothing is written: the WAL still covers the rows until persist() runs. Leader only. */
+static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t *err)
 {
     qv_segment_t *g = c->growing;
-    if (c->wal_bytes == 0 && g->rows == 0)
+    if (frozen)
+        *frozen = NULL;
+    if (g->rows == 0)
         return QV_OK;
-    uint32_t coll = c->schema->id;
-    bool seal_g = g->rows > 0;
-    qv_segment_t *next = NULL;
-    if (seal_g && !(next = qv_seg_create(c->schema, c->next_seg_id)))
+    qv_segment_t *next = qv_seg_create(c->schema, c->next_seg_id);
+    if (!next)
         return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
+    (void)st;
+    pthread_rwlock_wrlock(&c->lock);
+    g->sealed = true;
+    g->freeze_seq = c->last_seq;
+    g->wal_share = c->wal_growing;
+    c->wal_growing = 0;
+    qv__coll_add_sealed(c, g); /* the growing slot's reference moves to the sealed list */
+    c->growing = next;
+    c->next_seg_id++;
+    pthread_rwlock_unlock(&c->lock);
+    if (frozen)
+        *frozen = g;
+    return QV_OK;
+}
+
+static void put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g,
+                       const qv_wbuf_t *blob)
+{
+    uint8_t k[16];
+    for (size_t off = 0, chunk = 0; off < blob->len; off += SEG_CHUNK, chunk++) {
+        size_t n = blob->len - off < SEG_CHUNK ? blob->len - off : SEG_CHUNK;
+        rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, g->id, (uint32_t)chunk),
+                                  (char *)blob->data + off, n);
+    }
+}
+
+/* Persists every frozen segment of c (their blobs unless the sealer already wrote them, id-map entries for their
+ * live rows), the id-map removals and delete bitmaps changed since the last persist, and the manifest; and drops
+ * the WAL records all of that covers: one atomic batch. With no frozen segment and an empty growing one (a run of
+ * deletes) it still persists bitmaps and drops the WAL. Leader only; *sealed counts the segments persisted. */
+static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+{
+    uint32_t coll = c->schema->id;
+    uint64_t covered = c->seal_seq, share = 0;
+    size_t nfrozen = 0;
+    for (size_t i = 0; i < c->nsealed; i++)
+        if (!c->sealed[i]->persisted) {
+            nfrozen++;
+            share += c->sealed[i]->wal_share;
+            if (c->sealed[i]->freeze_seq > covered)
+                covered = c->sealed[i]->freeze_seq;
+        }
+    bool growing_empty = c->growing->rows == 0;
+    if (growing_empty)
+        covered = c->last_seq, share = c->wal_bytes;
+    if (covered == c->seal_seq && nfrozen == 0)
+        return QV_OK;
 
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
     qv_wbuf_init(&buf);
     uint8_t k[16 + QV_ID_MAX], v[12];
     int rc = QV_OK;
-    if (seal_g) {
-        rc = qv_seg_encode(g, &buf);
-        g->blob_len = buf.len;
-        for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += SEG_CHUNK, chunk++) {
-            size_t n = buf.len - off < SEG_CHUNK ? buf.len - off : SEG_CHUNK;
-            rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, g->id, (uint32_t)chunk),
-                                      (char *)buf.data + off, n);
+    for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
+        qv_segment_t *g = c->sealed[i];
+        if (g->persisted)
+            continue;
+        if (!g->blob_written) {
+            buf.len = 0;
+            rc = qv_seg_encode(g, &buf);
+            g->blob_len = buf.len;
+            put_chunks(st, b, coll, g, &buf);
         }
-        /* id map: every live row of the new segment */
-        for (uint32_t r = 0; r < g->rows; r++) {
+        for (uint32_t r = 0; rc == QV_OK && r < g->rows; r++) {
             if (qv_seg_is_deleted(g, r))
                 continue;
             qv_str_t id = qv_strcol_get(&g->ids, r);
@@ -398,7 +447,7 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
             rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
         }
     }
-    /* ids deleted since the last seal and not written again */
+    /* ids deleted since the last persist and not written again */
     qv_rbuf_t gr;
     qv_rbuf_init(&gr, c->gone.data, c->gone.len);
     while (qv_rbuf_left(&gr) > 0) {
@@ -413,25 +462,25 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
             rocksdb_writebatch_delete_cf(b, st->cf[CF_KEYS], (char *)k, 4 + l);
         }
     }
-    /* delete bitmaps that changed, the new segment's included */
-    for (size_t i = 0; rc == QV_OK && i <= c->nsealed; i++) {
-        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : (seal_g ? g : NULL);
-        if (!s || !s->del_dirty)
+    /* delete bitmaps that changed, the frozen segments' included */
+    for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
+        qv_segment_t *g = c->sealed[i];
+        if (!g->del_dirty && g->persisted)
             continue;
         buf.len = 0;
-        rc = qv_seg_encode_deleted(s, &buf);
-        rocksdb_writebatch_put_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, s->id, 0) - 4, (char *)buf.data,
+        rc = qv_seg_encode_deleted(g, &buf);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, g->id, 0) - 4, (char *)buf.data,
                                   buf.len);
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, c->last_seq, c->next_seg_id + (seal_g ? 1 : 0), seal_g ? g : NULL, NULL, 0);
+        rc = qv__encode_manifest(&buf, c, covered, c->next_seg_id, NULL, NULL, 0, true);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     if (rc == QV_OK) {
         uint8_t lo[QV_WAL_KEY_LEN], hi[QV_WAL_KEY_LEN];
         qv_wal_key(lo, coll, 0);
-        qv_wal_key(hi, coll, c->last_seq + 1);
+        qv_wal_key(hi, coll, covered + 1);
         rocksdb_writebatch_delete_range_cf(b, st->cf[CF_WAL], (char *)lo, sizeof lo, (char *)hi, sizeof hi);
         uint8_t seqv[8];
         memcpy(seqv, &st->seq, 8);
@@ -442,31 +491,144 @@ static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
     }
     rocksdb_writebatch_destroy(b);
     qv_wbuf_free(&buf);
-    if (rc) {
-        qv_seg_unref(next);
+    if (rc)
         return rc;
-    }
 
+    qv_segment_t *done[64];
+    size_t ndone = 0;
     pthread_rwlock_wrlock(&c->lock);
-    for (size_t i = 0; i < c->nsealed; i++)
-        c->sealed[i]->del_dirty = false;
-    if (seal_g) {
-        g->sealed = true;
+    for (size_t i = 0; i < c->nsealed; i++) {
+        qv_segment_t *g = c->sealed[i];
         g->del_dirty = false;
-        qv__coll_add_sealed(c, g);
-        c->growing = next;
-        /* The id map points at g for its rows; g stays the same object, so nothing to rewrite. */
-        c->next_seg_id++;
-        if (sealed)
-            (*sealed)++;
+        if (!g->persisted) {
+            g->persisted = g->blob_written = true;
+            if (ndone < sizeof done / sizeof done[0]) {
+                qv_seg_ref(g);
+                done[ndone++] = g;
+            }
+        }
     }
-    c->seal_seq = c->last_seq;
-    c->wal_bytes = 0;
+    c->seal_seq = covered;
+    c->wal_bytes -= share < c->wal_bytes ? share : c->wal_bytes;
+    if (growing_empty)
+        c->wal_growing = 0;
     c->gone.len = 0;
     pthread_rwlock_unlock(&c->lock);
-    if (seal_g)
-        qv__store_maybe_index(st, c, g);
+    for (size_t i = 0; i < ndone; i++) {
+        qv__store_maybe_index(st, c, done[i]);
+        qv_seg_unref(done[i]);
+    }
+    if (sealed)
+        *sealed += (uint32_t)nfrozen;
     return QV_OK;
+}
+
+/* The sealer thread's work for one frozen segment: write its blob outside the commit path, then let the leader
+ * persist it (a small batch). If the leader got there first (Flush), nothing is left to do; blob chunks written
+ * for a segment that never reaches the manifest are removed at the next start-up. */
+typedef struct {
+    qv_store_t *st;
+    qv_coll_t *c;
+    qv_segment_t *g;
+} seal_task_t;
+
+static void seal_task(void *arg, bool run)
+{
+    seal_task_t *t = arg;
+    if (run && !t->c->dropped) {
+        qv_wbuf_t blob;
+        qv_wbuf_init(&blob);
+        int rc = qv_seg_encode(t->g, &blob); /* the rows are immutable once frozen */
+        rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+        qv_err_t err;
+        qv_err_clear(&err);
+        if (rc == QV_OK) {
+            put_chunks(t->st, b, t->c->schema->id, t->g, &blob);
+            char *e = NULL;
+            rocksdb_write(t->st->db, t->st->wsync, b, &e);
+            if (e) {
+                rc = qv_err_set(&err, QV_EIO, "%s", e);
+                rocksdb_free(e);
+            }
+        }
+        rocksdb_writebatch_destroy(b);
+        if (rc == QV_OK && t->c->dropped) { /* dropped while we wrote: take the chunks back out */
+            uint8_t lo[16], hi[16];
+            key_seg(lo, t->c->schema->id, t->g->id, 0);
+            key_seg(hi, t->c->schema->id, t->g->id + 1, 0);
+            char *e = NULL;
+            rocksdb_delete_range_cf(t->st->db, t->st->wsync, t->st->cf[CF_SEG], (char *)lo, 12, (char *)hi, 12, &e);
+            rocksdb_free(e);
+        }
+        qv_writer_t w = {.op = W_PERSIST, .coll = t->c, .seg = t->g, .blob_len = blob.len, .err = &err};
+        w.blob = rc == QV_OK ? t->g : NULL; /* non-NULL: the chunks are in place */
+        qv_wbuf_free(&blob);
+        if (rc == QV_OK)
+            rc = qv__commit(t->st, &w);
+        if (rc && rc != QV_ENOTFOUND)
+            qv__store_log(t->st, "seal.failed", "collection=%s segment=%llu msg=\"%s\"", t->c->schema->name,
+                          (unsigned long long)t->g->id, err.msg);
+    }
+    qv_seg_unref(t->g);
+    qv_coll_release(t->c);
+    free(t);
+}
+
+static void run_persist(qv_store_t *st, qv_writer_t *w)
+{
+    qv_coll_t *c = w->coll;
+    if (c->dropped) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+        return;
+    }
+    if (w->seg->persisted)
+        return; /* a Flush persisted it already */
+    if (w->blob) {
+        w->seg->blob_written = true;
+        w->seg->blob_len = w->blob_len;
+    }
+    w->rc = persist(st, c, NULL, w->err);
+}
+
+/* Seals after a write crossed a threshold: freeze now, persist in the background. */
+static void seal_async(qv_store_t *st, qv_coll_t *c)
+{
+    qv_err_t err;
+    if (c->growing->rows == 0) {
+        /* only deletes accumulated: nothing to write but bitmaps; do it now unless frozen segments are pending
+         * (persist() would cover their WAL records and must write them first: the sealer will get to it) */
+        bool pending = false;
+        for (size_t i = 0; i < c->nsealed; i++)
+            pending = pending || !c->sealed[i]->persisted;
+        if (!pending)
+            persist(st, c, NULL, &err);
+        return;
+    }
+    qv_segment_t *g;
+    if (freeze(st, c, &g, &err) != QV_OK || !g)
+        return;
+    seal_task_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        free(t); /* the next Flush or threshold persists it */
+        return;
+    }
+    t->st = st;
+    t->c = c;
+    t->g = g;
+    atomic_fetch_add(&c->refs, 1);
+    qv_seg_ref(g);
+    if (qv__indexer_task(st->sealer, seal_task, t) != QV_OK) {
+        qv_seg_unref(g);
+        qv_coll_release(c);
+        free(t);
+    }
+}
+
+/* Flush: freeze and persist now, in the leader. */
+static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+{
+    int rc = freeze(st, c, NULL, err);
+    return rc ? rc : persist(st, c, sealed, err);
 }
 
 /* ---- the commit queue ---- */
@@ -503,7 +665,7 @@ static void run_create(qv_store_t *st, qv_writer_t *w)
     if (rc == QV_OK) {
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'c', s->id), (char *)buf.data, buf.len);
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, 0, c->next_seg_id, NULL, NULL, 0);
+        rc = qv__encode_manifest(&buf, c, 0, c->next_seg_id, NULL, NULL, 0, false);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', s->id), (char *)buf.data, buf.len);
         uint32_t next = st->next_coll_id + 1;
         memcpy(nid, &next, 4);
@@ -690,10 +852,8 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
     for (qv_writer_t *w = first;; w = w->next) {
         qv_coll_t *c = w->coll;
         if (!c->dropped && !st->failed &&
-            (c->growing->rows >= st->opts.seal_rows || c->wal_bytes >= st->opts.seal_wal_bytes)) {
-            qv_err_t serr;
-            seal(st, c, NULL, &serr);
-        }
+            (c->growing->rows >= st->opts.seal_rows || c->wal_growing >= st->opts.seal_wal_bytes))
+            seal_async(st, c);
         if (!c->dropped && !st->failed)
             qv__maybe_auto_compact(st, c);
         if (w == last)
@@ -750,6 +910,8 @@ int qv__commit(qv_store_t *st, qv_writer_t *w)
         run_index(st, w);
     } else if (w->op == W_COMPACT) {
         qv__run_compact(st, w);
+    } else if (w->op == W_PERSIST) {
+        run_persist(st, w);
     } else {
         run_flush(st, w);
     }
@@ -894,12 +1056,13 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
     rocksdb_writeoptions_set_sync(st->wsync, 1);
     st->ropts = rocksdb_readoptions_create();
     st->indexer = qv__indexer_create(st, st->opts.index_threads > 0 ? st->opts.index_threads : 1);
-    if (!st->indexer) {
+    st->sealer = qv__indexer_create(st, 1);
+    if (!st->indexer || !st->sealer) {
         qv_store_close(st);
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     }
     int rc = qv__store_recover(st, err);
-    if (rc == QV_OK && qv__indexer_start(st->indexer) != QV_OK)
+    if (rc == QV_OK && (qv__indexer_start(st->indexer) != QV_OK || qv__indexer_start(st->sealer) != QV_OK))
         rc = qv_err_set(err, QV_ENOMEM, "cannot start the indexer thread");
     if (rc) {
         qv_store_close(st);
@@ -913,7 +1076,8 @@ void qv_store_close(qv_store_t *st)
 {
     if (!st)
         return;
-    qv__indexer_destroy(st->indexer); /* first: a build in flight may still write through the store */
+    qv__indexer_destroy(st->sealer); /* first: work in flight may still write through the store */
+    qv__indexer_destroy(st->indexer);
     qv__compactions_free(st);
     for (size_t i = 0; i < st->ncolls; i++)
         qv_coll_release(st->colls[i]);

@@ -35,7 +35,7 @@ struct qv_writer {
     qv_writer_t *next;
 };
 
-enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT };
+enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT, W_PERSIST };
 
 struct qv_store {
     qv_store_opts_t opts;
@@ -54,6 +54,7 @@ struct qv_store {
     qv_writer_t *q_head, *q_tail;
 
     struct qv_indexer *indexer;
+    struct qv_indexer *sealer;  /* one thread writing frozen segments' blobs, off the commit path */
 
     pthread_mutex_t jobs_mu;    /* guards jobs, njobs, next_job_id */
     struct qv_cjob *jobs[32];   /* compaction jobs, newest first */
@@ -84,8 +85,10 @@ static inline size_t key_seg(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t c
 int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
                         uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err);
 void qv__coll_free(qv_coll_t *c);
+/* The manifest of c's persisted sealed segments (and frozen ones too when include_frozen), minus `drop`, plus
+ * `add`, in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg, qv_segment_t *add,
-                        qv_segment_t *const *drop, size_t ndrop);
+                        qv_segment_t *const *drop, size_t ndrop, bool include_frozen);
 int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err);
 int qv__commit(qv_store_t *st, qv_writer_t *w);
 void qv__run_compact(qv_store_t *st, qv_writer_t *w);

@@ -235,6 +235,50 @@ static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
     return QV_OK;
 }
 
+/* Blob chunks of segments the manifest does not list (a frozen segment whose blob the sealer wrote before a crash
+ * stopped the manifest switch) are removed, so a later segment can never read them. */
+static int remove_orphans(qv_store_t *st, qv_coll_t *c, const uint64_t *segs, uint32_t nsegs, qv_err_t *err)
+{
+    uint32_t coll = c->schema->id;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_SEG]);
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    uint8_t k[16], hi[16];
+    size_t orphans = 0;
+    key_seg(k, coll, 0, 0);
+    for (rocksdb_iter_seek(it, (char *)k, 4); rocksdb_iter_valid(it);) {
+        size_t kl;
+        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl != 16 || qv_get_be32(key) != coll)
+            break;
+        uint64_t seg = qv_get_be64(key + 4);
+        bool listed = false;
+        for (uint32_t i = 0; i < nsegs && !listed; i++)
+            listed = segs[i] == seg;
+        key_seg(k, coll, seg, 0);
+        key_seg(hi, coll, seg + 1, 0);
+        if (!listed) {
+            rocksdb_writebatch_delete_range_cf(b, st->cf[CF_SEG], (char *)k, 12, (char *)hi, 12);
+            rocksdb_writebatch_delete_range_cf(b, st->cf[CF_IDX], (char *)k, 12, (char *)hi, 12);
+            rocksdb_writebatch_delete_cf(b, st->cf[CF_DEL], (char *)k, 12);
+            orphans++;
+        }
+        rocksdb_iter_seek(it, (char *)hi, 12); /* skip the rest of this segment's chunks */
+    }
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    rocksdb_iter_destroy(it);
+    int rc = QV_OK;
+    if (e) {
+        rc = qv_err_set(err, QV_EIO, "reading the store: %s", e);
+        rocksdb_free(e);
+    } else if (orphans) {
+        rc = qv__rocks_write(st, b, err);
+        qv__store_log(st, "recover.orphans_removed", "collection=%s segments=%zu", c->schema->name, orphans);
+    }
+    rocksdb_writebatch_destroy(b);
+    return rc;
+}
+
 static int recover_coll(load_ctx_t *x)
 {
     qv_store_t *st = x->st;
@@ -257,6 +301,8 @@ static int recover_coll(load_ctx_t *x)
         return rc;
     for (uint32_t i = 0; i < nsegs && rc == QV_OK; i++)
         rc = load_segment(x, segs[i], lens[i]);
+    if (rc == QV_OK)
+        rc = remove_orphans(st, c, segs, nsegs, x->err);
     free(segs);
     free(lens);
     if (rc)

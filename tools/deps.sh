@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev liburing-dev libopenblas-dev
-      libxxhash-dev libmicrohttpd-dev)
+      libxxhash-dev libmicrohttpd-dev libjansson-dev)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev python3-grpcio python3-protobuf python3-numpy python3-pytest
          protobuf-compiler protobuf-compiler-grpc python3-prometheus-client)

@@ -86,7 +86,10 @@ def test_index_recall_filters_and_restart(make_server, metric):
         assert not set(ids) & set(gone)
     assert recall(c, "ix", qs[:20], 10) >= 0.9
 
-    # a restart loads the stored graphs: READY at once, same answers
+    # a restart loads the stored graphs: READY at once, same answers (deletes may have started a compaction whose
+    # output is still being indexed: wait for that first)
+    time.sleep(1)
+    wait_ready(c, "ix")
     before = [[h.id for h in c.search("ix", q, 10).hits] for q in qs[:10]]
     srv.restart()
     c = srv.client
