@@ -191,6 +191,26 @@ static void eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, 
     }
     const qv_column_t *c = &seg->cols[f->field];
     memset(out, 0, words * 8);
+    if (c->post && f->kind != QV_F_RANGE) {
+        /* inverted lists: only the rows of the named keywords, found by binary search into [begin, begin+n) */
+        const qv_postings_t *p = c->post;
+        for (uint32_t v = 0; v < f->nvalues; v++) {
+            int64_t code = qv_postings_find(p, f->values[v].kw);
+            if (code < 0)
+                continue;
+            const uint32_t *lo = p->rows + p->off[code], *hi = p->rows + p->off[code + 1];
+            while (lo < hi) {
+                const uint32_t *mid = lo + (hi - lo) / 2;
+                if (*mid < begin)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            for (hi = p->rows + p->off[code + 1]; lo < hi && *lo < begin + n; lo++)
+                out[(*lo - begin) >> 6] |= (uint64_t)1 << ((*lo - begin) & 63);
+        }
+        return;
+    }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t r = begin + i;
         if (!qv_bm_get(c->present, r))

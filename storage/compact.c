@@ -155,6 +155,8 @@ static int copy_rows(qv_cjob_t *j)
     }
     free(attrs);
     free(items);
+    if (rc == QV_OK)
+        qv_seg_build_postings(j->out); /* not yet visible to anyone */
     return rc;
 }
 

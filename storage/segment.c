@@ -134,6 +134,131 @@ qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
     return seg;
 }
 
+static void postings_free(qv_postings_t *p)
+{
+    if (!p)
+        return;
+    free(p->slots);
+    free(p->hash);
+    free(p->str);
+    free(p->off);
+    free(p->rows);
+    free(p);
+}
+
+int64_t qv_postings_find(const qv_postings_t *p, qv_str_t s)
+{
+    uint64_t h = qv_checksum(s.p, s.len);
+    for (uint32_t i = (uint32_t)h & (p->cap - 1);; i = (i + 1) & (p->cap - 1)) {
+        uint32_t c = p->slots[i];
+        if (!c)
+            return -1;
+        c--;
+        if (p->hash[c] == h && p->str[c].len == s.len && memcmp(p->str[c].p, s.p, s.len) == 0)
+            return c;
+    }
+}
+
+/* Code of s, adding it if new; UINT32_MAX on allocation failure. */
+static uint32_t postings_code(qv_postings_t *p, qv_str_t s, uint32_t *cap_codes)
+{
+    uint64_t h = qv_checksum(s.p, s.len);
+    uint32_t i = (uint32_t)h & (p->cap - 1);
+    for (;; i = (i + 1) & (p->cap - 1)) {
+        uint32_t c = p->slots[i];
+        if (!c)
+            break;
+        c--;
+        if (p->hash[c] == h && p->str[c].len == s.len && memcmp(p->str[c].p, s.p, s.len) == 0)
+            return c;
+    }
+    if (p->ncodes == *cap_codes) {
+        uint32_t cap = *cap_codes ? *cap_codes * 2 : 64;
+        uint64_t *hh = realloc(p->hash, cap * sizeof *hh);
+        if (hh)
+            p->hash = hh;
+        qv_str_t *ss = hh ? realloc(p->str, cap * sizeof *ss) : NULL;
+        if (ss)
+            p->str = ss;
+        if (!hh || !ss)
+            return UINT32_MAX;
+        *cap_codes = cap;
+    }
+    uint32_t c = p->ncodes++;
+    p->hash[c] = h;
+    p->str[c] = s;
+    p->slots[i] = c + 1;
+    return c;
+}
+
+static qv_postings_t *build_postings(const qv_segment_t *seg, const qv_column_t *c)
+{
+    size_t nitems = c->type == QV_FT_KEYWORDS ? c->kw_off[seg->rows] : seg->rows;
+    qv_postings_t *p = calloc(1, sizeof *p);
+    uint32_t *item_code = malloc((nitems ? nitems : 1) * sizeof *item_code);
+    uint32_t cap_codes = 0;
+    bool ok = p && item_code;
+    if (ok) {
+        p->cap = 64;
+        while (p->cap < 2 * nitems + 2)
+            p->cap *= 2;
+        ok = (p->slots = calloc(p->cap, sizeof *p->slots)) != NULL;
+    }
+    /* pass 1: codes of every item held by a present row */
+    for (uint32_t r = 0; ok && r < seg->rows; r++) {
+        if (!((c->present[r >> 6] >> (r & 63)) & 1))
+            continue;
+        uint32_t b = c->type == QV_FT_KEYWORDS ? c->kw_off[r] : r, e = c->type == QV_FT_KEYWORDS ? c->kw_off[r + 1] : r + 1;
+        for (uint32_t it = b; ok && it < e; it++)
+            ok = (item_code[it] = postings_code(p, qv_strcol_get(&c->str, it), &cap_codes)) != UINT32_MAX;
+    }
+    if (ok)
+        ok = (p->off = calloc((size_t)p->ncodes + 1, sizeof *p->off)) != NULL;
+    size_t total = 0;
+    for (uint32_t r = 0; ok && r < seg->rows; r++) {
+        if (!((c->present[r >> 6] >> (r & 63)) & 1))
+            continue;
+        uint32_t b = c->type == QV_FT_KEYWORDS ? c->kw_off[r] : r, e = c->type == QV_FT_KEYWORDS ? c->kw_off[r + 1] : r + 1;
+        for (uint32_t it = b; it < e; it++, total++)
+            p->off[item_code[it] + 1]++;
+    }
+    if (ok)
+        ok = (p->rows = malloc((total ? total : 1) * sizeof *p->rows)) != NULL;
+    if (ok) {
+        for (uint32_t k = 0; k < p->ncodes; k++)
+            p->off[k + 1] += p->off[k];
+        uint32_t *fill = calloc(p->ncodes ? p->ncodes : 1, sizeof *fill);
+        ok = fill != NULL;
+        /* pass 2: rows in ascending order per code (a row repeating a keyword is listed twice: harmless) */
+        for (uint32_t r = 0; ok && r < seg->rows; r++) {
+            if (!((c->present[r >> 6] >> (r & 63)) & 1))
+                continue;
+            uint32_t b = c->type == QV_FT_KEYWORDS ? c->kw_off[r] : r,
+                     e = c->type == QV_FT_KEYWORDS ? c->kw_off[r + 1] : r + 1;
+            for (uint32_t it = b; it < e; it++) {
+                uint32_t code = item_code[it];
+                p->rows[p->off[code] + fill[code]++] = r;
+            }
+        }
+        free(fill);
+    }
+    free(item_code);
+    if (!ok) {
+        postings_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void qv_seg_build_postings(qv_segment_t *seg)
+{
+    for (int f = 0; f < seg->nfields; f++) {
+        qv_column_t *c = &seg->cols[f];
+        if ((c->type == QV_FT_KEYWORD || c->type == QV_FT_KEYWORDS) && !c->post)
+            c->post = build_postings(seg, c);
+    }
+}
+
 static void seg_free(qv_segment_t *seg)
 {
     qv_hnsw_free(atomic_load(&seg->index));
@@ -149,6 +274,7 @@ static void seg_free(qv_segment_t *seg)
         free(c->b);
         free(c->kw_off);
         strcol_free(&c->str);
+        postings_free(c->post);
     }
     free(seg->cols);
     free(seg);
@@ -239,6 +365,8 @@ size_t qv_seg_bytes(const qv_segment_t *seg)
         const qv_column_t *c = &seg->cols[f];
         n += qv_bm_words(seg->cap) * 8 + c->str.cap_bytes + c->str.cap_off * sizeof(uint64_t);
         n += (size_t)seg->cap * (c->type == QV_FT_BOOL ? 1 : c->type == QV_FT_KEYWORDS ? 4 : 8);
+        if (c->post)
+            n += (size_t)c->post->cap * 4 + (size_t)c->post->ncodes * 28 + (size_t)c->post->off[c->post->ncodes] * 4;
     }
     return n;
 }

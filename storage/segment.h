@@ -29,6 +29,22 @@ static inline qv_str_t qv_strcol_get(const qv_strcol_t *c, size_t i)
     return s;
 }
 
+/* Inverted lists of a KEYWORD or KEYWORDS column of a sealed segment: a dictionary of the distinct keywords (codes
+ * 0..ncodes-1, strings borrowed from the column) and, per code, the ascending rows holding it. Built once when a
+ * segment becomes immutable; a filter on the column then touches only the rows of the keywords it names. */
+typedef struct {
+    uint32_t ncodes;
+    uint32_t cap;      /* hash slots, a power of two */
+    uint32_t *slots;   /* code + 1, or 0 when empty */
+    uint64_t *hash;    /* per code */
+    qv_str_t *str;     /* per code */
+    uint32_t *off;     /* ncodes + 1 offsets into rows */
+    uint32_t *rows;    /* postings */
+} qv_postings_t;
+
+/* Code of a keyword, or -1. */
+int64_t qv_postings_find(const qv_postings_t *p, qv_str_t s);
+
 typedef struct {
     uint8_t type;      /* qv_ftype_t */
     uint64_t *present; /* bit per row: the row has a value for this field */
@@ -38,6 +54,7 @@ typedef struct {
     qv_strcol_t str;   /* KEYWORD: one item per row (empty when absent); KEYWORDS: all elements of all rows */
     uint32_t *kw_off;  /* KEYWORDS: row r owns items kw_off[r] .. kw_off[r+1] of str */
     size_t nitems;     /* KEYWORDS: items in str */
+    qv_postings_t *post; /* sealed segments' KEYWORD/KEYWORDS columns; NULL otherwise (or if it could not be built) */
 } qv_column_t;
 
 struct qv_hnsw;
@@ -97,6 +114,11 @@ static inline const float *qv_seg_vector(const qv_segment_t *seg, uint32_t row)
 {
     return seg->vectors + (size_t)row * seg->dim;
 }
+
+/* Builds the inverted lists of every KEYWORD/KEYWORDS column; call once the rows are immutable and before the
+ * segment is shared with readers that may use them (a failed allocation leaves a column without lists: filters
+ * then scan it). */
+void qv_seg_build_postings(qv_segment_t *seg);
 
 /* Bytes of memory the segment holds (for stats). */
 size_t qv_seg_bytes(const qv_segment_t *seg);

@@ -375,6 +375,7 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
         return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
     (void)st;
     pthread_rwlock_wrlock(&c->lock);
+    qv_seg_build_postings(g); /* under the lock: readers look at the columns' postings pointers */
     g->sealed = true;
     g->freeze_seq = c->last_seq;
     g->wal_share = c->wal_growing;

@@ -114,6 +114,7 @@ static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
         qv_seg_unref(seg);
         return rc;
     }
+    qv_seg_build_postings(seg);
     qv__coll_add_sealed(c, seg);
     qv__load_index(st, c, seg);
     return QV_OK;

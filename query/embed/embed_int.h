@@ -1,0 +1,54 @@
+/* Internal to query/embed: the fused element-wise kernels of the forward pass (kernels.c, kernels_avx2.c).
+ *
+ * Every kernel works on rows of a row-major matrix and writes in place. The plain C versions in kernels.c are the
+ * reference and the fallback; kernels_avx2.c has AVX2+FMA versions of the same arithmetic (same polynomials, so the two
+ * agree to a few ulps). qv__embed_kernels() picks one set once, on the first call, from the CPU's features. */
+#ifndef QV_EMBED_INT_H
+#define QV_EMBED_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    /* x[r] = LayerNorm(x[r] + add[r] + bias) * g + b for rows of h floats (add may be NULL, then bias is ignored). */
+    void (*add_layernorm)(float *x, const float *add, const float *bias, const float *g, const float *b, size_t rows,
+                          size_t h, float eps);
+    /* y[r] = GELU(y[r] + bias), GELU(v) = v/2 * (1 + erf(v / sqrt 2)), for rows of f floats. */
+    void (*bias_gelu)(float *y, const float *bias, size_t rows, size_t f);
+    /* Softmax of each of `rows` rows of n floats, ld floats apart. */
+    void (*softmax)(float *s, size_t rows, size_t n, size_t ld);
+    const char *name;  /* "avx2" or "generic" */
+} qv_embed_kernels_t;
+
+const qv_embed_kernels_t *qv__embed_kernels(void);
+
+extern const qv_embed_kernels_t qv__embed_kernels_generic;
+#if defined(__x86_64__)
+extern const qv_embed_kernels_t qv__embed_kernels_avx2;
+#endif
+
+/* y[r] += bias for rows of n floats. Memory-bound: one plain loop serves every CPU. */
+void qv__add_bias(float *y, const float *bias, size_t rows, size_t n);
+
+/* Constants shared by both kernel sets. expf: Cephes' polynomial after a Cody-Waite reduction by ln 2 (relative
+ * error < 2e-7 on [-87, 88]); erf: Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), which needs only that exp. */
+#define QV_EXP_LO (-87.0f)
+#define QV_EXP_HI 88.0f
+#define QV_LOG2E 1.44269504088896341f
+#define QV_LN2_HI 0.693359375f
+#define QV_LN2_LO (-2.12194440e-4f)
+#define QV_EXP_P0 1.9875691500e-4f
+#define QV_EXP_P1 1.3981999507e-3f
+#define QV_EXP_P2 8.3334519073e-3f
+#define QV_EXP_P3 4.1665795894e-2f
+#define QV_EXP_P4 1.6666665459e-1f
+#define QV_EXP_P5 5.0000001201e-1f
+#define QV_ERF_P 0.3275911f
+#define QV_ERF_A1 0.254829592f
+#define QV_ERF_A2 (-0.284496736f)
+#define QV_ERF_A3 1.421413741f
+#define QV_ERF_A4 (-1.453152027f)
+#define QV_ERF_A5 1.061405429f
+#define QV_SQRT1_2 0.70710678118654752f
+
+#endif

@@ -1,0 +1,483 @@
+/* all-MiniLM-L6-v2 on the CPU: loading (config.json, vocab.txt, model.safetensors) and the batched forward pass.
+ *
+ * Forward pass (BERT encoder, post-LayerNorm; H = 384 hidden, 12 heads of d = 32, F = 1536, 6 layers):
+ *   x = LayerNorm(word[id] + pos[p] + type[0])
+ *   per layer:  qkv = x Wqkv^T + bqkv                      one sgemm for Q, K and V (stacked at load)
+ *               per sequence and head: S = Q K^T / sqrt d   sgemm, then softmax over the sequence's keys
+ *                                      ctx = S V            sgemm, written straight into its head's columns
+ *               x = LayerNorm(x + ctx Wo^T + bo)            sgemm + fused add/bias/LayerNorm kernel
+ *               x = LayerNorm(x + GELU(x Wi^T + bi) Wf^T + bf)   2 sgemms + fused bias/GELU, add/bias/LayerNorm
+ *   embedding = L2-normalise(mean of the sequence's rows of x)
+ *
+ * Batching: the sequences of a call are packed back to back (row r of x is one token of one sequence), not padded to
+ * the longest. This computes exactly what the padded form with an attention mask computes -- a padded key gets weight
+ * exp(-inf) = 0 and padded rows are left out of the mean -- but spends no work on padding: the projections (90% of
+ * the FLOPs) run on sum(len) rows instead of n * max(len), and attention runs per sequence on its own length. Long
+ * calls are cut into chunks of at most QV_EMBED_CHUNK_ROWS rows, which bounds the scratch (15 KB per row) and keeps
+ * every sgemm large enough to run at full speed. Each call allocates its own scratch, so calls are independent.
+ *
+ * Threads: OpenBLAS keeps one process-wide thread count, so the model sets it once, at load, to opts.threads (default:
+ * the online CPUs) with openblas_set_num_threads; nothing changes it per call (changing it while another thread is
+ * inside OpenBLAS is not safe). The element-wise kernels run on the calling thread. Concurrent callers are correct,
+ * but OpenBLAS serialises its multithreaded level-3 calls behind one lock, so N concurrent callers do not get N times
+ * the throughput; they get no oversubscription either. The intended shape is the server's dynamic batcher: one thread
+ * running one qv_embed_seqs at a time over coalesced requests, with OpenBLAS using every core inside each sgemm. With
+ * the CUDA plugin, the same batcher feeds the GPU instead and this path is idle. Quiver has no other OpenBLAS user; if
+ * one appears, it shares this setting.
+ *
+ * Load-time checks: the config must describe what this code implements (model_type bert, hidden_act gelu, absolute
+ * positions) within sane limits; every tensor must exist with exactly the shape the config implies; the vocabulary
+ * size must match the embedding matrix. Weights are copied into one 64-byte aligned arena (F16/BF16 widened), so the
+ * safetensors mapping is released before the load returns. */
+#include "query/embed/model.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "query/embed/embed_int.h"
+#include "query/embed/safetensors.h"
+
+/* In OpenBLAS's cblas.h, but not in every BLAS's. */
+void openblas_set_num_threads(int num_threads);
+
+#define QV_EMBED_TEXT_GROUP 256  /* texts tokenized at once by qv_embed_texts: bounds its id buffer */
+#define QV_EMBED_MAX_HIDDEN 4096 /* largest hidden_size accepted from a config (pooling keeps a row on the stack) */
+
+struct qv_embed_model {
+    qv_embed_weights_t w;
+    qv_embed_layer_t *layers;
+    float *arena;               /* every weight */
+    qv_tokenizer_t *tok;
+    uint32_t max_tokens;
+    const qv_embed_kernels_t *k;
+};
+
+/* ---- loading ---- */
+
+typedef struct {
+    const char *dir;
+    const qv_st_t *st;
+    const char *prefix;  /* "" or "bert." */
+    float *next;         /* arena cursor */
+    qv_err_t *err;
+} loader_t;
+
+static int load_tensor(loader_t *ld, const float **dst, const char *name, uint32_t ndim, uint64_t d0, uint64_t d1)
+{
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", ld->prefix, name);
+    uint64_t shape[2] = {d0, d1};
+    int rc = qv_st_read_f32(ld->st, full, ndim, shape, ld->next, ld->err);
+    if (rc != QV_OK) {
+        if (ld->err) {
+            char msg[QV_ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "%.80s/model.safetensors: %.150s", ld->dir, ld->err->msg);
+            memcpy(ld->err->msg, msg, sizeof msg);
+        }
+        return rc;
+    }
+    *dst = ld->next;
+    ld->next += d0 * (ndim == 2 ? d1 : 1);
+    return QV_OK;
+}
+
+/* Q, K and V are three tensors in the file and one stacked matrix here. */
+static int load_qkv(loader_t *ld, qv_embed_layer_t *L, int l, uint32_t h)
+{
+    static const char *const parts[3] = {"query", "key", "value"};
+    float *w = ld->next, *b = w + (size_t)3 * h * h;
+    const float *ignored;
+    char name[96];
+    for (int p = 0; p < 3; p++) {
+        ld->next = w + (size_t)p * h * h;
+        snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.weight", l, parts[p]);
+        int rc = load_tensor(ld, &ignored, name, 2, h, h);
+        if (rc != QV_OK)
+            return rc;
+        ld->next = b + (size_t)p * h;
+        snprintf(name, sizeof name, "encoder.layer.%d.attention.self.%s.bias", l, parts[p]);
+        if ((rc = load_tensor(ld, &ignored, name, 1, h, 0)) != QV_OK)
+            return rc;
+    }
+    L->wqkv = w;
+    L->bqkv = b;
+    ld->next = b + 3 * h;
+    return QV_OK;
+}
+
+static int load_layer(loader_t *ld, qv_embed_layer_t *L, int l, uint32_t h, uint32_t f)
+{
+    char name[96];
+    int rc;
+#define T(dst, suffix, ndim, d0, d1)                                                       \
+    do {                                                                                   \
+        snprintf(name, sizeof name, "encoder.layer.%d.%s", l, suffix);                     \
+        if ((rc = load_tensor(ld, &L->dst, name, ndim, d0, d1)) != QV_OK)                  \
+            return rc;                                                                     \
+    } while (0)
+    if ((rc = load_qkv(ld, L, l, h)) != QV_OK)
+        return rc;
+    T(wo, "attention.output.dense.weight", 2, h, h);
+    T(bo, "attention.output.dense.bias", 1, h, 0);
+    T(ln1_g, "attention.output.LayerNorm.weight", 1, h, 0);
+    T(ln1_b, "attention.output.LayerNorm.bias", 1, h, 0);
+    T(wi, "intermediate.dense.weight", 2, f, h);
+    T(bi, "intermediate.dense.bias", 1, f, 0);
+    T(wf, "output.dense.weight", 2, h, f);
+    T(bf, "output.dense.bias", 1, h, 0);
+    T(ln2_g, "output.LayerNorm.weight", 1, h, 0);
+    T(ln2_b, "output.LayerNorm.bias", 1, h, 0);
+#undef T
+    return QV_OK;
+}
+
+static int cfg_uint(const json_t *cfg, const char *key, uint32_t lo, uint32_t hi, uint32_t *out, const char *path,
+                    qv_err_t *err)
+{
+    const json_t *v = json_object_get(cfg, key);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return qv_err_set(err, QV_ECORRUPT, "%.150s: \"%s\" is not an integer in %u..%u", path, key, lo, hi);
+    *out = (uint32_t)json_integer_value(v);
+    return QV_OK;
+}
+
+static int cfg_str(const json_t *cfg, const char *key, const char *want, bool required, const char *path,
+                   qv_err_t *err)
+{
+    const json_t *v = json_object_get(cfg, key);
+    if (!v && !required)
+        return QV_OK;
+    if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0)
+        return qv_err_set(err, QV_ECORRUPT, "%.150s: \"%s\" is not \"%s\" (the only kind this build implements)",
+                          path, key, want);
+    return QV_OK;
+}
+
+static int load_config(const char *dir, qv_embed_weights_t *w, qv_err_t *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!cfg) {
+        if (access(path, F_OK) != 0)
+            return qv_err_set(err, QV_ENOTFOUND, "%.150s: missing (run tools/fetch_model.sh)", path);
+        return qv_err_set(err, QV_ECORRUPT, "%.150s: %.80s (line %d)", path, jerr.text, jerr.line);
+    }
+    int rc = QV_OK;
+    uint32_t eps_ok = 0;
+    if (!json_is_object(cfg)) {
+        rc = qv_err_set(err, QV_ECORRUPT, "%.150s: not a JSON object", path);
+        goto out;
+    }
+    if ((rc = cfg_str(cfg, "model_type", "bert", false, path, err)) ||
+        (rc = cfg_str(cfg, "hidden_act", "gelu", true, path, err)) ||
+        (rc = cfg_str(cfg, "position_embedding_type", "absolute", false, path, err)) ||
+        (rc = cfg_uint(cfg, "hidden_size", 8, QV_EMBED_MAX_HIDDEN, &w->hidden, path, err)) ||
+        (rc = cfg_uint(cfg, "num_attention_heads", 1, 128, &w->heads, path, err)) ||
+        (rc = cfg_uint(cfg, "num_hidden_layers", 1, 64, &w->layers, path, err)) ||
+        (rc = cfg_uint(cfg, "intermediate_size", 1, 65536, &w->ffn, path, err)) ||
+        (rc = cfg_uint(cfg, "vocab_size", 5, QV_TOK_VOCAB_MAX, &w->vocab, path, err)) ||
+        (rc = cfg_uint(cfg, "max_position_embeddings", 2, 1u << 16, &w->max_pos, path, err)) ||
+        (rc = cfg_uint(cfg, "type_vocab_size", 1, 1024, &w->types, path, err)))
+        goto out;
+    if (w->hidden % w->heads != 0) {
+        rc = qv_err_set(err, QV_ECORRUPT, "%.150s: hidden_size %u is not a multiple of num_attention_heads %u", path,
+                        w->hidden, w->heads);
+        goto out;
+    }
+    const json_t *eps = json_object_get(cfg, "layer_norm_eps");
+    w->ln_eps = 1e-12f;
+    if (eps) {
+        double e = json_number_value(eps);
+        eps_ok = json_is_number(eps) && e > 0 && e < 1;
+        if (!eps_ok) {
+            rc = qv_err_set(err, QV_ECORRUPT, "%.150s: \"layer_norm_eps\" is not a number in (0, 1)", path);
+            goto out;
+        }
+        w->ln_eps = (float)e;
+    }
+out:
+    json_decref(cfg);
+    return rc;
+}
+
+int qv_embed_model_load_opts(const char *dir, const qv_embed_opts_t *opts, qv_embed_model_t **out, qv_err_t *err)
+{
+    *out = NULL;
+    if (!dir || !*dir)
+        return qv_err_set(err, QV_EINVAL, "no model directory given");
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return qv_err_set(err, QV_ENOTFOUND, "model directory %.150s: %s (run tools/fetch_model.sh)", dir,
+                          stat(dir, &sb) != 0 ? strerror(errno) : "not a directory");
+    qv_embed_model_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_embed_weights_t *w = &m->w;
+    qv_st_t *st = NULL;
+    char path[PATH_MAX];
+    int rc = load_config(dir, w, err);
+    if (rc != QV_OK)
+        goto fail;
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    if ((rc = qv_tokenizer_load(path, &m->tok, err)) != QV_OK) {
+        if (rc == QV_ENOTFOUND && err)
+            strncat(err->msg, " (run tools/fetch_model.sh)", sizeof err->msg - strlen(err->msg) - 1);
+        goto fail;
+    }
+    if (qv_tokenizer_vocab_size(m->tok) != w->vocab) {
+        rc = qv_err_set(err, QV_ECORRUPT, "%.150s: %u tokens, but config.json says vocab_size %u", path,
+                        qv_tokenizer_vocab_size(m->tok), w->vocab);
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if ((rc = qv_st_open(path, &st, err)) != QV_OK) {
+        if (rc == QV_ENOTFOUND && err)
+            strncat(err->msg, " (run tools/fetch_model.sh)", sizeof err->msg - strlen(err->msg) - 1);
+        goto fail;
+    }
+
+    uint64_t h = w->hidden, f = w->ffn;
+    uint64_t per_layer = 3 * h * h + 3 * h + h * h + h + 2 * h + f * h + f + h * f + h + 2 * h;
+    uint64_t total = ((uint64_t)w->vocab + w->max_pos + w->types) * h + 2 * h + per_layer * w->layers;
+    if (total > (SIZE_MAX / 4) - 16) {
+        rc = qv_err_set(err, QV_ECORRUPT, "%.150s/config.json: model of %llu weights is too large", dir,
+                        (unsigned long long)total);
+        goto fail;
+    }
+    size_t bytes = ((size_t)total * 4 + 63) & ~(size_t)63;
+    m->arena = aligned_alloc(64, bytes);
+    m->layers = calloc(w->layers, sizeof *m->layers);
+    if (!m->arena || !m->layers) {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of weights", bytes >> 20);
+        goto fail;
+    }
+    loader_t ld = {.dir = dir, .st = st, .prefix = "", .next = m->arena, .err = err};
+    if (!qv_st_find(st, "embeddings.word_embeddings.weight") && qv_st_find(st, "bert.embeddings.word_embeddings.weight"))
+        ld.prefix = "bert.";
+    if ((rc = load_tensor(&ld, &w->word, "embeddings.word_embeddings.weight", 2, w->vocab, h)) ||
+        (rc = load_tensor(&ld, &w->pos, "embeddings.position_embeddings.weight", 2, w->max_pos, h)) ||
+        (rc = load_tensor(&ld, &w->type, "embeddings.token_type_embeddings.weight", 2, w->types, h)) ||
+        (rc = load_tensor(&ld, &w->emb_ln_g, "embeddings.LayerNorm.weight", 1, h, 0)) ||
+        (rc = load_tensor(&ld, &w->emb_ln_b, "embeddings.LayerNorm.bias", 1, h, 0)))
+        goto fail;
+    for (uint32_t l = 0; l < w->layers; l++)
+        if ((rc = load_layer(&ld, &m->layers[l], (int)l, (uint32_t)h, (uint32_t)f)) != QV_OK)
+            goto fail;
+    w->layer = m->layers;
+    qv_st_free(st);
+    m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
+    m->k = qv__embed_kernels();
+
+    int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    openblas_set_num_threads(threads > 0 ? threads : 1);
+    *out = m;
+    return QV_OK;
+fail:
+    qv_st_free(st);
+    qv_embed_model_free(m);
+    return rc;
+}
+
+int qv_embed_model_load(const char *dir, qv_embed_model_t **out, qv_err_t *err)
+{
+    return qv_embed_model_load_opts(dir, NULL, out, err);
+}
+
+void qv_embed_model_free(qv_embed_model_t *m)
+{
+    if (!m)
+        return;
+    qv_tokenizer_free(m->tok);
+    free(m->arena);
+    free(m->layers);
+    free(m);
+}
+
+uint32_t qv_embed_dim(const qv_embed_model_t *m) { return m->w.hidden; }
+uint32_t qv_embed_max_tokens(const qv_embed_model_t *m) { return m->max_tokens; }
+const qv_tokenizer_t *qv_embed_tokenizer(const qv_embed_model_t *m) { return m->tok; }
+const qv_embed_weights_t *qv_embed_weights(const qv_embed_model_t *m) { return &m->w; }
+
+/* ---- forward pass ---- */
+
+typedef struct {
+    float *x, *qkv, *ctx, *tmp, *ff, *scores;
+} scratch_t;
+
+/* Runs seqs[0..n) (rows tokens in all, at most QV_EMBED_CHUNK_ROWS unless n == 1) and writes n embeddings. */
+static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t n, size_t rows,
+                    const scratch_t *s, float *out)
+{
+    const qv_embed_weights_t *w = &m->w;
+    const qv_embed_kernels_t *k = m->k;
+    const size_t h = w->hidden, f = w->ffn, nh = w->heads, d = h / nh;
+    const int R = (int)rows, H = (int)h, F = (int)f, D = (int)d;
+    const float scale = 1.0f / sqrtf((float)d);
+
+    /* embeddings */
+    float *x = s->x;
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t p = 0; p < seqs[i].len; p++, x += h) {
+            const float *we = w->word + (size_t)seqs[i].ids[p] * h, *pe = w->pos + (size_t)p * h;
+            for (size_t j = 0; j < h; j++)
+                x[j] = we[j] + pe[j] + w->type[j];
+        }
+    }
+    k->add_layernorm(s->x, NULL, NULL, w->emb_ln_g, w->emb_ln_b, rows, h, w->ln_eps);
+
+    for (uint32_t l = 0; l < w->layers; l++) {
+        const qv_embed_layer_t *L = &w->layer[l];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, 3 * H, H, 1.0f, s->x, H, L->wqkv, H, 0.0f, s->qkv,
+                    3 * H);
+        qv__add_bias(s->qkv, L->bqkv, rows, 3 * h);
+        size_t off = 0;
+        for (size_t i = 0; i < n; i++) {
+            const int len = (int)seqs[i].len;
+            for (size_t hd = 0; hd < nh; hd++) {
+                const float *q = s->qkv + off * 3 * h + hd * d, *kk = q + h, *v = q + 2 * h;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, D, scale, q, 3 * H, kk, 3 * H, 0.0f,
+                            s->scores, len);
+                k->softmax(s->scores, (size_t)len, (size_t)len, (size_t)len);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, D, len, 1.0f, s->scores, len, v, 3 * H,
+                            0.0f, s->ctx + off * h + hd * d, H);
+            }
+            off += (size_t)len;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, H, H, 1.0f, s->ctx, H, L->wo, H, 0.0f, s->tmp, H);
+        k->add_layernorm(s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, F, H, 1.0f, s->x, H, L->wi, H, 0.0f, s->ff, F);
+        k->bias_gelu(s->ff, L->bi, rows, f);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, H, F, 1.0f, s->ff, F, L->wf, F, 0.0f, s->tmp, H);
+        k->add_layernorm(s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
+    }
+
+    /* mean pooling (every row of a packed sequence is a real token) and L2 normalisation, in double */
+    x = s->x;
+    for (size_t i = 0; i < n; i++) {
+        float *o = out + i * h;
+        double acc[QV_EMBED_MAX_HIDDEN];
+        for (size_t j = 0; j < h; j++)
+            acc[j] = 0;
+        for (uint32_t p = 0; p < seqs[i].len; p++, x += h)
+            for (size_t j = 0; j < h; j++)
+                acc[j] += x[j];
+        double norm = 0;
+        for (size_t j = 0; j < h; j++) {
+            acc[j] /= seqs[i].len;
+            norm += acc[j] * acc[j];
+        }
+        double inv = 1.0 / fmax(sqrt(norm), 1e-12); /* sentence-transformers' Normalize: x / max(|x|, 1e-12) */
+        for (size_t j = 0; j < h; j++)
+            o[j] = (float)(acc[j] * inv);
+    }
+}
+
+int qv_embed_seqs(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t n, float *out, qv_err_t *err)
+{
+    if (n == 0)
+        return QV_OK;
+    size_t total = 0, max_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!seqs[i].ids || seqs[i].len < 1 || seqs[i].len > m->max_tokens)
+            return qv_err_set(err, QV_EINVAL, "sequence %zu: %u tokens (want 1..%u)", i, seqs[i].len,
+                              m->max_tokens);
+        for (uint32_t p = 0; p < seqs[i].len; p++)
+            if (seqs[i].ids[p] < 0 || (uint32_t)seqs[i].ids[p] >= m->w.vocab)
+                return qv_err_set(err, QV_EINVAL, "sequence %zu: token %u has id %d, outside the vocabulary", i, p,
+                                  seqs[i].ids[p]);
+        total += seqs[i].len;
+        if (seqs[i].len > max_len)
+            max_len = seqs[i].len;
+    }
+    const size_t h = m->w.hidden, f = m->w.ffn;
+    size_t cap = total < QV_EMBED_CHUNK_ROWS ? total : QV_EMBED_CHUNK_ROWS;
+    if (cap < max_len)
+        cap = max_len;
+    size_t floats = cap * (6 * h + f) + max_len * max_len;
+    float *buf = malloc(floats * sizeof(float));
+    if (!buf)
+        return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of scratch", (floats * 4) >> 20);
+    scratch_t s = {.x = buf};
+    s.qkv = s.x + cap * h;
+    s.ctx = s.qkv + cap * 3 * h;
+    s.tmp = s.ctx + cap * h;
+    s.ff = s.tmp + cap * h;
+    s.scores = s.ff + cap * f;
+
+    size_t first = 0, rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows + seqs[i].len > cap) {
+            forward(m, seqs + first, i - first, rows, &s, out + first * h);
+            first = i;
+            rows = 0;
+        }
+        rows += seqs[i].len;
+    }
+    forward(m, seqs + first, n - first, rows, &s, out + first * h);
+    free(buf);
+    return QV_OK;
+}
+
+int qv_embed_tokenize(const qv_embed_model_t *m, const char *text, size_t len, int32_t *ids, uint32_t *nids,
+                      qv_err_t *err)
+{
+    size_t got = 0;
+    int rc = qv_tokenizer_encode(m->tok, text, len, m->max_tokens, ids, &got, err);
+    *nids = (uint32_t)got;
+    return rc;
+}
+
+int qv_embed_texts(const qv_embed_model_t *m, const char *const *texts, const size_t *lens, size_t n, float *out,
+                   qv_err_t *err)
+{
+    if (n == 0)
+        return QV_OK;
+    if (!texts)
+        return qv_err_set(err, QV_EINVAL, "no texts");
+    size_t group = n < QV_EMBED_TEXT_GROUP ? n : QV_EMBED_TEXT_GROUP;
+    int32_t *ids = malloc(group * m->max_tokens * sizeof *ids);
+    qv_embed_seq_t *seqs = malloc(group * sizeof *seqs);
+    int rc = QV_OK;
+    if (!ids || !seqs) {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory for %zu texts", group);
+        goto out;
+    }
+    for (size_t base = 0; base < n; base += group) {
+        size_t cnt = n - base < group ? n - base : group;
+        for (size_t i = 0; i < cnt; i++) {
+            const char *t = texts[base + i];
+            if (!t) {
+                rc = qv_err_set(err, QV_EINVAL, "text %zu is NULL", base + i);
+                goto out;
+            }
+            int32_t *slot = ids + i * m->max_tokens;
+            rc = qv_embed_tokenize(m, t, lens ? lens[base + i] : strlen(t), slot, &seqs[i].len, err);
+            if (rc != QV_OK) {
+                if (err) {
+                    char msg[QV_ERR_MSG_MAX];
+                    snprintf(msg, sizeof msg, "text %zu: %.200s", base + i, err->msg);
+                    memcpy(err->msg, msg, sizeof msg);
+                }
+                goto out;
+            }
+            seqs[i].ids = slot;
+        }
+        if ((rc = qv_embed_seqs(m, seqs, cnt, out + base * m->w.hidden, err)) != QV_OK)
+            goto out;
+    }
+out:
+    free(ids);
+    free(seqs);
+    return rc;
+}
