@@ -190,22 +190,14 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     qv_wbuf_init(&buf);
     int rc = qv_seg_encode(out, &buf);
     out->blob_len = buf.len;
-    uint8_t k[16 + QV_ID_MAX], v[12];
+    uint8_t k[16];
     for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += SEG_CHUNK, chunk++) {
         size_t n = buf.len - off < SEG_CHUNK ? buf.len - off : SEG_CHUNK;
         rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, out->id, (uint32_t)chunk),
                                   (char *)buf.data + off, n);
     }
-    for (uint32_t r = 0; rc == QV_OK && r < out->rows; r++) {
-        if (qv_seg_is_deleted(out, r))
-            continue;
-        qv_str_t id = qv_strcol_get(&out->ids, r);
-        qv_be32(k, coll);
-        memcpy(k + 4, id.p, id.len);
-        memcpy(v, &out->id, 8);
-        memcpy(v + 8, &r, 4);
-        rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
-    }
+    if (rc == QV_OK)
+        qv__put_keys(st, b, coll, out);
     if (rc == QV_OK && out->ndeleted) {
         buf.len = 0;
         rc = qv_seg_encode_deleted(out, &buf);

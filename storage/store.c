@@ -389,6 +389,21 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
     return QV_OK;
 }
 
+void qv__put_keys(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g)
+{
+    uint8_t k[4 + QV_ID_MAX], v[12];
+    qv_be32(k, coll);
+    for (uint32_t r = 0; r < g->rows; r++) {
+        if (qv_seg_is_deleted(g, r))
+            continue;
+        qv_str_t id = qv_strcol_get(&g->ids, r);
+        memcpy(k + 4, id.p, id.len);
+        memcpy(v, &g->id, 8);
+        memcpy(v + 8, &r, 4);
+        rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
+    }
+}
+
 static void put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g,
                        const qv_wbuf_t *blob)
 {
@@ -425,7 +440,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
     qv_wbuf_init(&buf);
-    uint8_t k[16 + QV_ID_MAX], v[12];
+    uint8_t k[16 + QV_ID_MAX];
     int rc = QV_OK;
     for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
         qv_segment_t *g = c->sealed[i];
@@ -437,16 +452,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
             g->blob_len = buf.len;
             put_chunks(st, b, coll, g, &buf);
         }
-        for (uint32_t r = 0; rc == QV_OK && r < g->rows; r++) {
-            if (qv_seg_is_deleted(g, r))
-                continue;
-            qv_str_t id = qv_strcol_get(&g->ids, r);
-            qv_be32(k, coll);
-            memcpy(k + 4, id.p, id.len);
-            memcpy(v, &g->id, 8);
-            memcpy(v + 8, &r, 4);
-            rocksdb_writebatch_put_cf(b, st->cf[CF_KEYS], (char *)k, 4 + id.len, (char *)v, 12);
-        }
+        qv__put_keys(st, b, coll, g);
     }
     /* ids deleted since the last persist and not written again */
     qv_rbuf_t gr;

@@ -89,6 +89,8 @@ void qv__coll_free(qv_coll_t *c);
  * `add`, in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg, qv_segment_t *add,
                         qv_segment_t *const *drop, size_t ndrop, bool include_frozen);
+/* id-map entries (`keys`) for every live row of g */
+void qv__put_keys(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g);
 int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err);
 int qv__commit(qv_store_t *st, qv_writer_t *w);
 void qv__run_compact(qv_store_t *st, qv_writer_t *w);
