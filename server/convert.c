@@ -191,6 +191,16 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
     s->metric = req->metric >= 0 && req->metric <= 255 ? (uint8_t)req->metric : 0;
     s->shards = req->shards;
     s->nfields = (uint16_t)req->n_fields;
+    if (req->embedding_model[0]) {
+        if (strcmp(req->embedding_model, QV_EMBED_MINILM_NAME) != 0) {
+            free(s);
+            return qv_err_set(err, QV_EINVAL, "unknown embedding model '%.64s' (this server has %s)",
+                              req->embedding_model, QV_EMBED_MINILM_NAME);
+        }
+        s->embed = QV_EMBED_MINILM;
+        if (s->dim == 0)
+            s->dim = QV_EMBED_MINILM_DIM;
+    }
     if (req->index) {
         int k = req->index->kind;
         s->index_kind = k == QUIVER__V1__INDEX_KIND__INDEX_KIND_UNSPECIFIED ? QV_INDEX_HNSW
@@ -318,6 +328,7 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
     ci->dim = s->dim;
     ci->metric = (Quiver__V1__Metric)s->metric;
     ci->shards = s->shards;
+    ci->embedding_model = s->embed == QV_EMBED_MINILM ? QV_EMBED_MINILM_NAME : "";
     ci->n_fields = s->nfields;
     Quiver__V1__IndexParams *ip = qv_arena_alloc(a, sizeof *ip);
     if (!ip)

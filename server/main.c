@@ -13,6 +13,7 @@
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/auth.h"
+#include "server/coord/coord.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/service.h"
@@ -21,7 +22,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: quiverd [options]\n"
-            "  --role ROLE            standalone (default). shard and coordinator roles are not built yet.\n"
+            "  --role ROLE            standalone (default), shard (a standalone server that can register in etcd)\n"
+            "                         or coordinator (no data: routes to and merges from shard servers)\n"
             "  --listen HOST:PORT     address to serve gRPC on (default 127.0.0.1:7700)\n"
             "  --data DIR             data directory, created if missing (default ./quiver-data)\n"
             "  --threads N            gRPC worker threads (default 16)\n"
@@ -41,10 +43,31 @@ static void usage(FILE *out)
             "  --log-level LEVEL      debug|info|warn|error (default info)\n"
             "  --metrics-listen H:P   Prometheus metrics at http://H:P/metrics (default 127.0.0.1:9700; 'off' disables;\n"
             "                         if the default port is taken the server starts without metrics and says so)\n"
+            "  --model-dir DIR        the embedding model (tools/fetch_model.sh puts it in build/model); default:\n"
+            "                         $QV_MODEL_DIR, else model/ next to quiverd. Without one, text requests get\n"
+            "                         FAILED_PRECONDITION; a model that is given but missing or corrupt stops start-up\n"
+            "  --embed-device auto|cpu|cuda  where the model runs (default auto: cuda when the GPU plugin and a device\n"
+            "                         are present, else cpu; this build has no GPU plugin)\n"
+            "  --embed-batch N        texts per forward pass in the dynamic batcher (default 64)\n"
+            "  --embed-wait-us N      longest a text waits for its batch to fill (default 2000)\n"
             "  --api-keys FILE        require API keys: lines `KEY read|write|admin` (clients send\n"
             "                         `authorization: Bearer KEY`); without it every call is allowed\n"
             "  --tls-cert FILE --tls-key FILE  serve gRPC (and metrics) over TLS with this PEM certificate chain and key\n"
             "  --tls-client-ca FILE   also require client certificates signed by this CA (mutual TLS)\n"
+            "cluster (docs/ARCHITECTURE.md, Cluster):\n"
+            "  --shards H:P,H:P,...   coordinator: static shard servers; logical shard j of a collection lives on the\n"
+            "                         (j mod N)-th, so never reorder or extend this list for existing data\n"
+            "  --etcd http://H:P      coordinator: membership and collection metadata in etcd; shard: register there\n"
+            "  --etcd-prefix P        etcd key prefix (default /quiver)\n"
+            "  --etcd-poll-ms N       coordinator: re-read membership and metadata every N ms (default 1000)\n"
+            "  --etcd-ttl S           shard: lease TTL of the registration in seconds (default 10)\n"
+            "  --shard-name NAME      shard: the name it registers under (default: the advertised address); the\n"
+            "                         collections' shard assignment refers to it, so keep it across restarts\n"
+            "  --advertise H:P        shard: the address coordinators dial (default: the listen address)\n"
+            "  --shard-tls-ca FILE    coordinator: call shards over TLS, verifying them with this CA\n"
+            "  --shard-tls-cert FILE --shard-tls-key FILE  coordinator: client certificate for mutual TLS to shards\n"
+            "  --shard-api-key KEY    coordinator: send `authorization: Bearer KEY` to shards\n"
+            "  --shard-timeout-ms N   coordinator: deadline of shard calls when the client sets none (default 60000)\n"
             "  --help                 this text\n");
 }
 
@@ -75,9 +98,16 @@ int main(int argc, char **argv)
     bool metrics_explicit = false;
     long max_inflight = 64;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+    const char *model_dir = NULL, *embed_device = "auto";
+    long embed_batch = 64, embed_wait = 2000;
     long cmp_small = 8;
+    const char *shards_list = NULL, *etcd = NULL, *etcd_prefix = "/quiver", *shard_name = NULL, *advertise = NULL;
+    const char *shard_ca = NULL, *shard_cert = NULL, *shard_key = NULL, *shard_api_key = NULL;
+    long etcd_poll_ms = 1000, etcd_ttl = 10, shard_timeout_ms = 60000;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
-           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA };
+           O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
+           O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
+           O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -97,9 +127,25 @@ int main(int argc, char **argv)
         {"metrics-listen", required_argument, NULL, O_METRICS},
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
         {"api-keys", required_argument, NULL, O_KEYS},
+        {"model-dir", required_argument, NULL, O_MODEL},
+        {"embed-device", required_argument, NULL, O_EMB_DEV},
+        {"embed-batch", required_argument, NULL, O_EMB_BATCH},
+        {"embed-wait-us", required_argument, NULL, O_EMB_WAIT},
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"tls-client-ca", required_argument, NULL, O_TLS_CA},
+        {"shards", required_argument, NULL, O_SHARDS},
+        {"etcd", required_argument, NULL, O_ETCD},
+        {"etcd-prefix", required_argument, NULL, O_ETCD_PREFIX},
+        {"etcd-poll-ms", required_argument, NULL, O_ETCD_POLL},
+        {"etcd-ttl", required_argument, NULL, O_ETCD_TTL},
+        {"shard-name", required_argument, NULL, O_SHARD_NAME},
+        {"advertise", required_argument, NULL, O_ADVERTISE},
+        {"shard-tls-ca", required_argument, NULL, O_SHARD_CA},
+        {"shard-tls-cert", required_argument, NULL, O_SHARD_CERT},
+        {"shard-tls-key", required_argument, NULL, O_SHARD_KEY},
+        {"shard-api-key", required_argument, NULL, O_SHARD_KEYS},
+        {"shard-timeout-ms", required_argument, NULL, O_SHARD_TIMEOUT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -125,6 +171,16 @@ int main(int argc, char **argv)
             break;
         }
         case O_KEYS: keys_file = optarg; break;
+        case O_MODEL: model_dir = optarg; break;
+        case O_EMB_DEV:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
+                fprintf(stderr, "quiverd: --embed-device expects auto|cpu|cuda\n");
+                return 2;
+            }
+            embed_device = optarg;
+            break;
+        case O_EMB_BATCH: embed_batch = parse_num("--embed-batch", optarg, 1, 1024); break;
+        case O_EMB_WAIT: embed_wait = parse_num("--embed-wait-us", optarg, 0, 1000000); break;
         case O_TLS_CERT: tls_cert = optarg; break;
         case O_TLS_KEY: tls_key = optarg; break;
         case O_TLS_CA: tls_ca = optarg; break;
@@ -155,6 +211,18 @@ int main(int argc, char **argv)
             qv_log_set_level(l);
             break;
         }
+        case O_SHARDS: shards_list = optarg; break;
+        case O_ETCD: etcd = optarg; break;
+        case O_ETCD_PREFIX: etcd_prefix = optarg; break;
+        case O_ETCD_POLL: etcd_poll_ms = parse_num("--etcd-poll-ms", optarg, 50, 600000); break;
+        case O_ETCD_TTL: etcd_ttl = parse_num("--etcd-ttl", optarg, 3, 3600); break;
+        case O_SHARD_NAME: shard_name = optarg; break;
+        case O_ADVERTISE: advertise = optarg; break;
+        case O_SHARD_CA: shard_ca = optarg; break;
+        case O_SHARD_CERT: shard_cert = optarg; break;
+        case O_SHARD_KEY: shard_key = optarg; break;
+        case O_SHARD_KEYS: shard_api_key = optarg; break;
+        case O_SHARD_TIMEOUT: shard_timeout_ms = parse_num("--shard-timeout-ms", optarg, 1, 86400000); break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -163,8 +231,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "quiverd: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (strcmp(role, "standalone") != 0) {
-        fprintf(stderr, "quiverd: role '%s' is not available in this build (only 'standalone')\n", role);
+    bool coordinator = strcmp(role, "coordinator") == 0, shard = strcmp(role, "shard") == 0;
+    if (!coordinator && !shard && strcmp(role, "standalone") != 0) {
+        fprintf(stderr, "quiverd: --role expects standalone, shard or coordinator, got '%s'\n", role);
+        return 2;
+    }
+    if (coordinator && !shards_list == !etcd) {
+        fprintf(stderr, "quiverd: --role coordinator needs exactly one of --shards H:P,... and --etcd http://H:P\n");
+        return 2;
+    }
+    if ((shards_list && !coordinator) || (etcd && !coordinator && !shard) ||
+        ((shard_ca || shard_cert || shard_api_key) && !coordinator) || ((shard_name || advertise) && !shard)) {
+        fprintf(stderr, "quiverd: --shards and --shard-tls-*/--shard-api-key are coordinator flags, --shard-name and "
+                        "--advertise shard flags, and --etcd belongs to either\n");
+        return 2;
+    }
+    if (!shard_cert != !shard_key || (shard_cert && !shard_ca)) {
+        fprintf(stderr, "quiverd: --shard-tls-cert and --shard-tls-key go together, with --shard-tls-ca\n");
         return 2;
     }
 
@@ -186,12 +269,65 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (strcmp(embed_device, "cuda") == 0) {
+        fprintf(stderr, "quiverd: --embed-device cuda: this build has no GPU plugin (use auto or cpu)\n");
+        return 2;
+    }
+    /* the model: explicit --model-dir must load; the default location may be absent */
+    char default_dir[4096];
+    bool model_explicit = model_dir != NULL;
+    if (!model_dir && getenv("QV_MODEL_DIR") && *getenv("QV_MODEL_DIR")) {
+        model_dir = getenv("QV_MODEL_DIR");
+        model_explicit = true;
+    }
+    if (!model_dir) {
+        ssize_t n = readlink("/proc/self/exe", default_dir, sizeof default_dir - 8);
+        if (n > 0) {
+            default_dir[n] = '\0';
+            char *slash = strrchr(default_dir, '/');
+            if (slash)
+                strcpy(slash + 1, "model");
+            model_dir = default_dir;
+        }
+    }
+
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread created from here on */
     signal(SIGPIPE, SIG_IGN);
+    if (etcd)
+        qv_coord_global_init();
+
+    if (coordinator) { /* no store, no scan pool, no metrics endpoint (its gauges read the store) */
+        qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,
+                             .etcd_poll_ms = (int)etcd_poll_ms, .threads = (int)threads,
+                             .max_inflight = (int)max_inflight, .max_message_bytes = (int)(max_msg_mb << 20),
+                             .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms, .keys = keys,
+                             .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem,
+                             .shard_api_key = shard_api_key, .sigs = &sigs};
+        int rc = 0;
+        if ((shard_ca && !(cc.shard_ca_pem = qv_read_file(shard_ca, 1 << 20, &ferr))) ||
+            (shard_cert && !(cc.shard_cert_pem = qv_read_file(shard_cert, 1 << 20, &ferr))) ||
+            (shard_key && !(cc.shard_key_pem = qv_read_file(shard_key, 1 << 20, &ferr)))) {
+            fprintf(stderr, "quiverd: %s\n", ferr.msg);
+            rc = 2;
+        }
+        if (rc == 0) {
+            grpc_init();
+            rc = qv_coord_main(&cc);
+            grpc_shutdown();
+        }
+        free(cc.shard_ca_pem);
+        free(cc.shard_cert_pem);
+        free(cc.shard_key_pem);
+        qv_keys_free(keys);
+        free(cert_pem);
+        free(key_pem);
+        free(ca_pem);
+        return rc;
+    }
 
     qv_dist_init(simd);
     qv_err_t err;
@@ -213,14 +349,33 @@ int main(int argc, char **argv)
         qv_store_close(store);
         return 1;
     }
+    qv_embedder_t *embedder = NULL;
+    if (model_dir) {
+        int64_t m0 = qv_now_ns();
+        if (qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, &embedder, &err) !=
+            QV_OK) {
+            if (model_explicit) {
+                qv_log(QV_LOG_ERROR, "embed.load_failed", "model_dir=%s msg=\"%s\"", model_dir, err.msg);
+                qv_pool_destroy(pool);
+                qv_store_close(store);
+                return 1;
+            }
+            qv_log(QV_LOG_WARN, "embed.unavailable", "model_dir=%s msg=\"%s\" (text requests get FAILED_PRECONDITION)",
+                   model_dir, err.msg);
+        } else {
+            qv_log(QV_LOG_INFO, "embed.ready", "model=all-MiniLM-L6-v2 device=cpu dir=%s ms=%lld", model_dir,
+                   (long long)((qv_now_ns() - m0) / 1000000));
+        }
+    }
     grpc_init();
     qv_app_t app = {.store = store, .pool = pool, .started_ns = qv_now_ns(), .role = role,
-                    .max_message_bytes = (int)(max_msg_mb << 20)};
+                    .max_message_bytes = (int)(max_msg_mb << 20), .embedder = embedder};
     qv_metrics_server_t *metrics = NULL;
     if (strcmp(metrics_listen, "off") != 0 &&
         qv_metrics_start(metrics_listen, store, app.started_ns, cert_pem, key_pem, &metrics, &err) != QV_OK) {
         if (metrics_explicit) {
             qv_log(QV_LOG_ERROR, "metrics.listen_failed", "listen=%s msg=\"%s\"", metrics_listen, err.msg);
+            qv_embedder_stop(embedder);
             grpc_shutdown();
             qv_pool_destroy(pool);
             qv_store_close(store);
@@ -236,6 +391,7 @@ int main(int argc, char **argv)
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", listen, err.msg);
         qv_metrics_stop(metrics);
+        qv_embedder_stop(embedder);
         grpc_shutdown();
         qv_pool_destroy(pool);
         qv_store_close(store);
@@ -244,12 +400,28 @@ int main(int argc, char **argv)
     qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s tls=%s auth=%s",
            role, listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads, metrics ? metrics_listen : "off",
            cert_pem ? (ca_pem ? "mutual" : "on") : "off", keys ? "api-keys" : "off");
+    struct qv_etcd_reg *reg = NULL;
+    if (shard && etcd) {
+        char adv[256], host[200];
+        if (!advertise) { /* the listen host with the bound port (listen may say port 0) */
+            const char *colon = strrchr(listen, ':');
+            size_t hl = colon ? (size_t)(colon - listen) : strlen(listen);
+            snprintf(host, sizeof host, "%.*s", (int)(hl < sizeof host ? hl : sizeof host - 1), listen);
+            snprintf(adv, sizeof adv, "%s:%d", host, qv_rpc_port(rpc));
+            advertise = adv;
+        }
+        if (qv_shard_register(etcd, etcd_prefix, shard_name ? shard_name : advertise, advertise, (int)etcd_ttl, &reg,
+                              &err) != QV_OK)
+            qv_log(QV_LOG_ERROR, "etcd.register_failed", "msg=\"%s\"", err.msg);
+    }
 
     int sig = 0;
     sigwait(&sigs, &sig);
     qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
+    qv_shard_unregister(reg);
     qv_rpc_stop(rpc, (int)grace_ms);
     qv_metrics_stop(metrics);
+    qv_embedder_stop(embedder);
     grpc_shutdown();
     qv_pool_destroy(pool);
     qv_store_close(store);

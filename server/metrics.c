@@ -31,7 +31,13 @@ typedef struct {
 static method_stats_t methods[MAX_METHODS];
 static atomic_int nmethods;
 static pthread_mutex_t add_mu = PTHREAD_MUTEX_INITIALIZER;
-static atomic_uint_fast64_t rows_upserted, rows_deleted;
+static atomic_uint_fast64_t rows_upserted, rows_deleted, embed_texts, embed_batches;
+
+void qv_metrics_embed_batch(uint64_t n)
+{
+    atomic_fetch_add_explicit(&embed_texts, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&embed_batches, 1, memory_order_relaxed);
+}
 
 static method_stats_t *find(const char *method)
 {
@@ -162,6 +168,12 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
             "# TYPE quiver_rows_deleted_total counter\nquiver_rows_deleted_total %llu\n",
         (unsigned long long)atomic_load(&rows_deleted));
 
+    put(&o, "# HELP quiver_embed_texts_total Texts embedded by the built-in model.\n"
+            "# TYPE quiver_embed_texts_total counter\nquiver_embed_texts_total %llu\n",
+        (unsigned long long)atomic_load(&embed_texts));
+    put(&o, "# HELP quiver_embed_batches_total Forward passes run by the dynamic batcher.\n"
+            "# TYPE quiver_embed_batches_total counter\nquiver_embed_batches_total %llu\n",
+        (unsigned long long)atomic_load(&embed_batches));
     qv_coll_t **list = NULL;
     size_t nc = 0;
     if (qv_store_list(st, &list, &nc) == QV_OK) {

@@ -3,6 +3,8 @@
  * stack. The walk follows the descriptors: a length-delimited field whose descriptor says MESSAGE is entered one
  * level deeper; everything else is skipped by its wire type. Malformed framing is reported too, though protobuf-c
  * re-checks everything it unpacks. */
+#include <string.h>
+
 #include "server/rpc.h"
 
 static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -52,9 +54,14 @@ int qv_pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *data, siz
                 return -1;
             const ProtobufCFieldDescriptor *f =
                 fieldno <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)fieldno) : NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                qv_pb_depth_ok(f->descriptor, p, (size_t)v, max_depth - 1) != 0)
-                return -1;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int rc = qv_pb_depth_ok(f->descriptor, p, (size_t)v, max_depth - 1);
+                if (rc)
+                    return rc;
+            }
+            /* protobuf-c hands strings over NUL-terminated, so a NUL inside one would silently cut it short */
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && v && memchr(p, 0, (size_t)v))
+                return -2;
             p += v;
             break;
         }

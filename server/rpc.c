@@ -256,9 +256,14 @@ static void handle(call_t *c)
     const uint8_t *bytes = GRPC_SLICE_START_PTR(in);
     size_t len = GRPC_SLICE_LENGTH(in);
     ProtobufCMessage *req = NULL;
-    if (qv_pb_depth_ok(m->md->input, bytes, len, MAX_DEPTH) == 0)
+    int wire = qv_pb_depth_ok(m->md->input, bytes, len, MAX_DEPTH);
+    if (wire == 0)
         req = protobuf_c_message_unpack(m->md->input, NULL, len, bytes);
     grpc_slice_unref(in);
+    if (wire == -2) {
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "a string field contains a NUL byte (U+0000), which is not supported");
+        return;
+    }
     if (!req) {
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message (or nested too deeply)");
         return;

@@ -63,7 +63,8 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms);
 int qv_status_of(int qv_code);
 
 /* Nesting depth check of an untrusted protobuf message before unpacking (protobuf-c recurses without a limit):
- * returns 0 if well-formed enough to unpack and nested at most max_depth levels, -1 otherwise. */
+ * returns 0 if well-formed enough to unpack and nested at most max_depth levels, -1 if malformed or nested deeper,
+ * -2 if a string field holds a NUL byte (protobuf-c would truncate it there). */
 int qv_pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int max_depth);
 
 #endif

@@ -105,6 +105,55 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Pr
     return QV_OK;
 }
 
+static int no_model(qv_err_t *err)
+{
+    return qv_err_set(err, QV_EPRECOND, "this server runs without an embedding model (start it with --model-dir; "
+                                         "tools/fetch_model.sh installs one)");
+}
+
+/* Points without a vector but with text, in a collection with an embedding model, get their vector from the model
+ * (all of them in one call to the batcher). Without a model such points are rejected with a precise message. */
+static int embed_points(qv_app_t *app, qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n,
+                        qv_err_t *err)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pts[i].nvector)
+            continue;
+        if (!s->embed)
+            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): no vector, and collection '%s' has no "
+                              "embedding model to make one from text", i, pts[i].id.p, s->name);
+        if (pts[i].text.len == 0)
+            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): neither vector nor text", i, pts[i].id.p);
+        want++;
+    }
+    if (!want)
+        return QV_OK;
+    if (!app->embedder)
+        return no_model(err);
+    const char **texts = qv_arena_array(&ctx->arena, want, sizeof *texts);
+    size_t *lens = qv_arena_array(&ctx->arena, want, sizeof *lens);
+    float *vecs = qv_arena_array(&ctx->arena, want * s->dim, sizeof(float));
+    if (!texts || !lens || !vecs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!pts[i].nvector) {
+            texts[k] = pts[i].text.p;
+            lens[k++] = pts[i].text.len;
+        }
+    int rc = qv_embedder_embed(app->embedder, texts, lens, want, vecs, err);
+    if (rc)
+        return rc;
+    k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!pts[i].nvector) {
+            pts[i].vector = vecs + k++ * s->dim;
+            pts[i].nvector = s->dim;
+        }
+    return QV_OK;
+}
+
 static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
@@ -116,6 +165,8 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     qv_point_t *pts;
     uint64_t seq = 0;
     rc = qv_conv_points(&ctx->arena, c->schema, req->points, req->n_points, &pts, err);
+    if (rc == QV_OK)
+        rc = embed_points(app, ctx, c->schema, pts, req->n_points, err);
     if (rc == QV_OK)
         rc = qv_store_upsert(app->store, c, pts, (uint32_t)req->n_points, &seq, err);
     qv_coll_release(c);
@@ -391,7 +442,25 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
     Quiver__V1__SearchResponse *r = NULL;
     size_t dim = req->n_vector;
-    rc = run_searches(app, ctx, c, &req->vector, &dim, 1, &o, &r, err);
+    float *query = req->vector;
+    if (req->text[0]) {
+        size_t len = strlen(req->text);
+        if (!c->schema->embed)
+            rc = qv_err_set(err, QV_EINVAL, "collection '%s' has no embedding model: search it with a vector",
+                            c->schema->name);
+        else if (req->n_vector)
+            rc = qv_err_set(err, QV_EINVAL, "give either vector or text, not both");
+        else if (!app->embedder)
+            rc = no_model(err);
+        else if (!(query = qv_arena_array(&ctx->arena, c->schema->dim, sizeof(float))))
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        else if ((rc = qv_embedder_embed(app->embedder, (const char *const *)&req->text, &len, 1, query, err)) == 0)
+            dim = c->schema->dim;
+    } else if (req->n_vector == 0) {
+        rc = qv_err_set(err, QV_EINVAL, "the query needs a vector%s", c->schema->embed ? " or text" : "");
+    }
+    if (rc == QV_OK)
+        rc = run_searches(app, ctx, c, &query, &dim, 1, &o, &r, err);
     qv_coll_release(c);
     if (rc)
         return rc;
@@ -626,6 +695,45 @@ static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsRes
     return rc;
 }
 
+static int h_embed(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__EmbedRequest *req = (const void *)m;
+    if (!app->embedder)
+        return no_model(err);
+    if (req->n_texts == 0)
+        return qv_err_set(err, QV_EINVAL, "no texts to embed");
+    if (req->n_texts > QV_EMBED_TEXTS_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu texts in one request exceeds the limit of %d", req->n_texts,
+                          QV_EMBED_TEXTS_MAX);
+    uint32_t dim = qv_embedder_dim(app->embedder);
+    RESP(Quiver__V1__EmbedResponse, quiver__v1__embed_response__init, r);
+    size_t *lens = qv_arena_array(&ctx->arena, req->n_texts, sizeof *lens);
+    float *vecs = qv_arena_array(&ctx->arena, req->n_texts * dim, sizeof(float));
+    r->vectors = qv_arena_array(&ctx->arena, req->n_texts, sizeof *r->vectors);
+    if (!lens || !vecs || !r->vectors)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < req->n_texts; i++)
+        lens[i] = strlen(req->texts[i]);
+    int rc = qv_embedder_embed(app->embedder, (const char *const *)req->texts, lens, req->n_texts, vecs, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < req->n_texts; i++) {
+        Quiver__V1__Vector *v = qv_arena_alloc(&ctx->arena, sizeof *v);
+        if (!v)
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+        quiver__v1__vector__init(v);
+        v->values = vecs + i * dim;
+        v->n_values = dim;
+        r->vectors[i] = v;
+    }
+    r->n_vectors = req->n_texts;
+    r->dim = dim;
+    r->model = QV_EMBED_MINILM_NAME;
+    *resp = &r->base;
+    return QV_OK;
+}
+
 const qv_handler_t qv_handlers[] = {
     {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
     {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
@@ -638,6 +746,7 @@ const qv_handler_t qv_handlers[] = {
     {"Quiver/Count", h_count, QV_ROLE_READ},
     {"Quiver/SearchBatch", h_search_batch, QV_ROLE_READ},
     {"Quiver/Scroll", h_scroll, QV_ROLE_READ},
+    {"Quiver/Embed", h_embed, QV_ROLE_READ},
     {"Admin/Health", h_health, QV_ROLE_PUBLIC},
     {"Admin/Stats", h_stats, QV_ROLE_READ},
     {"Admin/Flush", h_flush, QV_ROLE_ADMIN},

@@ -4,6 +4,7 @@
 #define QV_SERVICE_H
 
 #include "index/pool.h"
+#include "server/embedder.h"
 #include "server/rpc.h"
 #include "storage/store.h"
 
@@ -13,6 +14,7 @@ typedef struct {
     int64_t started_ns;
     const char *role;
     int max_message_bytes;
+    qv_embedder_t *embedder; /* NULL when the server runs without a model */
 } qv_app_t;
 
 extern const qv_handler_t qv_handlers[];

@@ -59,6 +59,11 @@ int qv_schema_validate(qv_schema_t *s, qv_err_t *err)
         s->shards = 1;
     if (s->shards > QV_SHARDS_MAX)
         return qv_err_set(err, QV_EINVAL, "shards %u out of range: must be 1..%u", s->shards, QV_SHARDS_MAX);
+    if (s->embed > QV_EMBED_MINILM)
+        return qv_err_set(err, QV_EINVAL, "unknown embedding model");
+    if (s->embed == QV_EMBED_MINILM && s->dim != QV_EMBED_MINILM_DIM)
+        return qv_err_set(err, QV_EINVAL, "dim %u does not match %s, which gives %u-d vectors", s->dim,
+                          QV_EMBED_MINILM_NAME, QV_EMBED_MINILM_DIM);
     if (s->index_kind == 0)
         s->index_kind = QV_INDEX_HNSW;
     if (s->index_kind != QV_INDEX_HNSW && s->index_kind != QV_INDEX_FLAT)
@@ -105,6 +110,7 @@ int qv_schema_encode(const qv_schema_t *s, qv_wbuf_t *out)
     qv_wbuf_u8(out, s->index_kind);
     qv_wbuf_u32(out, s->hnsw_m);
     qv_wbuf_u32(out, s->hnsw_efc);
+    qv_wbuf_u8(out, s->embed);
     if (out->oom)
         return QV_ENOMEM;
     qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
@@ -164,6 +170,7 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
     s->index_kind = qv_rbuf_u8(&r);
     s->hnsw_m = qv_rbuf_u32(&r);
     s->hnsw_efc = qv_rbuf_u32(&r);
+    s->embed = qv_rbuf_u8(&r);
     qv_err_t verr;
     if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || s->index_kind == 0 || s->hnsw_m == 0 ||
         s->hnsw_efc == 0 || qv_schema_validate(s, &verr) != QV_OK) {

@@ -5,7 +5,8 @@
  * Schema blob (meta column family, key "c" + be32 collection id), little-endian:
  *   u32 magic "QVCS" | u8 version (1) | u32 collection id | u8 name_len | name | u32 dim | u8 metric |
  *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) |
- *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u64 xxh3 of everything before it */
+ *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u8 embedding model (0 none, 1 all-MiniLM-L6-v2) |
+ *   u64 xxh3 of everything before it */
 #ifndef QV_SCHEMA_H
 #define QV_SCHEMA_H
 
@@ -42,6 +43,9 @@ typedef struct {
 } qv_field_t;
 
 typedef enum { QV_INDEX_HNSW = 1, QV_INDEX_FLAT = 2 } qv_index_kind_t;
+enum { QV_EMBED_NONE = 0, QV_EMBED_MINILM = 1 };
+#define QV_EMBED_MINILM_NAME "all-MiniLM-L6-v2"
+#define QV_EMBED_MINILM_DIM 384
 
 #define QV_HNSW_M_MAX 128
 #define QV_HNSW_EFC_MAX 4096
@@ -56,6 +60,7 @@ typedef struct {
     uint8_t index_kind;     /* qv_index_kind_t; 0 in a request means HNSW */
     uint32_t hnsw_m;        /* 0 in a request means 16 */
     uint32_t hnsw_efc;      /* 0 in a request means 200 */
+    uint8_t embed;          /* QV_EMBED_NONE / QV_EMBED_MINILM */
     uint16_t nfields;
     qv_field_t fields[]; /* nfields */
 } qv_schema_t;

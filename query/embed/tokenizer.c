@@ -190,8 +190,9 @@ int qv_tokenizer_from_buf(const char *data, size_t len, qv_tokenizer_t **out, qv
         for (; tok->slots[i].id >= 0; i = (i + 1) & tok->mask) {
             const slot_t *sl = &tok->slots[i];
             if (sl->len == tlen && memcmp(tok->blob + sl->off, tok->blob + pos, tlen) == 0) {
+                int32_t first = sl->id;
                 qv_tokenizer_free(tok);
-                return qv_err_set(err, QV_ECORRUPT, "vocab: line %u: duplicate of line %d", id + 1, sl->id + 1);
+                return qv_err_set(err, QV_ECORRUPT, "vocab: line %u: duplicate of line %d", id + 1, first + 1);
             }
         }
         tok->slots[i] = (slot_t){.off = (uint32_t)pos, .len = (uint32_t)tlen, .id = (int32_t)id};

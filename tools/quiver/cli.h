@@ -29,14 +29,33 @@ typedef struct {
     const char *addr;     /* --addr, else $QUIVER_ADDR, else 127.0.0.1:7700 */
     double timeout;       /* --timeout: seconds per call */
     bool json;            /* --json */
+    const char *api_key;  /* --api-key, else $QUIVER_API_KEY: sent as `authorization: Bearer KEY` */
+    const char *tls_ca;   /* --tls-ca FILE: TLS, the server certificate must chain to these PEM roots */
+    const char *tls_cert; /* --tls-cert FILE + --tls-key FILE: client certificate (mutual TLS) */
+    const char *tls_key;
+    const char *tls_server_name; /* --tls-server-name NAME: expected name in the server certificate */
     qv_client_t *client;  /* opened by the first qv_cli_call */
 } qv_cli_t;
 
 /* ---- common options: add QV_CLI_COMMON_OPTIONS to every option table, route unknown opts to qv_cli_common ---- */
-enum { QV_OPT_ADDR = 1000, QV_OPT_TIMEOUT, QV_OPT_JSON, QV_OPT_HELP, QV_OPT_FIRST_COMMAND = 1100 };
+enum {
+    QV_OPT_ADDR = 1000,
+    QV_OPT_TIMEOUT,
+    QV_OPT_JSON,
+    QV_OPT_HELP,
+    QV_OPT_API_KEY,
+    QV_OPT_TLS_CA,
+    QV_OPT_TLS_CERT,
+    QV_OPT_TLS_KEY,
+    QV_OPT_TLS_SERVER_NAME,
+    QV_OPT_FIRST_COMMAND = 1100
+};
 #define QV_CLI_COMMON_OPTIONS                                                                                          \
     {"addr", required_argument, NULL, QV_OPT_ADDR}, {"timeout", required_argument, NULL, QV_OPT_TIMEOUT},              \
-        {"json", no_argument, NULL, QV_OPT_JSON}, {"help", no_argument, NULL, QV_OPT_HELP}
+        {"json", no_argument, NULL, QV_OPT_JSON}, {"help", no_argument, NULL, QV_OPT_HELP},                            \
+        {"api-key", required_argument, NULL, QV_OPT_API_KEY}, {"tls-ca", required_argument, NULL, QV_OPT_TLS_CA},      \
+        {"tls-cert", required_argument, NULL, QV_OPT_TLS_CERT}, {"tls-key", required_argument, NULL, QV_OPT_TLS_KEY},  \
+        {"tls-server-name", required_argument, NULL, QV_OPT_TLS_SERVER_NAME}
 
 /* Handles a common option (or a getopt error) for command `cmd` whose help text is `help`; exits on --help (0) and
  * on usage errors (2). */
@@ -60,7 +79,8 @@ void qv_cli_positional(const char *cmd, int argc, char **argv, int lo, int hi);
  * on success returns 0 with *resp owned by the caller (protobuf_c_message_free_unpacked). */
 int qv_cli_call(qv_cli_t *cli, const char *method, const void *req, const ProtobufCMessageDescriptor *resp_desc,
                 void *resp);
-/* Opens the client if not yet open (never fails but for OOM, which exits). */
+/* Opens the client if not yet open, with cli's key and TLS settings. Exits 2 when the TLS options do not fit together
+ * or a certificate file cannot be read, 1 on OOM. */
 qv_client_t *qv_cli_client(qv_cli_t *cli);
 
 /* ---- names ---- */
@@ -118,6 +138,7 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_stats(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_flush(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_health(qv_cli_t *cli, int argc, char **argv);
+int qv_cmd_compact(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_load(qv_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@
 
 struct qv_client {
     grpc_channel *channel;
+    bool has_key;
+    grpc_metadata auth; /* authorization: Bearer KEY, sent with every call when has_key */
 };
 
 static const char *const status_names[] = {
@@ -31,13 +33,14 @@ const char *qv_status_name(int code)
     return status_names[code];
 }
 
-qv_client_t *qv_client_open(const char *addr)
+qv_client_t *qv_client_open_opts(const char *addr, const qv_client_opts_t *opts)
 {
     qv_client_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     grpc_init();
-    grpc_arg args[2];
+    grpc_arg args[3];
+    size_t nargs = 2;
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -45,11 +48,44 @@ qv_client_t *qv_client_open(const char *addr)
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = QV_CLIENT_MAX_MESSAGE;
-    grpc_channel_args ca = {2, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds;
+    if (opts && opts->tls) {
+        grpc_ssl_pem_key_cert_pair pair = {opts->tls_key_pem, opts->tls_cert_pem};
+        bool mutual = opts->tls_cert_pem && opts->tls_key_pem;
+        creds = grpc_ssl_credentials_create(opts->tls_root_pem, mutual ? &pair : NULL, NULL, NULL);
+        if (opts->tls_server_name && *opts->tls_server_name) {
+            args[nargs].type = GRPC_ARG_STRING;
+            args[nargs].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+            args[nargs].value.string = (char *)opts->tls_server_name; /* copied by grpc_channel_create */
+            nargs++;
+        }
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
+    if (opts && opts->api_key && *opts->api_key) {
+        size_t n = strlen(opts->api_key) + sizeof "Bearer ";
+        char *v = malloc(n);
+        if (!v) {
+            grpc_channel_credentials_release(creds);
+            free(c);
+            grpc_shutdown();
+            return NULL;
+        }
+        snprintf(v, n, "Bearer %s", opts->api_key);
+        c->auth.key = grpc_slice_from_static_string("authorization");
+        c->auth.value = grpc_slice_from_copied_string(v);
+        free(v);
+        c->has_key = true;
+    }
+    grpc_channel_args ca = {nargs, args};
     c->channel = grpc_channel_create(addr, creds, &ca);
     grpc_channel_credentials_release(creds);
     return c;
+}
+
+qv_client_t *qv_client_open(const char *addr)
+{
+    return qv_client_open_opts(addr, NULL);
 }
 
 void qv_client_close(qv_client_t *c)
@@ -57,6 +93,10 @@ void qv_client_close(qv_client_t *c)
     if (!c)
         return;
     grpc_channel_destroy(c->channel);
+    if (c->has_key) {
+        grpc_slice_unref(c->auth.key);
+        grpc_slice_unref(c->auth.value);
+    }
     free(c);
     grpc_shutdown();
 }
@@ -104,6 +144,10 @@ int qv_client_call(qv_client_t *c, const char *method, const ProtobufCMessage *r
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->has_key) { /* the slices are the client's and outlive the call; gRPC only reads them */
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &c->auth;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

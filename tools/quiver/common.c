@@ -14,6 +14,12 @@ const char qv_cli_common_help[] =
     "  --addr HOST:PORT   server address (default $QUIVER_ADDR, else " QV_CLI_DEFAULT_ADDR ")\n"
     "  --timeout SECONDS  deadline of each call (default 60)\n"
     "  --json             machine-readable output: one JSON document on stdout\n"
+    "  --api-key KEY      send `authorization: Bearer KEY` with every call (default $QUIVER_API_KEY), for a\n"
+    "                     server started with --api-keys\n"
+    "  --tls-ca FILE      TLS: verify the server certificate against these PEM root certificates\n"
+    "  --tls-cert FILE --tls-key FILE  TLS client certificate and key (mutual TLS: quiverd --tls-client-ca)\n"
+    "  --tls-server-name NAME  the name the server certificate must carry, when not the host of --addr\n"
+    "                     (TLS is on with --tls-ca or --tls-cert; without --tls-ca gRPC's default roots apply)\n"
     "  --help             this text\n"
     "Exit status: 0 ok, 1 server error (its gRPC status name and message on stderr), 2 usage error.\n";
 
@@ -52,6 +58,25 @@ void qv_cli_common(qv_cli_t *cli, const char *cmd, const char *help, int opt)
         return;
     }
     case QV_OPT_JSON: cli->json = true; return;
+    case QV_OPT_API_KEY:
+        for (const char *p = optarg; *p; p++)
+            if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+                qv_cli_usage(cmd, "--api-key: keys are printable ASCII without spaces");
+        if (!*optarg)
+            qv_cli_usage(cmd, "--api-key needs a KEY");
+        cli->api_key = optarg;
+        return;
+    case QV_OPT_TLS_CA:
+    case QV_OPT_TLS_CERT:
+    case QV_OPT_TLS_KEY:
+    case QV_OPT_TLS_SERVER_NAME:
+        if (!*optarg)
+            qv_cli_usage(cmd, "--tls-* options need a value");
+        *(opt == QV_OPT_TLS_CA     ? &cli->tls_ca
+          : opt == QV_OPT_TLS_CERT ? &cli->tls_cert
+          : opt == QV_OPT_TLS_KEY  ? &cli->tls_key
+                                   : &cli->tls_server_name) = optarg;
+        return;
     case QV_OPT_HELP:
         fputs(help, stdout);
         fputs(qv_cli_common_help, stdout);
@@ -82,10 +107,74 @@ void qv_cli_positional(const char *cmd, int argc, char **argv, int lo, int hi)
         qv_cli_usage(cmd, "unexpected argument '%s'", argv[optind + hi]);
 }
 
+/* Reads a whole PEM file into a NUL-terminated string or exits 2 naming it. */
+static char *read_pem(const char *flag, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "quiver: %s %s: %s\n", flag, path, strerror(errno));
+        exit(QV_EXIT_USAGE);
+    }
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            fprintf(stderr, "quiver: out of memory\n");
+            exit(QV_EXIT_FAIL);
+        }
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (ferror(f)) {
+            fprintf(stderr, "quiver: %s %s: read error\n", flag, path);
+            exit(QV_EXIT_USAGE);
+        }
+        if (feof(f))
+            break;
+        if (cap > (64u << 20)) {
+            fprintf(stderr, "quiver: %s %s: larger than 64 MiB, not a PEM file\n", flag, path);
+            exit(QV_EXIT_USAGE);
+        }
+        cap *= 2;
+        char *nb = realloc(buf, cap);
+        if (!nb)
+            free(buf);
+        buf = nb;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (!strstr(buf, "-----BEGIN ")) {
+        fprintf(stderr, "quiver: %s %s: not a PEM file (no -----BEGIN line)\n", flag, path);
+        exit(QV_EXIT_USAGE);
+    }
+    return buf;
+}
+
 qv_client_t *qv_cli_client(qv_cli_t *cli)
 {
     if (!cli->client) {
-        cli->client = qv_client_open(cli->addr);
+        /* The combination is checked here rather than while parsing: options may come before or after the command
+         * name, so only now are they all known. */
+        if (!cli->tls_cert != !cli->tls_key)
+            qv_cli_usage(NULL, "--tls-cert and --tls-key go together");
+        bool tls = cli->tls_ca || cli->tls_cert;
+        if (cli->tls_server_name && !tls)
+            qv_cli_usage(NULL, "--tls-server-name needs TLS (--tls-ca FILE)");
+        qv_client_opts_t o = {.api_key = cli->api_key, .tls = tls, .tls_server_name = cli->tls_server_name};
+        char *ca = NULL, *cert = NULL, *key = NULL;
+        if (cli->tls_ca)
+            o.tls_root_pem = ca = read_pem("--tls-ca", cli->tls_ca);
+        if (cli->tls_cert) {
+            o.tls_cert_pem = cert = read_pem("--tls-cert", cli->tls_cert);
+            o.tls_key_pem = key = read_pem("--tls-key", cli->tls_key);
+        }
+        cli->client = qv_client_open_opts(cli->addr, &o);
+        free(ca);
+        free(cert);
+        if (key) { /* a private key: do not leave it in freed memory */
+            volatile char *p = key;
+            while (*p)
+                *p++ = 0;
+            free(key);
+        }
         if (!cli->client) {
             fprintf(stderr, "quiver: out of memory\n");
             exit(QV_EXIT_FAIL);
@@ -106,7 +195,11 @@ int qv_cli_call(qv_cli_t *cli, const char *method, const void *req, const Protob
     fprintf(stderr, "quiver: %s: %s: %s\n", m ? m + 1 : method, qv_status_name(code),
             st.message[0] ? st.message : "(no message)");
     if (code == 14 /* UNAVAILABLE */)
-        fprintf(stderr, "quiver: is quiverd running at %s?\n", cli->addr);
+        fprintf(stderr, "quiver: is quiverd running at %s%s?\n", cli->addr,
+                cli->tls_ca || cli->tls_cert ? ", serving TLS with a certificate these --tls-* options accept"
+                                             : " without TLS (for a TLS server pass --tls-ca FILE)");
+    else if (code == 16 /* UNAUTHENTICATED */ && !cli->api_key)
+        fprintf(stderr, "quiver: the server requires an API key: --api-key KEY or QUIVER_API_KEY\n");
     return QV_EXIT_FAIL;
 }
 

@@ -1,14 +1,16 @@
 /* quiver: the command-line client of quiverd.
  *
- *   quiver [--addr HOST:PORT] [--timeout S] [--json] COMMAND [ARGS...]
+ *   quiver [--addr HOST:PORT] [--timeout S] [--json] [--api-key KEY] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]
+ *          [--tls-server-name NAME]] COMMAND [ARGS...]
  *
  * main parses the common options that come before the command (getopt_long with a leading '+', so that parsing stops
  * at the command name), then hands the rest of argv to the command, which parses its own options and accepts the
  * common ones again. Commands live one group per file: cmd_collections.c (collections, describe, create, drop),
- * cmd_points.c (count, get, delete, search), cmd_admin.c (stats, flush, health), load*.c (load).
+ * cmd_points.c (count, get, delete, search), cmd_admin.c (stats, flush, compact, health), load*.c (load).
  *
- * Not yet here, because the server has neither: API keys and TLS. The options will mirror quiverd's when it grows
- * them. */
+ * Security options mirror quiverd's: --api-key (or $QUIVER_API_KEY) for a server started with --api-keys, and
+ * --tls-ca / --tls-cert / --tls-key / --tls-server-name for one started with --tls-cert (and --tls-client-ca). They
+ * become channel credentials and call metadata in client.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,18 +34,20 @@ static const command_t commands[] = {
     {"load", qv_cmd_load, "bulk-load fvecs/bvecs/npy/jsonl/csv/tsv files (resumable)"},
     {"stats", qv_cmd_stats, "server statistics"},
     {"flush", qv_cmd_flush, "seal growing segments now"},
+    {"compact", qv_cmd_compact, "merge segments and purge deleted rows (online)"},
     {"health", qv_cmd_health, "is the server serving?"},
 };
 
 static void usage(FILE *out)
 {
-    fputs("usage: quiver [--addr HOST:PORT] [--timeout S] [--json] COMMAND [ARGS...]\n\nCommands:\n", out);
+    fputs("usage: quiver [--addr HOST:PORT] [--timeout S] [--json] [--api-key KEY] [--tls-ca FILE ...] COMMAND "
+          "[ARGS...]\n\nCommands:\n",
+          out);
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fputs("\n'quiver COMMAND --help' describes a command's arguments.\n\n", out);
     fputs(qv_cli_common_help, out);
     fputs("\n" QV_FILTER_HELP, out);
-    fputs("\nNot supported yet (the server has neither): API keys and TLS.\n", out);
 }
 
 int main(int argc, char **argv)
@@ -52,6 +56,9 @@ int main(int argc, char **argv)
     const char *env = getenv("QUIVER_ADDR");
     if (env && *env)
         cli.addr = env;
+    env = getenv("QUIVER_API_KEY");
+    if (env && *env)
+        cli.api_key = env; /* --api-key overrides it */
     static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {

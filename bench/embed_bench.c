@@ -1,0 +1,130 @@
+/* quiver-embed-bench: throughput of the built-in embedder (query/embed) on a file of texts.
+ *
+ *   quiver-embed-bench --model DIR --texts FILE [--batch 1,8,32] [--threads N] [--seconds S]
+ *
+ * FILE has one text per line (UTF-8). For each batch size the texts are embedded in order, B at a time through
+ * qv_embed_texts (tokenization included), cycling over the file until S seconds (default 3) have passed after one
+ * warm-up batch. Prints one line per batch size:
+ *   batch=B threads=N texts=COUNT seconds=T texts_per_s=X p50_ms=... p99_ms=...   (per-call latency)
+ * bench/embed_bench.py runs this next to ONNX Runtime on the same texts and prints the ratios. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query/embed/model.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static char **read_lines(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 0, cnt = 0;
+    char **lines = NULL, *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = 0;
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 1024;
+            lines = realloc(lines, cap * sizeof *lines);
+        }
+        lines[cnt++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    *n = cnt;
+    return lines;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *file = NULL, *batches = "1,8,32";
+    int threads = 0;
+    double seconds = 3;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--texts"))
+            file = argv[i + 1];
+        else if (!strcmp(argv[i], "--batch"))
+            batches = argv[i + 1];
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(argv[i + 1]);
+    }
+    if (!dir || !file) {
+        fprintf(stderr, "usage: %s --model DIR --texts FILE [--batch 1,8,32] [--threads N] [--seconds S]\n", argv[0]);
+        return 2;
+    }
+    size_t n;
+    char **texts = read_lines(file, &n);
+    if (!texts || n == 0) {
+        fprintf(stderr, "%s: no texts\n", file);
+        return 1;
+    }
+    qv_embed_opts_t opts = {.threads = threads};
+    qv_embed_model_t *m;
+    qv_err_t err;
+    double t0 = now_s();
+    if (qv_embed_model_load_opts(dir, &opts, &m, &err) != QV_OK) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return 1;
+    }
+    printf("load_ms=%.1f\n", (now_s() - t0) * 1e3);
+    char *spec = strdup(batches);
+    for (char *tok = strtok(spec, ","); tok; tok = strtok(NULL, ",")) {
+        size_t b = (size_t)atoi(tok);
+        if (b == 0 || b > n)
+            continue;
+        float *out = malloc(b * qv_embed_dim(m) * sizeof(float));
+        size_t maxcalls = 1 << 20, calls = 0, done = 0, at = 0;
+        double *lat = malloc(maxcalls * sizeof *lat);
+        if (qv_embed_texts(m, (const char *const *)texts, NULL, b, out, &err) != QV_OK) { /* warm-up */
+            fprintf(stderr, "embed: %s\n", err.msg);
+            return 1;
+        }
+        double start = now_s(), end = start;
+        while (end - start < seconds && calls < maxcalls) {
+            if (at + b > n)
+                at = 0;
+            double c0 = now_s();
+            if (qv_embed_texts(m, (const char *const *)texts + at, NULL, b, out, &err) != QV_OK) {
+                fprintf(stderr, "embed: %s\n", err.msg);
+                return 1;
+            }
+            end = now_s();
+            lat[calls++] = end - c0;
+            done += b;
+            at += b;
+        }
+        qsort(lat, calls, sizeof *lat, cmp_double);
+        printf("batch=%zu threads=%d texts=%zu seconds=%.3f texts_per_s=%.2f p50_ms=%.3f p99_ms=%.3f\n", b, threads,
+               done, end - start, (double)done / (end - start), lat[calls / 2] * 1e3,
+               lat[(size_t)((double)calls * 0.99)] * 1e3);
+        fflush(stdout);
+        free(lat);
+        free(out);
+    }
+    free(spec);
+    qv_embed_model_free(m);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    return 0;
+}

@@ -1,0 +1,332 @@
+/* Coordinator read handlers: Get, Search, SearchBatch, Count, Scroll.
+ *
+ * Search and SearchBatch send the client's request unchanged to every server of the collection at once (one
+ * completion queue, the client's remaining deadline on every call) and merge the per-shard top-k lists, each best
+ * first, by score: L2 ascending, IP and COSINE descending; equal scores keep the lower shard first. Each shard
+ * returns its own top k, so the merged first k are the global top k. A shard that fails or is late fails the query
+ * (UNAVAILABLE / DEADLINE_EXCEEDED naming it) unless the request sets allow_partial; then the answer carries
+ * partial = true and missing_shards. Input the shards reject (bad k, dimension, filter) is refused by all of them
+ * alike and passes through with the standalone server's status and message.
+ *
+ * Scroll passes the cursor through: each shard returns its `limit` smallest ids after the cursor, in order; the
+ * coordinator takes the `limit` smallest of all, and the last of them is the next cursor when anything remains
+ * (some shard said it had more, or more came back than fit). */
+#include <grpc/status.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server/coord/coord_int.h"
+
+#define RESP(type, init, var)                               \
+    type *var = qv_arena_alloc(&ctx->arena, sizeof *var);   \
+    if (!var)                                               \
+        return qv_err_set(err, QV_ENOMEM, "out of memory"); \
+    init(var)
+
+/* Sends req to every server of the route; on QV_OK the subs' responses are filled (missing ones with
+ * allow_partial). */
+static int fan_route(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd, bool allow_partial,
+                     qv_sub_t **out, const char ***missing, size_t *nmissing, const char *what, qv_err_t *err)
+{
+    qv_sub_t *subs = qv_subs_same(ctx, rt->names, rt->shards, rt->nservers, method, req, rd);
+    if (!subs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_fanout(&co->client, ctx, subs, rt->nservers);
+    int rc = qv_outcome(ctx, subs, rt->nservers, allow_partial, missing, nmissing, what, err);
+    if (rc == QV_ENOTFOUND)
+        qv_meta_invalidate(co, rt->meta->name);
+    *out = subs;
+    return rc;
+}
+
+/* Merges per-shard lists (best first) into the best k; parts[i] may be NULL (a missing shard). */
+static int merge_hits(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k,
+                      bool ascending, Quiver__V1__SearchResponse *out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++)
+        total += parts[i] ? parts[i]->n_hits : 0;
+    size_t want = total < k ? total : k;
+    size_t *head = qv_arena_array(&ctx->arena, nparts ? nparts : 1, sizeof *head);
+    out->hits = qv_arena_array(&ctx->arena, want ? want : 1, sizeof *out->hits);
+    if (!head || !out->hits)
+        return QV_ENOMEM;
+    for (size_t n = 0; n < want; n++) {
+        size_t best = nparts;
+        for (size_t i = 0; i < nparts; i++) {
+            if (!parts[i] || head[i] >= parts[i]->n_hits)
+                continue;
+            if (best == nparts) {
+                best = i;
+                continue;
+            }
+            float s = parts[i]->hits[head[i]]->score, b = parts[best]->hits[head[best]]->score;
+            if (ascending ? s < b : s > b)
+                best = i;
+        }
+        out->hits[out->n_hits++] = parts[best]->hits[head[best]++];
+    }
+    return QV_OK;
+}
+
+static int set_missing(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *r, const char **missing, size_t n)
+{
+    if (!n)
+        return QV_OK;
+    r->partial = true;
+    r->missing_shards = qv_arena_array(&ctx->arena, n, sizeof *r->missing_shards);
+    if (!r->missing_shards)
+        return QV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        r->missing_shards[i] = (char *)missing[i];
+    r->n_missing_shards = n;
+    return QV_OK;
+}
+
+static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__SearchRequest *req = (const void *)msg;
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    qv_sub_t *subs = NULL;
+    const char **missing = NULL;
+    size_t nmissing = 0;
+    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Search", msg, &quiver__v1__search_response__descriptor,
+                   req->allow_partial, &subs, &missing, &nmissing, "search", err);
+    Quiver__V1__SearchResponse *r = NULL;
+    if (rc == QV_OK) {
+        Quiver__V1__SearchResponse **parts = qv_arena_array(&ctx->arena, rt.nservers, sizeof *parts);
+        r = qv_arena_alloc(&ctx->arena, sizeof *r);
+        if (!parts || !r) {
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        } else {
+            quiver__v1__search_response__init(r);
+            for (size_t i = 0; i < rt.nservers; i++)
+                parts[i] = (void *)subs[i].resp;
+            if (merge_hits(ctx, parts, rt.nservers, req->k, rt.meta->schema->metric == QV_METRIC_L2, r) ||
+                set_missing(ctx, r, missing, nmissing))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
+        }
+    }
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                          qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__SearchBatchRequest *req = (const void *)msg;
+    if (req->n_vectors == 0 || req->n_vectors > QV_BATCH_QUERIES_MAX) /* before the lookup, as service.c */
+        return qv_err_set(err, QV_EINVAL, "%zu query vectors: must be 1..%d", req->n_vectors, QV_BATCH_QUERIES_MAX);
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    qv_sub_t *subs = NULL;
+    const char **missing = NULL;
+    size_t nmissing = 0, nq = req->n_vectors, ns = rt.nservers;
+    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/SearchBatch", msg, &quiver__v1__search_batch_response__descriptor,
+                   req->allow_partial, &subs, &missing, &nmissing, "search batch", err);
+    for (size_t i = 0; rc == QV_OK && i < ns; i++) {
+        const Quiver__V1__SearchBatchResponse *p = (const void *)subs[i].resp;
+        if (p && p->n_results != nq)
+            rc = qv_err_set(err, QV_EIO, "shard %s answered %zu results for %zu queries", subs[i].name,
+                            p->n_results, nq);
+    }
+    Quiver__V1__SearchBatchResponse *r = NULL;
+    if (rc == QV_OK) {
+        r = qv_arena_alloc(&ctx->arena, sizeof *r);
+        Quiver__V1__SearchResponse **parts = qv_arena_array(&ctx->arena, ns, sizeof *parts);
+        Quiver__V1__SearchResponse *res = qv_arena_array(&ctx->arena, nq, sizeof *res);
+        if (r)
+            quiver__v1__search_batch_response__init(r);
+        if (r && !(r->results = qv_arena_array(&ctx->arena, nq, sizeof *r->results)))
+            r = NULL;
+        if (!r || !parts || !res)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        bool asc = rt.meta->schema->metric == QV_METRIC_L2;
+        for (size_t q = 0; rc == QV_OK && q < nq; q++) {
+            for (size_t i = 0; i < ns; i++)
+                parts[i] = subs[i].resp ? ((Quiver__V1__SearchBatchResponse *)subs[i].resp)->results[q] : NULL;
+            quiver__v1__search_response__init(&res[q]);
+            if (merge_hits(ctx, parts, ns, req->k, asc, &res[q]) || set_missing(ctx, &res[q], missing, nmissing))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
+            r->results[q] = &res[q];
+        }
+        if (rc == QV_OK)
+            r->n_results = nq;
+    }
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__CountRequest *req = (const void *)msg;
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    qv_sub_t *subs;
+    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Count", msg, &quiver__v1__count_response__descriptor, false,
+                   &subs, NULL, NULL, "count", err);
+    uint64_t total = 0;
+    for (size_t i = 0; rc == QV_OK && i < rt.nservers; i++)
+        total += ((const Quiver__V1__CountResponse *)subs[i].resp)->count;
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__CountResponse, quiver__v1__count_response__init, r);
+    r->count = total;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__ScrollRequest *req = (const void *)msg;
+    uint32_t limit = req->limit ? req->limit : 100;
+    /* the standalone server's checks, before the lookup as there */
+    if (limit > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "limit = %u out of range: must be 0..%u", limit, QV_BATCH_MAX);
+    if (strlen(req->cursor) > QV_ID_MAX)
+        return qv_err_set(err, QV_EINVAL, "cursor longer than %u bytes is not one this server returned", QV_ID_MAX);
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    qv_sub_t *subs;
+    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Scroll", msg, &quiver__v1__scroll_response__descriptor, false,
+                   &subs, NULL, NULL, "scroll", err);
+    size_t ns = rt.nservers;
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__ScrollResponse, quiver__v1__scroll_response__init, r);
+    size_t *head = qv_arena_array(&ctx->arena, ns, sizeof *head);
+    r->points = qv_arena_array(&ctx->arena, limit, sizeof *r->points);
+    if (!head || !r->points)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    bool more = false;
+    for (size_t i = 0; i < ns; i++)
+        more |= ((const Quiver__V1__ScrollResponse *)subs[i].resp)->next_cursor[0] != '\0';
+    for (;;) {
+        size_t best = ns;
+        for (size_t i = 0; i < ns; i++) {
+            const Quiver__V1__ScrollResponse *p = (const void *)subs[i].resp;
+            if (head[i] < p->n_points &&
+                (best == ns || strcmp(p->points[head[i]]->id,
+                                      ((const Quiver__V1__ScrollResponse *)subs[best].resp)->points[head[best]]->id) < 0))
+                best = i;
+        }
+        if (best == ns)
+            break;
+        if (r->n_points == limit) {
+            more = true; /* a point beyond this page exists */
+            break;
+        }
+        r->points[r->n_points++] = ((const Quiver__V1__ScrollResponse *)subs[best].resp)->points[head[best]++];
+    }
+    if (more && r->n_points)
+        r->next_cursor = r->points[r->n_points - 1]->id;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__GetRequest *req = (const void *)msg;
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    size_t n = req->n_ids, ns = rt.nservers;
+    rc = qv_coord_check_ids(req->ids, n, err);
+    uint32_t dim = rt.meta->schema->dim;
+    if (rc == QV_OK && req->with_vectors &&
+        (uint64_t)n * dim * sizeof(float) > (uint64_t)co->cfg->max_message_bytes) /* service.c's budget check */
+        rc = qv_err_set(err, QV_ETOOBIG, "%zu vectors of dim %u exceed the %d byte message limit", n, dim,
+                        co->cfg->max_message_bytes);
+    uint32_t *srv = NULL;
+    size_t *counts = NULL;
+    if (rc == QV_OK)
+        rc = qv_coord_split_ids(ctx, &rt, req->ids, n, &srv, &counts, err);
+    qv_sub_t *subs = NULL;
+    Quiver__V1__GetRequest *parts = NULL;
+    size_t *slot = NULL, nsub = 0;
+    if (rc == QV_OK && n) {
+        subs = qv_arena_array(&ctx->arena, ns, sizeof *subs);
+        parts = qv_arena_array(&ctx->arena, ns, sizeof *parts);
+        slot = qv_arena_array(&ctx->arena, ns, sizeof *slot);
+        if (!subs || !parts || !slot)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        for (size_t k = 0; rc == QV_OK && k < ns; k++) {
+            quiver__v1__get_request__init(&parts[k]);
+            if (!counts[k])
+                continue;
+            parts[k].collection = req->collection;
+            parts[k].with_vectors = req->with_vectors;
+            if (!(parts[k].ids = qv_arena_array(&ctx->arena, counts[k], sizeof *parts[k].ids)))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+            slot[k] = nsub;
+            subs[nsub++] = (qv_sub_t){.shard = rt.shards[k], .name = rt.names[k], .method = "/quiver.v1.Quiver/Get",
+                                      .req = &parts[k].base, .resp_desc = &quiver__v1__get_response__descriptor};
+        }
+        for (size_t i = 0; rc == QV_OK && i < n; i++) {
+            Quiver__V1__GetRequest *p = &parts[srv[i]];
+            p->ids[p->n_ids++] = req->ids[i];
+        }
+        if (rc == QV_OK) {
+            qv_fanout(&co->client, ctx, subs, nsub);
+            rc = qv_outcome(ctx, subs, nsub, false, NULL, NULL, "get", err);
+            if (rc == QV_ENOTFOUND)
+                qv_meta_invalidate(co, req->collection);
+        }
+    }
+    Quiver__V1__GetResponse *r = NULL;
+    if (rc == QV_OK) {
+        r = qv_arena_alloc(&ctx->arena, sizeof *r);
+        size_t *head = qv_arena_array(&ctx->arena, ns, sizeof *head);
+        if (r) {
+            quiver__v1__get_response__init(r);
+            r->points = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->points);
+        }
+        if (!r || !r->points || !head)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        /* each shard answered its ids in order, absent ones omitted: walk the request and take what matches */
+        for (size_t i = 0; rc == QV_OK && i < n; i++) {
+            size_t k = srv[i];
+            const Quiver__V1__GetResponse *p = (const void *)subs[slot[k]].resp;
+            if (head[k] < p->n_points && strcmp(p->points[head[k]]->id, req->ids[i]) == 0)
+                r->points[r->n_points++] = p->points[head[k]++];
+        }
+    }
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+const qv_handler_t qv_coord_read_handlers[] = {
+    {"Quiver/Get", h_get, QV_ROLE_READ},
+    {"Quiver/Search", h_search, QV_ROLE_READ},
+    {"Quiver/Count", h_count, QV_ROLE_READ},
+    {"Quiver/SearchBatch", h_search_batch, QV_ROLE_READ},
+    {"Quiver/Scroll", h_scroll, QV_ROLE_READ},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,453 @@
+/* Coordinator handlers that change state: CreateCollection, DropCollection, Upsert, Delete.
+ *
+ * Create and drop reach every shard and are idempotent per shard: a shard that already has the collection with the
+ * same schema (checked with DescribeCollection) or no longer has it on drop counts as done, so retrying a create or
+ * drop that failed half-way converges. The client sees what a standalone server would answer: ALREADY_EXISTS when
+ * every shard had the collection before the call, NOT_FOUND when none had it, UNAVAILABLE naming the shards that
+ * could not be reached otherwise.
+ *
+ * Upsert validates the whole batch first with the cached schema and the same library code as a standalone server
+ * (so a rejected batch writes nothing, and messages name points by their position in the client's request), then
+ * splits it by logical shard (XXH3 of the id modulo S) and sends the parts in parallel. Each part is all-or-nothing
+ * on its shard; the whole is not atomic across shards: when some parts fail the client gets UNAVAILABLE naming
+ * those shards, the other parts are written, and retrying the whole request is safe because upsert is
+ * idempotent. Delete splits the same way. */
+#include <grpc/status.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/convert.h"
+#include "server/coord/coord_int.h"
+#include "server/log.h"
+
+#define RESP(type, init, var)                               \
+    type *var = qv_arena_alloc(&ctx->arena, sizeof *var);   \
+    if (!var)                                               \
+        return qv_err_set(err, QV_ENOMEM, "out of memory"); \
+    init(var)
+
+static bool same_schema(const qv_schema_t *a, const qv_schema_t *b)
+{
+    if (a->dim != b->dim || a->metric != b->metric || a->shards != b->shards || a->index_kind != b->index_kind ||
+        a->hnsw_m != b->hnsw_m || a->hnsw_efc != b->hnsw_efc || a->embed != b->embed || a->nfields != b->nfields)
+        return false;
+    for (int i = 0; i < a->nfields; i++)
+        if (strcmp(a->fields[i].name, b->fields[i].name) != 0 || a->fields[i].type != b->fields[i].type)
+            return false;
+    return true;
+}
+
+/* Creates the collection (req carries shards = S) on the n servers. On QV_OK, *existed counts the servers that
+ * already had it with the same schema. */
+static int create_on(qv_coord_t *co, qv_call_ctx_t *ctx, const Quiver__V1__CreateCollectionRequest *req,
+                     const qv_schema_t *want, const char **names, qv_shard_t **shards, size_t n, size_t *existed,
+                     qv_err_t *err)
+{
+    qv_sub_t *subs = qv_subs_same(ctx, names, shards, n, "/quiver.v1.Quiver/CreateCollection", &req->base,
+                                  &quiver__v1__create_collection_response__descriptor);
+    Quiver__V1__DescribeCollectionRequest dreq = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
+    dreq.name = req->name;
+    qv_sub_t *dsubs = qv_subs_same(ctx, names, shards, n, "/quiver.v1.Quiver/DescribeCollection", &dreq.base,
+                                   &quiver__v1__describe_collection_response__descriptor);
+    size_t *which = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *which);
+    if (!subs || !dsubs || !which)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_fanout(&co->client, ctx, subs, n);
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++)
+        if (subs[i].status == GRPC_STATUS_ALREADY_EXISTS) {
+            dsubs[nd] = dsubs[i];
+            which[nd++] = i;
+        }
+    qv_fanout(&co->client, ctx, dsubs, nd);
+    *existed = 0;
+    for (size_t d = 0; d < nd; d++) {
+        qv_sub_t *s = &subs[which[d]];
+        if (dsubs[d].status != GRPC_STATUS_OK) {
+            /* it existed a moment ago: gone again (a concurrent drop) or the shard failed; either way not done */
+            s->status = qv_sub_failed(&dsubs[d]) ? dsubs[d].status : GRPC_STATUS_UNAVAILABLE;
+            s->details = dsubs[d].details;
+            continue;
+        }
+        const Quiver__V1__DescribeCollectionResponse *r = (const void *)dsubs[d].resp;
+        qv_schema_t *have = qv_schema_of_info(r->collection);
+        if (have && same_schema(have, want)) {
+            s->status = GRPC_STATUS_OK;
+            (*existed)++;
+        } /* else: ALREADY_EXISTS with a different schema stays, and passes through */
+        free(have);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "collection '%.64s' not created on every shard (retry CreateCollection to complete it)",
+             req->name);
+    return qv_outcome(ctx, subs, n, false, NULL, NULL, what, err);
+}
+
+static int create_static(qv_coord_t *co, qv_call_ctx_t *ctx, Quiver__V1__CreateCollectionRequest *req,
+                         const qv_schema_t *want, const char **names, qv_shard_t **shards, size_t n, qv_err_t *err)
+{
+    size_t existed;
+    int rc = create_on(co, ctx, req, want, names, shards, n, &existed, err);
+    qv_meta_invalidate(co, req->name);
+    if (rc == QV_OK && existed == n)
+        return qv_err_set(err, QV_EEXIST, "collection '%s' already exists", want->name);
+    return rc;
+}
+
+/* etcd: the record is written first (state "creating", with the assignment), then the shards, then the record is
+ * marked ready. A retry finds the record in "creating" and completes it with the recorded assignment. */
+static int create_etcd(qv_coord_t *co, qv_call_ctx_t *ctx, Quiver__V1__CreateCollectionRequest *req,
+                       qv_schema_t *want, const char **names, size_t n, qv_err_t *err)
+{
+    qv_schema_t *copy = malloc(qv_schema_size(want->nfields));
+    if (!copy)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    memcpy(copy, want, qv_schema_size(want->nfields));
+    qv_cmeta_t *m = qv_cmeta_new(want->name, copy);
+    if (!m || !(m->assign = calloc(m->nshards, sizeof *m->assign))) {
+        qv_cmeta_unref(m);
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    for (uint32_t j = 0; j < m->nshards; j++)
+        if (!(m->assign[j] = strdup(names[j % n]))) {
+            qv_cmeta_unref(m);
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+        }
+    m->ready = false;
+    char key[512];
+    qv_meta_key(co, want->name, key, sizeof key);
+    char *json = qv_meta_encode(m, "creating");
+    bool created = false;
+    int rc = json ? qv_etcd_create(co->etcd, key, json, strlen(json), &created, err)
+                  : qv_err_set(err, QV_ENOMEM, "out of memory");
+    free(json);
+    if (rc == QV_OK && !created) {
+        qv_cmeta_t *old = NULL;
+        rc = qv_meta_fetch(co, want->name, &old, err);
+        if (rc == QV_OK && !old)
+            rc = qv_err_set(err, QV_EUNAVAIL, "collection '%s' is being dropped concurrently; retry", want->name);
+        if (rc == QV_OK) {
+            if (req->shards == 0)
+                want->shards = old->schema->shards; /* "the number of shard servers" was decided by the first try */
+            if (!same_schema(old->schema, want) || old->ready) {
+                rc = qv_err_set(err, QV_EEXIST, "collection '%s' already exists", want->name);
+                qv_cmeta_unref(old);
+            } else {
+                qv_cmeta_unref(m);
+                m = old; /* complete the earlier, half-done create */
+                req->shards = m->nshards;
+            }
+        }
+    }
+    if (rc) {
+        qv_cmeta_unref(m);
+        return rc;
+    }
+    qv_route_t rt;
+    atomic_fetch_add(&m->refs, 1);
+    if ((rc = qv_route_of(co, ctx, m, &rt, err)) != QV_OK) {
+        qv_cmeta_unref(m);
+        return rc;
+    }
+    size_t existed;
+    rc = create_on(co, ctx, req, m->schema, rt.names, rt.shards, rt.nservers, &existed, err);
+    qv_route_release(&rt);
+    if (rc == QV_OK) {
+        m->ready = true; /* not yet published: only this call holds m */
+        json = qv_meta_encode(m, "ready");
+        rc = json ? qv_etcd_put(co->etcd, key, json, strlen(json), 0, err)
+                  : qv_err_set(err, QV_ENOMEM, "out of memory");
+        free(json);
+        if (rc == QV_OK)
+            qv_meta_put(co, m);
+    }
+    qv_cmeta_unref(m);
+    return rc;
+}
+
+static int h_create(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    Quiver__V1__CreateCollectionRequest req = *(const Quiver__V1__CreateCollectionRequest *)msg;
+    qv_schema_t *want;
+    int rc = qv_conv_schema(&req, &want, err); /* the standalone server's validation and messages */
+    if (rc)
+        return rc;
+    const char **names;
+    qv_shard_t **shards;
+    size_t n;
+    if ((rc = qv_members_get(co, ctx, &names, &shards, &n, err)) != QV_OK) {
+        free(want);
+        return rc;
+    }
+    if (req.shards == 0) /* 0: one logical shard per shard server */
+        req.shards = want->shards = (uint32_t)(n < QV_SHARDS_MAX ? n : QV_SHARDS_MAX);
+    rc = co->etcd ? create_etcd(co, ctx, &req, want, names, n, err)
+                  : create_static(co, ctx, &req, want, names, shards, n, err);
+    qv_members_release(shards, n);
+    if (rc == QV_OK)
+        qv_log(QV_LOG_INFO, "cluster.create", "collection=%s shards=%u", want->name, want->shards);
+    free(want);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__CreateCollectionResponse, quiver__v1__create_collection_response__init, r);
+    *resp = &r->base;
+    return QV_OK;
+}
+
+/* Drops on the n servers; NOT_FOUND counts as done. *had counts the servers that had the collection. */
+static int drop_on(qv_coord_t *co, qv_call_ctx_t *ctx, const Quiver__V1__DropCollectionRequest *req,
+                   const char **names, qv_shard_t **shards, size_t n, size_t *had, const char **notfound_msg,
+                   qv_err_t *err)
+{
+    qv_sub_t *subs = qv_subs_same(ctx, names, shards, n, "/quiver.v1.Quiver/DropCollection", &req->base,
+                                  &quiver__v1__drop_collection_response__descriptor);
+    if (!subs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_fanout(&co->client, ctx, subs, n);
+    *had = 0;
+    *notfound_msg = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i].status == GRPC_STATUS_NOT_FOUND) {
+            if (!*notfound_msg)
+                *notfound_msg = subs[i].details;
+            subs[i].status = GRPC_STATUS_OK;
+        } else if (subs[i].status == GRPC_STATUS_OK) {
+            (*had)++;
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what, "collection '%.64s' not dropped on every shard (retry DropCollection to complete it)",
+             req->name);
+    return qv_outcome(ctx, subs, n, false, NULL, NULL, what, err);
+}
+
+static int h_drop(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__DropCollectionRequest *req = (const void *)msg;
+    size_t had = 0;
+    const char *notfound = NULL;
+    int rc;
+    qv_cmeta_t *m = NULL;
+    if (co->etcd && req->name[0] && strlen(req->name) <= QV_NAME_MAX &&
+        (rc = qv_meta_fetch(co, req->name, &m, err)) != QV_OK)
+        return rc;
+    if (m) { /* etcd: drop where the record says the collection lives, then delete the record */
+        qv_route_t rt;
+        if ((rc = qv_route_of(co, ctx, m, &rt, err)) != QV_OK)
+            return rc;
+        rc = drop_on(co, ctx, req, rt.names, rt.shards, rt.nservers, &had, &notfound, err);
+        qv_route_release(&rt);
+        char key[512];
+        qv_meta_key(co, req->name, key, sizeof key);
+        if (rc == QV_OK)
+            rc = qv_etcd_delete(co->etcd, key, err);
+        if (rc == QV_OK)
+            qv_meta_remove(co, req->name);
+    } else { /* static, or no record: every shard (which also cleans up leftovers) */
+        const char **names;
+        qv_shard_t **shards;
+        size_t n;
+        if ((rc = qv_members_get(co, ctx, &names, &shards, &n, err)) != QV_OK)
+            return rc;
+        rc = drop_on(co, ctx, req, names, shards, n, &had, &notfound, err);
+        qv_members_release(shards, n);
+        qv_meta_invalidate(co, req->name);
+        if (rc == QV_OK && had == 0 && notfound)
+            return qv_err_set(err, QV_ENOTFOUND, "%s", notfound);
+    }
+    if (rc)
+        return rc;
+    qv_log(QV_LOG_INFO, "cluster.drop", "collection=%s", req->name);
+    RESP(Quiver__V1__DropCollectionResponse, quiver__v1__drop_collection_response__init, r);
+    *resp = &r->base;
+    return QV_OK;
+}
+
+/* The standalone server's id checks (service.c conv_ids), with positions in the client's request. */
+static int check_ids(char *const *ids, size_t n, qv_err_t *err)
+{
+    if (n > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(ids[i]);
+        if (len == 0)
+            return qv_err_set(err, QV_EINVAL, "id %zu is empty", i);
+        if (len > QV_ID_MAX)
+            return qv_err_set(err, QV_EINVAL, "id %zu: %u bytes exceeds %u", i, (uint32_t)len, QV_ID_MAX);
+    }
+    return QV_OK;
+}
+
+int qv_coord_check_ids(char *const *ids, size_t n, qv_err_t *err) { return check_ids(ids, n, err); }
+
+/* Groups request items by server: srv[i] is item i's server; counts[s] the items of server s. */
+static int split(qv_call_ctx_t *ctx, const qv_route_t *rt, const char *(*id_of)(const void *, size_t),
+                 const void *items, size_t n, uint32_t **srv, size_t **counts, qv_err_t *err)
+{
+    *srv = qv_arena_array(&ctx->arena, n ? n : 1, sizeof **srv);
+    *counts = qv_arena_array(&ctx->arena, rt->nservers, sizeof **counts);
+    if (!*srv || !*counts)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        (*srv)[i] = rt->server_of[qv_shard_of(id_of(items, i), rt->meta->nshards)];
+        (*counts)[(*srv)[i]]++;
+    }
+    return QV_OK;
+}
+
+static const char *point_id(const void *items, size_t i) { return ((Quiver__V1__Point *const *)items)[i]->id; }
+static const char *str_id(const void *items, size_t i) { return ((char *const *)items)[i]; }
+
+int qv_coord_split_ids(qv_call_ctx_t *ctx, const qv_route_t *rt, char *const *ids, size_t n, uint32_t **srv,
+                       size_t **counts, qv_err_t *err)
+{
+    return split(ctx, rt, str_id, ids, n, srv, counts, err);
+}
+
+static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__UpsertRequest *req = (const void *)msg;
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    const qv_schema_t *s = rt.meta->schema;
+    size_t n = req->n_points;
+    qv_point_t *pts;
+    rc = qv_conv_points(&ctx->arena, s, req->points, n, &pts, err);
+    /* validation normalises COSINE vectors in place: validate copies, send what the client sent (the shard
+     * normalises it once, exactly as a standalone server would) */
+    for (size_t i = 0; rc == QV_OK && s->metric == QV_METRIC_COSINE && i < n; i++) {
+        float *v = qv_arena_array(&ctx->arena, pts[i].nvector ? pts[i].nvector : 1, sizeof *v);
+        if (!v)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        else
+            pts[i].vector = memcpy(v, pts[i].vector, pts[i].nvector * sizeof *v);
+    }
+    /* A collection with an embedding model takes points with text instead of a vector; the shards embed them,
+     * and validate them after that (messages then name the point by its position in that shard's part). */
+    bool text_only = false;
+    for (size_t i = 0; rc == QV_OK && s->embed && i < n; i++)
+        text_only |= pts[i].nvector == 0;
+    if (rc == QV_OK && !text_only)
+        rc = qv_points_validate(s, pts, (uint32_t)n, err);
+    uint32_t *srv;
+    size_t *counts;
+    if (rc == QV_OK)
+        rc = split(ctx, &rt, point_id, req->points, n, &srv, &counts, err);
+    size_t nsub = 0;
+    qv_sub_t *subs = NULL;
+    if (rc == QV_OK && n) {
+        subs = qv_arena_array(&ctx->arena, rt.nservers, sizeof *subs);
+        Quiver__V1__UpsertRequest *parts = qv_arena_array(&ctx->arena, rt.nservers, sizeof *parts);
+        if (!subs || !parts)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        for (size_t k = 0; rc == QV_OK && k < rt.nservers; k++) {
+            quiver__v1__upsert_request__init(&parts[k]);
+            if (!counts[k])
+                continue;
+            parts[k].collection = req->collection;
+            if (!(parts[k].points = qv_arena_array(&ctx->arena, counts[k], sizeof *parts[k].points)))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+            subs[nsub++] = (qv_sub_t){.shard = rt.shards[k], .name = rt.names[k],
+                                      .method = "/quiver.v1.Quiver/Upsert", .req = &parts[k].base,
+                                      .resp_desc = &quiver__v1__upsert_response__descriptor};
+        }
+        for (size_t i = 0; rc == QV_OK && i < n; i++) {
+            Quiver__V1__UpsertRequest *p = &parts[srv[i]];
+            p->points[p->n_points++] = req->points[i];
+        }
+    }
+    uint64_t seq = 0;
+    if (rc == QV_OK && nsub) {
+        qv_fanout(&co->client, ctx, subs, nsub);
+        char what[128];
+        snprintf(what, sizeof what, "upsert of %zu points incomplete (the other shards' points were written; "
+                 "retrying the whole request is safe)", n);
+        rc = qv_outcome(ctx, subs, nsub, false, NULL, NULL, what, err);
+        for (size_t k = 0; rc == QV_OK && k < nsub; k++) {
+            const Quiver__V1__UpsertResponse *r = (const void *)subs[k].resp;
+            if (r->seq > seq)
+                seq = r->seq;
+        }
+        if (rc == QV_ENOTFOUND)
+            qv_meta_invalidate(co, req->collection);
+    }
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__UpsertResponse, quiver__v1__upsert_response__init, r);
+    r->count = (uint32_t)n;
+    r->seq = seq; /* the largest of the shards' sequence numbers: each shard has its own log */
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_coord_t *co = a;
+    const Quiver__V1__DeleteRequest *req = (const void *)msg;
+    qv_route_t rt;
+    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    size_t n = req->n_ids;
+    uint32_t *srv;
+    size_t *counts;
+    rc = check_ids(req->ids, n, err);
+    if (rc == QV_OK)
+        rc = split(ctx, &rt, str_id, req->ids, n, &srv, &counts, err);
+    uint32_t deleted = 0;
+    if (rc == QV_OK && n) {
+        qv_sub_t *subs = qv_arena_array(&ctx->arena, rt.nservers, sizeof *subs);
+        Quiver__V1__DeleteRequest *parts = qv_arena_array(&ctx->arena, rt.nservers, sizeof *parts);
+        size_t nsub = 0;
+        if (!subs || !parts)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        for (size_t k = 0; rc == QV_OK && k < rt.nservers; k++) {
+            quiver__v1__delete_request__init(&parts[k]);
+            if (!counts[k])
+                continue;
+            parts[k].collection = req->collection;
+            if (!(parts[k].ids = qv_arena_array(&ctx->arena, counts[k], sizeof *parts[k].ids)))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+            subs[nsub++] = (qv_sub_t){.shard = rt.shards[k], .name = rt.names[k],
+                                      .method = "/quiver.v1.Quiver/Delete", .req = &parts[k].base,
+                                      .resp_desc = &quiver__v1__delete_response__descriptor};
+        }
+        for (size_t i = 0; rc == QV_OK && i < n; i++) {
+            Quiver__V1__DeleteRequest *p = &parts[srv[i]];
+            p->ids[p->n_ids++] = req->ids[i];
+        }
+        if (rc == QV_OK) {
+            qv_fanout(&co->client, ctx, subs, nsub);
+            char what[128];
+            snprintf(what, sizeof what, "delete of %zu ids incomplete (the other shards' ids were deleted; "
+                     "retrying the whole request is safe)", n);
+            rc = qv_outcome(ctx, subs, nsub, false, NULL, NULL, what, err);
+            for (size_t k = 0; rc == QV_OK && k < nsub; k++)
+                deleted += ((const Quiver__V1__DeleteResponse *)subs[k].resp)->deleted;
+            if (rc == QV_ENOTFOUND)
+                qv_meta_invalidate(co, req->collection);
+        }
+    }
+    qv_route_release(&rt);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__DeleteResponse, quiver__v1__delete_response__init, r);
+    r->deleted = deleted;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+const qv_handler_t qv_coord_write_handlers[] = {
+    {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
+    {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
+    {"Quiver/Upsert", h_upsert, QV_ROLE_WRITE},
+    {"Quiver/Delete", h_delete, QV_ROLE_WRITE},
+    {NULL, NULL, 0},
+};

@@ -1,0 +1,105 @@
+/* Turning the outcomes of a fan-out into one answer; the rules are in coord_int.h. */
+#include <grpc/status.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server/coord/coord_int.h"
+
+int qv_code_of_status(int st)
+{
+    switch (st) {
+    case GRPC_STATUS_OK: return QV_OK;
+    case GRPC_STATUS_INVALID_ARGUMENT: return QV_EINVAL;
+    case GRPC_STATUS_NOT_FOUND: return QV_ENOTFOUND;
+    case GRPC_STATUS_ALREADY_EXISTS: return QV_EEXIST;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return QV_ETOOBIG;
+    case GRPC_STATUS_DATA_LOSS: return QV_ECORRUPT;
+    case GRPC_STATUS_CANCELLED: return QV_ECANCELLED;
+    case GRPC_STATUS_DEADLINE_EXCEEDED: return QV_ETIMEDOUT;
+    case GRPC_STATUS_UNAVAILABLE: return QV_EUNAVAIL;
+    case GRPC_STATUS_FAILED_PRECONDITION: return QV_EPRECOND;
+    default: return QV_EIO;
+    }
+}
+
+bool qv_sub_failed(const qv_sub_t *s)
+{
+    switch (s->status) {
+    case GRPC_STATUS_OK:
+    case GRPC_STATUS_INVALID_ARGUMENT:
+    case GRPC_STATUS_NOT_FOUND:
+    case GRPC_STATUS_ALREADY_EXISTS:
+    case GRPC_STATUS_FAILED_PRECONDITION:
+    case GRPC_STATUS_OUT_OF_RANGE:
+        return false;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        /* the shard's backpressure ("server busy") is the shard failing; a size limit is the request's fault */
+        return strstr(s->details, "server busy") != NULL;
+    default:
+        return true;
+    }
+}
+
+int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_partial, const char ***missing,
+               size_t *nmissing, const char *what, qv_err_t *err)
+{
+    if (nmissing)
+        *nmissing = 0;
+    size_t failed = 0;
+    bool late = false;
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i].status == GRPC_STATUS_OK)
+            continue;
+        if (!qv_sub_failed(&subs[i]))
+            return qv_err_set(err, qv_code_of_status(subs[i].status), "%s", subs[i].details);
+        failed++;
+        late |= subs[i].status == GRPC_STATUS_DEADLINE_EXCEEDED;
+    }
+    if (!failed)
+        return QV_OK;
+    if (atomic_load(&ctx->cancelled))
+        return qv_err_set(err, QV_ECANCELLED, "the client cancelled the call");
+    if (allow_partial && missing && failed < n) { /* with every shard failed there is nothing to answer */
+        const char **names = qv_arena_array(&ctx->arena, failed, sizeof *names);
+        if (!names)
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (subs[i].status != GRPC_STATUS_OK)
+                names[k++] = subs[i].name;
+        *missing = names;
+        *nmissing = k;
+        return QV_OK;
+    }
+    /* "<what> failed: shard(s) a, b unavailable: a: <its message>" within the message limit */
+    char names[160] = "", first[200] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i].status == GRPC_STATUS_OK)
+            continue;
+        if (!first[0])
+            snprintf(first, sizeof first, "%s: %s", subs[i].name, subs[i].details);
+        int w = snprintf(names + off, sizeof names - off, "%s%s", off ? ", " : "", subs[i].name);
+        if (w < 0 || (size_t)w >= sizeof names - off)
+            break;
+        off += (size_t)w;
+    }
+    if (late)
+        return qv_err_set(err, QV_ETIMEDOUT, "%s: deadline exceeded waiting for shard(s) %s (%s)", what, names,
+                          first);
+    return qv_err_set(err, QV_EUNAVAIL, "%s: shard(s) %s unavailable (%s)", what, names, first);
+}
+
+qv_sub_t *qv_subs_same(qv_call_ctx_t *ctx, const char **names, qv_shard_t **shards, size_t n, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc)
+{
+    qv_sub_t *subs = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *subs);
+    for (size_t i = 0; subs && i < n; i++) {
+        subs[i].shard = shards[i];
+        subs[i].name = names[i];
+        subs[i].method = method;
+        subs[i].req = req;
+        subs[i].resp_desc = resp_desc;
+    }
+    return subs;
+}

@@ -1,0 +1,251 @@
+/* Dynamic batching in front of the embedding model; see embedder.h. */
+#include "server/embedder.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query/embed/model.h"
+#include "server/metrics.h"
+
+typedef struct request {
+    pthread_cond_t cv;
+    size_t remaining; /* sequences not yet embedded; guarded by the embedder's mu */
+    int rc;
+    qv_err_t err;
+} request_t;
+
+typedef struct {
+    const int32_t *ids;
+    uint32_t len;
+    float *out;
+    request_t *req;
+} item_t;
+
+struct qv_embedder {
+    qv_embed_model_t *model;
+    item_t *take;          /* the batcher's scratch: max_batch items, vectors and sequences */
+    float *buf;
+    qv_embed_seq_t *seqs;
+    uint32_t dim, max_tokens;
+    int max_batch;
+    int64_t max_wait_ns;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards queue, n, cap, stopping, and every request's remaining/rc/err */
+    pthread_cond_t cv;
+    item_t *queue;
+    size_t n, cap;
+    bool stopping;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int by_len(const void *a, const void *b)
+{
+    const item_t *x = a, *y = b;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+/* Runs one group of similar-length sequences and delivers the vectors. */
+static void run_group(qv_embedder_t *e, item_t *items, size_t n, float *buf, qv_embed_seq_t *seqs)
+{
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = (qv_embed_seq_t){items[i].ids, items[i].len};
+    qv_err_t err;
+    qv_err_clear(&err);
+    int rc = qv_embed_seqs(e->model, seqs, n, buf, &err);
+    qv_metrics_embed_batch(n);
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < n; i++) {
+        request_t *r = items[i].req;
+        if (rc == QV_OK)
+            memcpy(items[i].out, buf + i * e->dim, e->dim * sizeof(float));
+        else if (r->rc == QV_OK) {
+            r->rc = rc;
+            r->err = err;
+        }
+        if (--r->remaining == 0)
+            pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *batcher(void *arg)
+{
+    qv_embedder_t *e = arg;
+    item_t *take = e->take;
+    float *buf = e->buf;
+    qv_embed_seq_t *seqs = e->seqs;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        while (!e->stopping && e->n == 0)
+            pthread_cond_wait(&e->cv, &e->mu);
+        if (e->stopping)
+            break;
+        /* wait for a fuller batch, at most max_wait after the first sequence arrived */
+        int64_t until = now_ns() + e->max_wait_ns;
+        while (!e->stopping && e->n < (size_t)e->max_batch) {
+            int64_t left = until - now_ns();
+            if (left <= 0)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += left / 1000000000;
+            ts.tv_nsec += left % 1000000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            if (pthread_cond_timedwait(&e->cv, &e->mu, &ts) != 0)
+                break;
+        }
+        size_t n = e->n < (size_t)e->max_batch ? e->n : (size_t)e->max_batch;
+        memcpy(take, e->queue, n * sizeof *take);
+        memmove(e->queue, e->queue + n, (e->n - n) * sizeof *e->queue);
+        e->n -= n;
+        pthread_mutex_unlock(&e->mu);
+        /* groups whose longest sequence is at most 1.5x (+8 tokens) the shortest: little padding */
+        qsort(take, n, sizeof *take, by_len);
+        for (size_t b = 0; b < n;) {
+            size_t end = b + 1;
+            while (end < n && take[end].len <= take[b].len + take[b].len / 2 + 8)
+                end++;
+            run_group(e, take + b, end - b, buf, seqs);
+            b = end;
+        }
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threads, qv_embedder_t **out,
+                      qv_err_t *err)
+{
+    *out = NULL;
+    qv_embedder_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_embed_opts_t o = {.threads = threads};
+    int rc = qv_embed_model_load_opts(dir, &o, &e->model, err);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    e->dim = qv_embed_dim(e->model);
+    e->max_tokens = qv_embed_max_tokens(e->model);
+    e->max_batch = max_batch > 0 ? max_batch : 64;
+    e->max_wait_ns = (int64_t)(max_wait_us >= 0 ? max_wait_us : 2000) * 1000;
+    e->take = malloc((size_t)e->max_batch * sizeof *e->take);
+    e->buf = malloc((size_t)e->max_batch * e->dim * sizeof(float));
+    e->seqs = malloc((size_t)e->max_batch * sizeof *e->seqs);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (!e->take || !e->buf || !e->seqs || pthread_create(&e->thread, NULL, batcher, e) != 0) {
+        qv_embed_model_free(e->model);
+        free(e->take);
+        free(e->buf);
+        free(e->seqs);
+        free(e);
+        return qv_err_set(err, QV_ENOMEM, "cannot start the embedding thread");
+    }
+    *out = e;
+    return QV_OK;
+}
+
+void qv_embedder_stop(qv_embedder_t *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    qv_embed_model_free(e->model);
+    free(e->queue);
+    free(e->take);
+    free(e->buf);
+    free(e->seqs);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+}
+
+uint32_t qv_embedder_dim(const qv_embedder_t *e) { return e->dim; }
+
+int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *lens, size_t n, float *out,
+                      qv_err_t *err)
+{
+    if (n == 0)
+        return QV_OK;
+    if (n > QV_EMBED_TEXTS_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu texts in one request exceeds the limit of %d", n, QV_EMBED_TEXTS_MAX);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] == 0)
+            return qv_err_set(err, QV_EINVAL, "text %zu is empty", i);
+        total += lens[i];
+    }
+    if (total > QV_EMBED_BYTES_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu bytes of text in one request exceeds the limit of %u", total,
+                          QV_EMBED_BYTES_MAX);
+    int32_t *ids = malloc(n * e->max_tokens * sizeof *ids);
+    item_t *items = malloc(n * sizeof *items);
+    if (!ids || !items) {
+        free(ids);
+        free(items);
+        return qv_err_set(err, QV_ENOMEM, "out of memory tokenizing %zu texts", n);
+    }
+    request_t req = {.remaining = n, .rc = QV_OK};
+    int rc = QV_OK;
+    for (size_t i = 0; i < n && rc == QV_OK; i++) {
+        uint32_t len = 0;
+        rc = qv_embed_tokenize(e->model, texts[i], lens[i], ids + i * e->max_tokens, &len, err);
+        if (rc) {
+            char why[QV_ERR_MSG_MAX];
+            memcpy(why, err->msg, sizeof why);
+            qv_err_set(err, rc, "text %zu: %.200s", i, why);
+        }
+        items[i] = (item_t){ids + i * e->max_tokens, len, out + i * e->dim, &req};
+    }
+    if (rc == QV_OK) {
+        pthread_cond_init(&req.cv, NULL);
+        pthread_mutex_lock(&e->mu);
+        if (e->n + n > e->cap) {
+            size_t cap = e->cap ? e->cap : 256;
+            while (cap < e->n + n)
+                cap *= 2;
+            item_t *q = realloc(e->queue, cap * sizeof *q);
+            if (!q)
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory queueing texts");
+            else {
+                e->queue = q;
+                e->cap = cap;
+            }
+        }
+        if (rc == QV_OK) {
+            memcpy(e->queue + e->n, items, n * sizeof *items);
+            e->n += n;
+            pthread_cond_signal(&e->cv);
+            while (req.remaining > 0)
+                pthread_cond_wait(&req.cv, &e->mu);
+            if (req.rc) {
+                rc = req.rc;
+                *err = req.err;
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
+        pthread_cond_destroy(&req.cv);
+    }
+    free(ids);
+    free(items);
+    return rc;
+}

@@ -1,0 +1,34 @@
+/* Fuzz targets for every decoder of untrusted bytes. Each target file defines LLVMFuzzerTestOneInput (libFuzzer's
+ * entry point) and qv_fuzz_seeds (valid inputs made with the encoders). A target is built twice:
+ *   - with tests/fuzz/driver.c, a standalone main() that runs the seeds and a fixed-seed series of mutations of them
+ *     (ctest label `fuzz`, normal and sanitizer builds);
+ *   - with clang's libFuzzer (-DQV_LIBFUZZER=ON, clang only) as <name>_libfuzzer, for open-ended runs. The driver
+ *     binary writes the seeds as a starting corpus: `fuzz_record -w corpus/`.
+ *
+ * Blob formats end in an XXH3-64 checksum, which random mutations almost never satisfy. So the record, segment and
+ * schema targets read their input as a blob *without* its checksum and append the right one before decoding; they
+ * also decode the input exactly as given, for the checksum path itself. A decode that succeeds must satisfy the
+ * decoder's documented guarantees, and re-encoding must reproduce the bytes; a violation aborts (FUZZ_CHECK). */
+#ifndef QV_FUZZ_H
+#define QV_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+typedef void (*qv_fuzz_add_fn)(void *ctx, const uint8_t *data, size_t size);
+/* Calls add once per seed input. */
+void qv_fuzz_seeds(qv_fuzz_add_fn add, void *ctx);
+
+#define FUZZ_CHECK(cond)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
+#endif
