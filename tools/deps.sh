@@ -4,10 +4,12 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libgrpc-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev liburing-dev libopenblas-dev
-      libxxhash-dev libmicrohttpd-dev libjansson-dev)
+      libxxhash-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libutf8proc-dev
+      python3 python3-pip ca-certificates)
 if [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev python3-grpcio python3-protobuf python3-numpy python3-pytest
-         protobuf-compiler protobuf-compiler-grpc python3-prometheus-client)
+         protobuf-compiler protobuf-compiler-grpc python3-prometheus-client
+         etcd-server openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

