@@ -9,7 +9,9 @@
 #include "index/distance.h"
 
 #define SCHEMA_MAGIC 0x53435651u /* "QVCS" */
-#define SCHEMA_VERSION 1
+/* 2: index parameters and the embedding model joined the format (version 1 was a pre-release layout; such stores
+ * are refused with a message rather than read wrongly). */
+#define SCHEMA_VERSION 2
 
 size_t qv_schema_size(uint16_t nfields) { return sizeof(qv_schema_t) + (size_t)nfields * sizeof(qv_field_t); }
 
@@ -139,8 +141,13 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
         return qv_err_set(err, QV_ECORRUPT, "schema blob checksum mismatch");
     qv_rbuf_t r;
     qv_rbuf_init(&r, data, len - 8);
-    if (qv_rbuf_u32(&r) != SCHEMA_MAGIC || qv_rbuf_u8(&r) != SCHEMA_VERSION)
-        return qv_err_set(err, QV_ECORRUPT, "schema blob: bad magic or unsupported version");
+    uint32_t magic = qv_rbuf_u32(&r);
+    uint8_t version = qv_rbuf_u8(&r);
+    if (magic != SCHEMA_MAGIC)
+        return qv_err_set(err, QV_ECORRUPT, "schema blob: bad magic");
+    if (version != SCHEMA_VERSION)
+        return qv_err_set(err, QV_ECORRUPT, "schema blob version %u; this build reads version %u (a data directory "
+                          "from a pre-release build: recreate it)", version, SCHEMA_VERSION);
     uint32_t id = qv_rbuf_u32(&r);
     char name[QV_NAME_MAX + 1];
     if (!read_name(&r, name))

@@ -167,13 +167,7 @@ static void assert_point_eq(const qv_point_t *want, const qv_point_t *got)
 /* ---------------------------------------------------------------------------------------------------------------
  * Schema blob */
 
-/* The embedding-model byte after the index parameters is being added to the format; while both layouts exist, the
- * header says which one this build writes. */
-#ifdef QV_EMBED_MINILM_DIM
-#define SCHEMA_EMBED_BYTE 1
-#else
-#define SCHEMA_EMBED_BYTE 0
-#endif
+#define SCHEMA_EMBED_BYTE 1 /* the embedding-model byte after the index parameters (format version 2) */
 
 static qv_wbuf_t encode_schema(const qv_schema_t *s)
 {
@@ -204,7 +198,7 @@ static void test_schema_roundtrip(void **state)
         /* layout: magic | version | id | name | dim | metric | shards | nfields | fields | index kind | M |
          * ef_construction | [embedding model] | checksum */
         assert_memory_equal(b.data, "QVCS", 4);
-        assert_int_equal(b.data[4], 1);
+        assert_int_equal(b.data[4], 2);
         assert_int_equal(b.data[9], strlen(s->name));
         size_t want_len = 4 + 1 + 4 + 1 + strlen(s->name) + 4 + 1 + 4 + 2 + 1 + 4 + 4 + SCHEMA_EMBED_BYTE + 8;
         for (int f = 0; f < s->nfields; f++)
@@ -229,6 +223,7 @@ static void test_schema_roundtrip(void **state)
         assert_int_equal(d->index_kind, QV_INDEX_HNSW);
         assert_int_equal(d->hnsw_m, 16);
         assert_int_equal(d->hnsw_efc, 200);
+        assert_int_equal(d->embed, s->embed);
         assert_int_equal(d->nfields, s->nfields);
         for (int f = 0; f < s->nfields; f++) {
             assert_string_equal(d->fields[f].name, s->fields[f].name);
@@ -351,7 +346,7 @@ enum {
 static void craft_schema(qv_wbuf_t *b, int defect)
 {
     qv_wbuf_u32(b, defect == SD_MAGIC ? 0x53435652u : 0x53435651u);
-    qv_wbuf_u8(b, defect == SD_VERSION ? 2 : 1);
+    qv_wbuf_u8(b, defect == SD_VERSION ? 1 : 2); /* version 1: the pre-release layout, refused */
     qv_wbuf_u32(b, 42);
     const char *name = defect == SD_NAME_EMPTY ? ""
                        : defect == SD_NAME_65  ? "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
