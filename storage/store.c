@@ -588,9 +588,9 @@ static void run_persist(qv_store_t *st, qv_writer_t *w)
         w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
         return;
     }
-    if (w->seg->persisted)
+    if (w->seg && w->seg->persisted)
         return; /* a Flush persisted it already */
-    if (w->blob) {
+    if (w->seg && w->blob) {
         w->seg->blob_written = true;
         w->seg->blob_len = w->blob_len;
     }
@@ -1084,6 +1084,19 @@ void qv_store_close(qv_store_t *st)
     if (!st)
         return;
     qv__indexer_destroy(st->sealer); /* first: work in flight may still write through the store */
+    /* Persist what is frozen but not yet written, so the next start replays only the growing segments' WAL. */
+    for (size_t i = 0; st->db && !st->failed && i < st->ncolls; i++) {
+        qv_coll_t *c = st->colls[i];
+        bool pending = false;
+        for (size_t k = 0; k < c->nsealed; k++)
+            pending = pending || !c->sealed[k]->persisted;
+        if (pending) {
+            qv_err_t err;
+            qv_writer_t w = {.op = W_PERSIST, .coll = c, .err = &err};
+            if (qv__commit(st, &w) != QV_OK)
+                qv__store_log(st, "close.persist_failed", "collection=%s msg=\"%s\"", c->schema->name, err.msg);
+        }
+    }
     qv__indexer_destroy(st->indexer);
     qv__compactions_free(st);
     for (size_t i = 0; i < st->ncolls; i++)
