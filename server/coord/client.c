@@ -98,10 +98,15 @@ static void finish(qv_call_ctx_t *ctx, qv_sub_t *s, int status, const char *msg,
         s->details = "";
 }
 
+static void fail(qv_call_ctx_t *ctx, qv_sub_t *s, int status, const char *msg)
+{
+    finish(ctx, s, status, msg, strlen(msg));
+}
+
 static void collect(qv_call_ctx_t *ctx, qv_sub_t *s, out_t *o, bool ok)
 {
     if (!ok) {
-        finish(ctx, s, GRPC_STATUS_INTERNAL, "the shard call's batch did not complete", 39);
+        fail(ctx, s, GRPC_STATUS_INTERNAL, "the shard call's batch did not complete");
         return;
     }
     finish(ctx, s, (int)o->status, (const char *)GRPC_SLICE_START_PTR(o->details), GRPC_SLICE_LENGTH(o->details));
@@ -124,12 +129,14 @@ static void collect(qv_call_ctx_t *ctx, qv_sub_t *s, out_t *o, bool ok)
             bad = "malformed response message from the shard (or out of memory)";
     }
     if (bad)
-        finish(ctx, s, GRPC_STATUS_INTERNAL, bad, strlen(bad));
+        fail(ctx, s, GRPC_STATUS_INTERNAL, bad);
 }
 
 void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t n)
 {
-    out_t *outs = calloc(n ? n : 1, sizeof *outs);
+    if (n == 0)
+        return;
+    out_t *outs = calloc(n, sizeof *outs);
     for (size_t i = 0; i < n; i++) {
         subs[i].resp = NULL;
         subs[i].status = GRPC_STATUS_UNKNOWN;
@@ -137,14 +144,14 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
     }
     if (!outs) {
         for (size_t i = 0; i < n; i++)
-            finish(ctx, &subs[i], GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", 13);
+            fail(ctx, &subs[i], GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     int64_t now = mono_ns();
     int64_t left = ctx->deadline_ns ? ctx->deadline_ns - now : cl->default_timeout_ns;
     if (left <= 0) {
         for (size_t i = 0; i < n; i++)
-            finish(ctx, &subs[i], GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the shard call", 41);
+            fail(ctx, &subs[i], GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the shard call");
         free(outs);
         return;
     }
@@ -162,8 +169,8 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
         out_t *o = &outs[i];
         if (!s->shard) {
             char msg[200];
-            int len = snprintf(msg, sizeof msg, "shard %s has no registered server", s->name);
-            finish(ctx, s, GRPC_STATUS_UNAVAILABLE, msg, (size_t)len < sizeof msg ? (size_t)len : sizeof msg - 1);
+            snprintf(msg, sizeof msg, "shard %s has no registered server", s->name);
+            fail(ctx, s, GRPC_STATUS_UNAVAILABLE, msg);
             continue;
         }
         size_t sz = protobuf_c_message_get_packed_size(s->req);
@@ -194,7 +201,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
         ops[5].data.recv_status_on_client.status = &o->status;
         ops[5].data.recv_status_on_client.status_details = &o->details;
         if (grpc_call_start_batch(o->call, ops, 6, o, NULL) != GRPC_CALL_OK) {
-            finish(ctx, s, GRPC_STATUS_INTERNAL, "cannot start the shard call", 27);
+            fail(ctx, s, GRPC_STATUS_INTERNAL, "cannot start the shard call");
             continue;
         }
         o->started = true;

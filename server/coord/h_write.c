@@ -1,8 +1,8 @@
 /* Coordinator handlers that change state: CreateCollection, DropCollection, Upsert, Delete.
  *
  * Create and drop reach every shard and are idempotent per shard: a shard that already has the collection with the
- * same schema (checked with DescribeCollection) or no longer has it on drop counts as done, so retrying a create or
- * drop that failed half-way converges. The client sees what a standalone server would answer: ALREADY_EXISTS when
+ * same schema (checked with DescribeCollection, before creating anything) or no longer has it on drop counts as
+ * done, so retrying a create or drop that failed half-way converges. The client sees what a standalone server would answer: ALREADY_EXISTS when
  * every shard had the collection before the call, NOT_FOUND when none had it, UNAVAILABLE naming the shards that
  * could not be reached otherwise.
  *
@@ -38,50 +38,87 @@ static bool same_schema(const qv_schema_t *a, const qv_schema_t *b)
     return true;
 }
 
-/* Creates the collection (req carries shards = S) on the n servers. On QV_OK, *existed counts the servers that
- * already had it with the same schema. */
+enum { ABSENT, SAME, DIFFERENT };
+
+/* Describes the collection on the servers idx[0..m) and sets state[idx[k]] (ABSENT / SAME / DIFFERENT schema);
+ * fails with UNAVAILABLE naming the servers that could not answer. */
+static int survey(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name, const qv_schema_t *want, const char **names,
+                  qv_shard_t **shards, const size_t *idx, size_t m, int *state, qv_err_t *err)
+{
+    Quiver__V1__DescribeCollectionRequest dreq = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
+    dreq.name = (char *)name;
+    qv_sub_t *subs = qv_arena_array(&ctx->arena, m ? m : 1, sizeof *subs);
+    if (!subs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t k = 0; k < m; k++)
+        subs[k] = (qv_sub_t){.shard = shards[idx[k]], .name = names[idx[k]],
+                             .method = "/quiver.v1.Quiver/DescribeCollection", .req = &dreq.base,
+                             .resp_desc = &quiver__v1__describe_collection_response__descriptor};
+    qv_fanout(&co->client, ctx, subs, m);
+    for (size_t k = 0; k < m; k++) {
+        if (subs[k].status == GRPC_STATUS_NOT_FOUND) {
+            state[idx[k]] = ABSENT;
+            subs[k].status = GRPC_STATUS_OK;
+        } else if (subs[k].status == GRPC_STATUS_OK) {
+            const Quiver__V1__DescribeCollectionResponse *r = (const void *)subs[k].resp;
+            qv_schema_t *have = qv_schema_of_info(r->collection);
+            state[idx[k]] = have && same_schema(have, want) ? SAME : DIFFERENT;
+            free(have);
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what, "collection '%.64s' not created (retry CreateCollection)", name);
+    return qv_outcome(ctx, subs, m, false, NULL, NULL, what, err);
+}
+
+/* Creates the collection (req carries shards = S) on the n servers that do not have it yet. First every server is
+ * asked what it has, so that nothing is created when one is unreachable or holds the name with another schema;
+ * then the missing ones are created (a server that answers ALREADY_EXISTS meanwhile is surveyed again). On QV_OK,
+ * *existed counts the servers that already had it with the same schema. */
 static int create_on(qv_coord_t *co, qv_call_ctx_t *ctx, const Quiver__V1__CreateCollectionRequest *req,
                      const qv_schema_t *want, const char **names, qv_shard_t **shards, size_t n, size_t *existed,
                      qv_err_t *err)
 {
-    qv_sub_t *subs = qv_subs_same(ctx, names, shards, n, "/quiver.v1.Quiver/CreateCollection", &req->base,
-                                  &quiver__v1__create_collection_response__descriptor);
-    Quiver__V1__DescribeCollectionRequest dreq = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
-    dreq.name = req->name;
-    qv_sub_t *dsubs = qv_subs_same(ctx, names, shards, n, "/quiver.v1.Quiver/DescribeCollection", &dreq.base,
-                                   &quiver__v1__describe_collection_response__descriptor);
-    size_t *which = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *which);
-    if (!subs || !dsubs || !which)
+    int *state = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *state);
+    size_t *idx = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *idx);
+    qv_sub_t *subs = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *subs);
+    if (!state || !idx || !subs)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    qv_fanout(&co->client, ctx, subs, n);
-    size_t nd = 0;
     for (size_t i = 0; i < n; i++)
-        if (subs[i].status == GRPC_STATUS_ALREADY_EXISTS) {
-            dsubs[nd] = dsubs[i];
-            which[nd++] = i;
+        idx[i] = i;
+    int rc = survey(co, ctx, req->name, want, names, shards, idx, n, state, err);
+    size_t m = 0;
+    for (size_t i = 0; rc == QV_OK && i < n; i++) {
+        if (state[i] == DIFFERENT)
+            return qv_err_set(err, QV_EEXIST, "collection '%s' already exists", want->name);
+        if (state[i] == ABSENT)
+            subs[m++] = (qv_sub_t){.shard = shards[i], .name = names[i],
+                                   .method = "/quiver.v1.Quiver/CreateCollection", .req = &req->base,
+                                   .resp_desc = &quiver__v1__create_collection_response__descriptor};
+    }
+    if (rc)
+        return rc;
+    *existed = n - m;
+    qv_fanout(&co->client, ctx, subs, m);
+    size_t raced = 0;
+    for (size_t k = 0; k < m; k++) /* created by someone else between the survey and the create */
+        if (subs[k].status == GRPC_STATUS_ALREADY_EXISTS) {
+            for (size_t i = 0; i < n; i++)
+                if (shards[i] == subs[k].shard && names[i] == subs[k].name)
+                    idx[raced++] = i;
+            subs[k].status = GRPC_STATUS_OK;
         }
-    qv_fanout(&co->client, ctx, dsubs, nd);
-    *existed = 0;
-    for (size_t d = 0; d < nd; d++) {
-        qv_sub_t *s = &subs[which[d]];
-        if (dsubs[d].status != GRPC_STATUS_OK) {
-            /* it existed a moment ago: gone again (a concurrent drop) or the shard failed; either way not done */
-            s->status = qv_sub_failed(&dsubs[d]) ? dsubs[d].status : GRPC_STATUS_UNAVAILABLE;
-            s->details = dsubs[d].details;
-            continue;
-        }
-        const Quiver__V1__DescribeCollectionResponse *r = (const void *)dsubs[d].resp;
-        qv_schema_t *have = qv_schema_of_info(r->collection);
-        if (have && same_schema(have, want)) {
-            s->status = GRPC_STATUS_OK;
-            (*existed)++;
-        } /* else: ALREADY_EXISTS with a different schema stays, and passes through */
-        free(have);
+    if (raced && (rc = survey(co, ctx, req->name, want, names, shards, idx, raced, state, err)) != QV_OK)
+        return rc;
+    for (size_t k = 0; k < raced; k++) {
+        if (state[idx[k]] != SAME)
+            return qv_err_set(err, QV_EEXIST, "collection '%s' already exists", want->name);
+        (*existed)++;
     }
     char what[160];
     snprintf(what, sizeof what, "collection '%.64s' not created on every shard (retry CreateCollection to complete it)",
              req->name);
-    return qv_outcome(ctx, subs, n, false, NULL, NULL, what, err);
+    return qv_outcome(ctx, subs, m, false, NULL, NULL, what, err);
 }
 
 static int create_static(qv_coord_t *co, qv_call_ctx_t *ctx, Quiver__V1__CreateCollectionRequest *req,
