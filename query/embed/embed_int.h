@@ -27,9 +27,6 @@ extern const qv_embed_kernels_t qv__embed_kernels_generic;
 extern const qv_embed_kernels_t qv__embed_kernels_avx2;
 #endif
 
-/* y[r] += bias for rows of n floats. Memory-bound: one plain loop serves every CPU. */
-void qv__add_bias(float *y, const float *bias, size_t rows, size_t n);
-
 /* Constants shared by both kernel sets. expf: Cephes' polynomial after a Cody-Waite reduction by ln 2 (relative
  * error < 2e-7 on [-87, 88]); erf: Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), which needs only that exp. */
 #define QV_EXP_LO (-87.0f)

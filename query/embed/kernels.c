@@ -101,13 +101,6 @@ static void softmax_generic(float *s, size_t rows, size_t n, size_t ld)
     }
 }
 
-void qv__add_bias(float *y, const float *bias, size_t rows, size_t n)
-{
-    for (size_t r = 0; r < rows; r++)
-        for (size_t i = 0; i < n; i++)
-            y[r * n + i] += bias[i];
-}
-
 const qv_embed_kernels_t qv__embed_kernels_generic = {
     .add_layernorm = add_layernorm_generic,
     .bias_gelu = bias_gelu_generic,

@@ -21,13 +21,13 @@
 
 #define QV_EMBED_MODEL_NAME "all-MiniLM-L6-v2"
 #define QV_EMBED_DIM 384                 /* this model's output dimension (qv_embed_dim says it at run time) */
-#define QV_EMBED_CHUNK_ROWS 2048         /* tokens per forward chunk: bounds per-call scratch to ~32 MB */
+#define QV_EMBED_CHUNK_ROWS 1024         /* tokens per forward chunk: bounds per-call scratch to ~16 MB */
 
 typedef struct qv_embed_model qv_embed_model_t;
 
 typedef struct {
-    /* Threads OpenBLAS may use (a process-wide setting, applied at load: see "Threads" in model.c). 0: the number of
-     * online CPUs. */
+    /* Threads OpenBLAS may use (a process-wide setting, applied by the load: see "Threads" in model.c; so load
+     * models at start-up, before other threads are inside OpenBLAS). 0: the number of online CPUs. */
     int threads;
 } qv_embed_opts_t;
 
