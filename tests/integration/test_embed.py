@@ -65,6 +65,8 @@ def test_text_upsert_and_search(server):
     assert got.text == docs[2] and np.allclose(got.vector, ref, atol=1e-6)  # text stored, vector from the model
     r = c.q.Search(pb.SearchRequest(collection="docs", text="a feline resting on a carpet", k=2, with_text=True))
     assert {h.id for h in r.hits} == {"0", "2"}
+    for i, d in enumerate(docs):  # a passage's own text finds the passage itself first
+        assert c.q.Search(pb.SearchRequest(collection="docs", text=d, k=1)).hits[0].id == str(i)
     q = c.q.Embed(pb.EmbedRequest(texts=["a feline resting on a carpet"])).vectors[0].values
     rv = c.q.Search(pb.SearchRequest(collection="docs", vector=q, k=2))
     assert [h.id for h in rv.hits] == [h.id for h in r.hits]
