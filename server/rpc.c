@@ -74,7 +74,8 @@ struct call {
     grpc_slice status_details;
     grpc_byte_buffer *reply;
     int64_t started_ns;
-    bool counted; /* holds one unit of rpc->inflight */
+    bool counted;    /* holds one unit of rpc->inflight */
+    bool over_limit; /* accepted beyond --max-inflight: refuse once the message is in */
     qv_call_ctx_t ctx;
 };
 
@@ -230,6 +231,14 @@ static void handle(call_t *c)
     qv_rpc_t *r = c->rpc;
     c->started_ns = mono_ns();
     const method_t *m = find_method(r, c->details.method);
+    if (c->over_limit) {
+        c->ctx.method = m ? m->path : NULL;
+        char msg[128];
+        snprintf(msg, sizeof msg, "server busy: %d calls in flight (--max-inflight); retry with backoff",
+                 r->max_inflight);
+        send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        return;
+    }
     if (!m || !m->fn) {
         send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
@@ -318,17 +327,9 @@ static void on_requested(call_t *c, bool ok)
     atomic_fetch_add(&c->pending, 1);
     if (grpc_call_start_batch(c->call, &close_op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
         call_done_one(c);
-    if (over) {
-        const method_t *m = find_method(r, c->details.method);
-        c->ctx.method = m ? m->path : NULL;
-        c->started_ns = mono_ns();
-        char msg[128];
-        snprintf(msg, sizeof msg, "server busy: %d calls in flight (--max-inflight); retry with backoff",
-                 r->max_inflight);
-        send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-        call_done_one(c); /* the REQUESTED reference: no READ batch follows */
-        return;
-    }
+    /* A call over the bound still has its message read (so the client sees a clean status, not a reset stream while
+     * it is sending) but is answered RESOURCE_EXHAUSTED at once instead of being queued for a worker. */
+    c->over_limit = over;
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
