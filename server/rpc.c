@@ -317,7 +317,7 @@ static void on_requested(call_t *c, bool ok)
     }
     post_request(r); /* keep PREPOSTED waiting */
     /* Backpressure: every accepted call holds memory (its request message) until it is answered, so their number
-     * is bounded; a call beyond the bound is refused at once without reading its message. */
+     * is bounded; a call beyond the bound is refused without waiting for a handler. */
     c->counted = true;
     bool over = atomic_fetch_add(&r->inflight, 1) >= r->max_inflight;
     grpc_op close_op;
