@@ -14,6 +14,7 @@
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/coord/coord.h"
+#include "server/gpu.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/service.h"
@@ -50,6 +51,10 @@ static void usage(FILE *out)
             "                         are present, else cpu; this build has no GPU plugin)\n"
             "  --embed-batch N        texts per forward pass in the dynamic batcher (default 64)\n"
             "  --embed-wait-us N      longest a text waits for its batch to fill (default 2000)\n"
+            "  --gpu auto|off|require  the CUDA plugin libquiver_gpu.so (default auto: load it from quiverd's directory\n"
+            "                         or the library path and use device 0 when the plugin, the NVIDIA driver and a\n"
+            "                         device are present, else run on the CPU and say which was missing; require: fail\n"
+            "                         start-up instead; off: do not load it). No effect with --role coordinator\n"
             "  --api-keys FILE        require API keys: lines `KEY read|write|admin` (clients send\n"
             "                         `authorization: Bearer KEY`); without it every call is allowed\n"
             "  --tls-cert FILE --tls-key FILE  serve gRPC (and metrics) over TLS with this PEM certificate chain and key\n"
@@ -99,6 +104,7 @@ int main(int argc, char **argv)
     long max_inflight = 64;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     const char *model_dir = NULL, *embed_device = "auto";
+    qv_gpu_mode_t gpu_mode = QV_GPU_MODE_AUTO;
     long embed_batch = 64, embed_wait = 2000;
     long cmp_small = 8;
     const char *shards_list = NULL, *etcd = NULL, *etcd_prefix = "/quiver", *shard_name = NULL, *advertise = NULL;
@@ -107,7 +113,7 @@ int main(int argc, char **argv)
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
-           O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT };
+           O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -146,6 +152,7 @@ int main(int argc, char **argv)
         {"shard-tls-key", required_argument, NULL, O_SHARD_KEY},
         {"shard-api-key", required_argument, NULL, O_SHARD_KEYS},
         {"shard-timeout-ms", required_argument, NULL, O_SHARD_TIMEOUT},
+        {"gpu", required_argument, NULL, O_GPU},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -223,6 +230,12 @@ int main(int argc, char **argv)
         case O_SHARD_KEY: shard_key = optarg; break;
         case O_SHARD_KEYS: shard_api_key = optarg; break;
         case O_SHARD_TIMEOUT: shard_timeout_ms = parse_num("--shard-timeout-ms", optarg, 1, 86400000); break;
+        case O_GPU:
+            if (qv_gpu_parse_mode(optarg, &gpu_mode) != 0) {
+                fprintf(stderr, "quiverd: --gpu expects auto|off|require\n");
+                return 2;
+            }
+            break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -332,6 +345,23 @@ int main(int argc, char **argv)
     qv_dist_init(simd);
     qv_err_t err;
     qv_err_clear(&err);
+    /* the GPU plugin: one log line either way (server/gpu.h). Nothing uses it yet beyond this check. */
+    qv_gpu_plugin_t *gpu = NULL;
+    qv_gpu_status_t gst;
+    if (qv_gpu_load(gpu_mode, 0, &gpu, &gst, &err) != QV_OK) {
+        qv_log(QV_LOG_ERROR, "gpu.required", "msg=\"%s\"", err.msg);
+        return 1;
+    }
+    if (gpu)
+        qv_log(QV_LOG_INFO, "gpu.ready", "mode=%s device=%d name=\"%s\" cc=%d.%d mem_free_mb=%zu mem_total_mb=%zu "
+               "plugin=%s build=\"%s\"", qv_gpu_mode_name(gpu_mode), gpu->info.device, gpu->info.name,
+               gpu->info.cc_major, gpu->info.cc_minor, gpu->info.mem_free >> 20, gpu->info.mem_total >> 20, gpu->path,
+               gpu->api->build);
+    else if (gpu_mode == QV_GPU_MODE_OFF)
+        qv_log(QV_LOG_INFO, "gpu.off", "mode=off (the plugin is not loaded; everything runs on the CPU)");
+    else
+        qv_log(QV_LOG_INFO, "gpu.unavailable", "mode=auto missing=%s detail=\"%s\" (running on the CPU)",
+               gst.missing, gst.detail);
     qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
                           .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
@@ -429,6 +459,7 @@ int main(int argc, char **argv)
     free(cert_pem);
     free(key_pem);
     free(ca_pem);
+    qv_gpu_unload(gpu);
     qv_log(QV_LOG_INFO, "server.stopped", "signal=%d", sig);
     return 0;
 }

@@ -1,8 +1,14 @@
 /* quiver-ann: benchmarks Quiver's HNSW index library directly (no server), the contract other checks use.
  *
  *   quiver-ann --base B --query Q [--gt G] --metric l2|ip|cosine --k 10 --M 16 --efc 200
- *              --ef 10,20,40,80,160,320 [--quant none|sq8|pq:M] [--threads N]
+ *              --ef 10,20,40,80,160,320 [--quant none|sq8|pq:M] [--rerank R] [--threads N]
  *              [--filter-selectivity 0.001,0.01,0.1,0.5,1] [--seed S] --json OUT
+ *
+ * --quant sq8 / pq:M builds the index with 8-bit scalar or product quantisation (M sub-quantisers, M dividing the
+ * dimension): the walk reads codes, and max(ef, R * k) candidates are re-ranked with the float vectors (--rerank R,
+ * default 0 = the library's default, 4). The build time includes training the quantiser and encoding every row.
+ * index_bytes_per_vector counts the graph and the codes (and codebooks), not the float vectors, which the index
+ * still reads for re-ranking; code_bytes_per_vector is what the walk reads per visited row.
  *
  * Inputs: .fvecs / .bvecs / .ivecs (TEXMEX) and .npy (float32; ground truth int32/int64). Without --gt the exact
  * ground truth is computed (multi-threaded exact scans). cosine normalises base and queries and uses IP.
@@ -40,13 +46,14 @@ typedef struct {
     double sel;
     size_t allowed;
     uint32_t ef;
-    double recall, qps, qps_cpu, mean_dist;
+    double recall, qps, qps_cpu, mean_dist, mean_rerank;
     size_t paths[4];
     size_t budget_hits;
     double gt_seconds;
 } result_t;
 
 static qv_hnsw_plan_t g_plan = QV_HNSW_PLAN_AUTO;
+static uint32_t g_rerank = 0;  /* 0 = the library's default */
 
 static double now(void)
 {
@@ -66,7 +73,7 @@ static double cpu_now(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: quiver-ann --base B --query Q [--gt G] --metric l2|ip|cosine --k 10 --M 16 --efc 200\n"
-               "                  --ef 10,20,40,80,160,320 [--quant none|sq8|pq:M] [--threads N]\n"
+               "                  --ef 10,20,40,80,160,320 [--quant none|sq8|pq:M] [--rerank R] [--threads N]\n"
                "                  [--filter-selectivity 0.001,0.01,0.1,0.5,1] [--seed S] --json OUT\n"
                "                  [--index-file F (load the graph from F if it exists, else build and save it)]\n"
                "                  [--no-hugepages (base vectors in ordinary 4 KiB pages)]\n"
@@ -161,13 +168,15 @@ static void run_ef(const qv_hnsw_t *h, const float *queries, uint32_t dim, size_
     qv_cand_t *all = malloc(nq * k * sizeof(*all));
     if (!out || !found || !all)
         die("out of memory");
-    qv_hnsw_search_params_t sp = {.ef = ef, .allowed = allowed, .allowed_count = allowed_count, .plan = g_plan};
-    uint64_t ndist = 0;
+    qv_hnsw_search_params_t sp = {.ef = ef, .allowed = allowed, .allowed_count = allowed_count, .plan = g_plan,
+                                  .rerank = g_rerank};
+    uint64_t ndist = 0, nrerank = 0;
     memset(r->paths, 0, sizeof r->paths);
     r->budget_hits = 0;
     double t = INFINITY, tc = INFINITY;
     for (int rep = 0; rep < REPEATS; rep++) {
         ndist = 0;
+        nrerank = 0;
         memset(r->paths, 0, sizeof r->paths);
         r->budget_hits = 0;
         double t0 = now(), c0 = cpu_now();
@@ -177,6 +186,7 @@ static void run_ef(const qv_hnsw_t *h, const float *queries, uint32_t dim, size_
             if (rc)
                 die("search failed: %s", qv_strerror(rc));
             ndist += st.ndist;
+            nrerank += st.nrerank;
             r->paths[st.path]++;
             r->budget_hits += st.budget_hit;
         }
@@ -207,6 +217,7 @@ static void run_ef(const qv_hnsw_t *h, const float *queries, uint32_t dim, size_
     r->qps = t > 0 ? (double)nq / t : 0;
     r->qps_cpu = tc > 0 ? (double)nq / tc : 0;
     r->mean_dist = (double)ndist / (double)nq;
+    r->mean_rerank = (double)nrerank / (double)nq;
     free(out);
     free(found);
     free(all);
@@ -238,6 +249,7 @@ static void json_num(FILE *f, double v)
 
 typedef struct {
     const char *base, *query, *gt, *metric, *quant, *simd;
+    uint32_t rerank;
     size_t n, nq;
     uint32_t dim, k, M, efc;
     int threads;
@@ -262,8 +274,11 @@ static void write_json(const char *path, const run_info_t *ri, const result_t *r
     json_str(f, ri->metric);
     fputs(",\n  \"quant\": ", f);
     json_str(f, ri->quant);
+    fprintf(f, ",\n  \"rerank\": %u", ri->rerank);
     fputs(",\n  \"simd\": ", f);
     json_str(f, ri->simd);
+    fputs(",\n  \"quant_tier\": ", f);
+    json_str(f, ri->info.quant_tier ? ri->info.quant_tier : "none");
     fprintf(f, ",\n  \"n\": %zu,\n  \"dim\": %u,\n  \"nq\": %zu,\n  \"k\": %u,\n  \"M\": %u,\n  \"efc\": %u,\n", ri->n,
             ri->dim, ri->nq, ri->k, ri->M, ri->efc);
     fprintf(f, "  \"build_threads\": %d,\n  \"build_seconds\": ", ri->threads);
@@ -275,10 +290,11 @@ static void write_json(const char *path, const run_info_t *ri, const result_t *r
     json_num(f, ri->gt_seconds);
     fputs(",\n  \"index_bytes_per_vector\": ", f);
     json_num(f, ri->info.bytes_per_vector);
-    fprintf(f, ",\n  \"graph_bytes\": %zu,\n  \"vector_bytes_per_vector\": %zu,\n  \"max_level\": %u,\n"
+    fprintf(f, ",\n  \"graph_bytes\": %zu,\n  \"quant_bytes\": %zu,\n  \"code_bytes_per_vector\": %zu,\n"
+               "  \"vector_bytes_per_vector\": %zu,\n  \"max_level\": %u,\n"
                "  \"links\": %llu,\n  \"search_threads\": 1,\n  \"loadavg_1min_at_start\": ",
-            ri->info.graph_bytes, (size_t)ri->dim * sizeof(float), ri->info.max_level,
-            (unsigned long long)ri->info.links);
+            ri->info.graph_bytes, ri->info.quant_bytes, ri->info.code_bytes, (size_t)ri->dim * sizeof(float),
+            ri->info.max_level, (unsigned long long)ri->info.links);
     json_num(f, ri->load1);
     fputs(",\n  \"results\": [\n", f);
     static const char *path_names[4] = {"none", "graph", "twohop", "exact"};
@@ -294,6 +310,8 @@ static void write_json(const char *path, const run_info_t *ri, const result_t *r
         json_num(f, r->qps_cpu);
         fputs(", \"mean_dist_computations\": ", f);
         json_num(f, r->mean_dist);
+        fputs(", \"mean_rerank_computations\": ", f);
+        json_num(f, r->mean_rerank);
         fputs(", \"paths\": {", f);
         for (int p = 1; p < 4; p++)
             fprintf(f, "%s\"%s\": %zu", p > 1 ? ", " : "", path_names[p], r->paths[p]);
@@ -346,7 +364,7 @@ int main(int argc, char **argv)
         {"filter-selectivity", required_argument, 0, 'f'},
         {"seed", required_argument, 0, 's'},    {"json", required_argument, 0, 'j'},
         {"index-file", required_argument, 0, 'I'}, {"no-hugepages", no_argument, 0, 'H'},
-        {"plan", required_argument, 0, 'P'},
+        {"plan", required_argument, 0, 'P'},    {"rerank", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     int c;
@@ -377,6 +395,7 @@ int main(int argc, char **argv)
             else
                 die("--plan: '%s' is not auto, graph or exact", optarg);
             break;
+        case 'R': g_rerank = (uint32_t)parse_long(optarg, "rerank", 0, 1 << 20); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -387,11 +406,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(quant, "none") != 0) {
-        if (strcmp(quant, "sq8") == 0 || strncmp(quant, "pq:", 3) == 0)
-            die("--quant %s: not implemented yet (only 'none': the SQ8/PQ quantizers are not built)", quant);
+    qv_hnsw_quant_t hq = QV_HNSW_QUANT_NONE;
+    uint32_t pq_m = 0;
+    if (strcmp(quant, "sq8") == 0)
+        hq = QV_HNSW_QUANT_SQ8;
+    else if (strncmp(quant, "pq:", 3) == 0) {
+        hq = QV_HNSW_QUANT_PQ;
+        pq_m = (uint32_t)parse_long(quant + 3, "quant pq:M", 1, QV_HNSW_MAX_DIM);
+    } else if (strcmp(quant, "none") != 0)
         die("--quant: '%s' is not none, sq8 or pq:M", quant);
-    }
     bool cosine = strcmp(metric, "cosine") == 0;
     qv_hnsw_metric_t hm;
     if (strcmp(metric, "l2") == 0)
@@ -444,7 +467,8 @@ int main(int argc, char **argv)
     qv_pool_t *pool = threads > 1 ? qv_pool_create((int)threads - 1) : NULL;
     if (threads > 1 && !pool)
         die("cannot start %ld threads", threads);
-    qv_hnsw_params_t hp = {.metric = hm, .M = (uint32_t)M, .ef_construction = (uint32_t)efc, .seed = seed};
+    qv_hnsw_params_t hp = {.metric = hm, .M = (uint32_t)M, .ef_construction = (uint32_t)efc, .seed = seed,
+                           .quant = hq, .pq_m = pq_m};
     qv_hnsw_t *h;
     qv_err_t qerr;
     if (qv_hnsw_create(&hp, base.data, base.n, base.dim, 0, &qerr, &h))
@@ -465,6 +489,10 @@ int main(int argc, char **argv)
         free(blob);
         if (rc)
             die("%s: %s", index_file, qerr.msg);
+        qv_hnsw_info_t li;
+        qv_hnsw_info(h, &li);
+        if (li.quant != hq || (hq == QV_HNSW_QUANT_PQ && li.pq_m != pq_m))
+            die("%s: holds an index with another quantisation than --quant %s", index_file, quant);
         load_s = now() - t0;
         fprintf(stderr, "quiver-ann: loaded %s in %.3f s (no build)\n", index_file, load_s);
     } else {
@@ -482,14 +510,17 @@ int main(int argc, char **argv)
         }
     }
     run_info_t ri = {.base = base_path, .query = query_path, .gt = gt_path, .metric = metric, .quant = quant,
-                     .simd = qv_dist()->name, .n = base.n, .nq = query.n, .dim = base.dim, .k = (uint32_t)k,
+                     .simd = qv_dist()->name, .rerank = g_rerank, .n = base.n, .nq = query.n, .dim = base.dim,
+                     .k = (uint32_t)k,
                      .M = (uint32_t)M, .efc = (uint32_t)efc, .threads = (int)threads, .build_seconds = build_s,
                      .load_seconds = load_s, .hugepages = hugepages,
                      .load1 = loadavg[0]};
     qv_hnsw_info(h, &ri.info);
     if (build_s >= 0)
-        fprintf(stderr, "quiver-ann: built in %.2f s on %ld threads, %.1f graph bytes/vector, max level %u\n",
-                build_s, threads, ri.info.bytes_per_vector, ri.info.max_level);
+        fprintf(stderr, "quiver-ann: built in %.2f s on %ld threads, %.1f index bytes/vector (%zu code bytes, quant "
+                        "%s, tier %s), max level %u\n",
+                build_s, threads, ri.info.bytes_per_vector, ri.info.code_bytes, quant,
+                ri.info.quant_tier ? ri.info.quant_tier : "-", ri.info.max_level);
 
     result_t *res = calloc(nsel * nef, sizeof(*res));
     int32_t *gt = malloc(query.n * (size_t)k * sizeof(int32_t));
@@ -542,9 +573,9 @@ int main(int argc, char **argv)
             r->gt_seconds = tg;
             run_ef(h, query.data, query.dim, query.n, (size_t)k, (uint32_t)efs[ei], al, count, g, gstride, r);
             fprintf(stderr, "  sel %-6g allowed %-8zu ef %-4u recall@%ld %.4f  %9.0f q/s (cpu %.0f)  %7.0f dists/q  "
-                            "paths g/2h/x %zu/%zu/%zu%s\n",
-                    sel, count, r->ef, k, r->recall, r->qps, r->qps_cpu, r->mean_dist, r->paths[1], r->paths[2],
-                    r->paths[3],
+                            "%4.0f reranked/q  paths g/2h/x %zu/%zu/%zu%s\n",
+                    sel, count, r->ef, k, r->recall, r->qps, r->qps_cpu, r->mean_dist, r->mean_rerank, r->paths[1],
+                    r->paths[2], r->paths[3],
                     r->budget_hits ? "  (budget hit)" : "");
         }
     }

@@ -1,9 +1,13 @@
 #!/bin/bash
-# ANN benchmark: quiver-ann vs hnswlib (and faiss HNSW when pip can install it) on the same files, in one run.
+# ANN benchmark: quiver-ann vs hnswlib (and faiss HNSW, HNSW-SQ8 and IVF-PQ when pip can install faiss) on the same
+# files, in one run.
 #   bench/ann/run.sh                      synthetic 100k x 128 (L2) + the SIFT-5k sample
 #   bench/ann/run.sh --n 1000000          more rows (the 1M x 128; slow on a 2-core machine)
 #   bench/ann/run.sh --dim 384 --n 200000 the 200k x 384
 #   bench/ann/run.sh --filter-selectivity 0.001,0.01,0.1,0.5 ...
+#   bench/ann/run.sh --dataset synth --quant none,sq8,pq:32@50 --no-4k
+#                                         quiver without quantisation, with SQ8 and with PQ m=32 (re-rank factor 50)
+#                                         against hnswlib, faiss HNSW, faiss HNSW-SQ8 and faiss IVF-PQ (bench/README.md)
 # Any arguments go to compare.py (see compare.py --help); without --dataset it runs synth and sift5k.
 # Output: a table on stdout; build-bench/results/{NAME.txt,NAME.png,NAME-quiver.json,summary.json}.
 # Needs: cmake + the project's build deps (tools/deps.sh), python3-venv; installs hnswlib, faiss-cpu and matplotlib

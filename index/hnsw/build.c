@@ -107,6 +107,19 @@ int qv__new(const qv_hnsw_params_t *params, const float *vectors, size_t n, uint
         return qv_err_set(err, QV_EINVAL, "hnsw: %zu rows exceed the 32-bit node ids", n);
     if (n > 0 && !vectors)
         return qv_err_set(err, QV_EINVAL, "hnsw: NULL vectors");
+    if (p.quant != QV_HNSW_QUANT_NONE && p.quant != QV_HNSW_QUANT_SQ8 && p.quant != QV_HNSW_QUANT_PQ)
+        return qv_err_set(err, QV_EINVAL, "hnsw: unknown quantisation %d", (int)p.quant);
+    if (p.quant == QV_HNSW_QUANT_PQ) {
+        if (p.pq_m == 0)
+            p.pq_m = qv_pq_default_m(dim);
+        if (p.pq_m > dim || dim % p.pq_m != 0)
+            return qv_err_set(err, QV_EINVAL,
+                              "hnsw: PQ needs m dividing dim, got dim %u and m=%u (each sub-quantiser takes dim/m "
+                              "dimensions)",
+                              dim, p.pq_m);
+    } else {
+        p.pq_m = 0;
+    }
 
     qv_hnsw_t *h = calloc(1, sizeof(*h));
     if (!h)
@@ -120,6 +133,8 @@ int qv__new(const qv_hnsw_params_t *params, const float *vectors, size_t n, uint
     h->M0 = 2 * p.M;
     h->efc = p.ef_construction;
     h->seed = p.seed;
+    h->quant = p.quant;
+    h->pq_m = p.pq_m;
     h->dist = p.metric == QV_HNSW_IP ? qv_dist()->dot : qv_dist()->l2sq;
     h->dist4 = qv__dist4_select(p.metric);
     h->entry = QV_HNSW_ENTRY_EMPTY;
@@ -187,6 +202,7 @@ void qv_hnsw_free(qv_hnsw_t *h)
     if (!h)
         return;
     qv__scratch_pool_free(h);
+    qv_quant_free(h->qz);
     pthread_mutex_destroy(&h->ep_mu);
     pthread_mutex_destroy(&h->pool_mu);
     free(h->levels);
@@ -476,12 +492,46 @@ static void build_task(void *arg, int task)
     qv__scratch_put(h, s);
 }
 
+int qv__quant_attach(qv_hnsw_t *h, qv_quant_t *qz)
+{
+    h->qz = qz;
+    h->quant = (qv_hnsw_quant_t)qv_quant_kind(qz);
+    h->pq_m = h->quant == QV_HNSW_QUANT_PQ ? qv_quant_m(qz) : 0;
+    h->codes = qv_quant_code(qz, 0);
+    h->code_size = qv_quant_code_size(qz);
+    h->qdist4 = qv_quant_dist4_kernel(qz);
+    return QV_OK;
+}
+
+/* The quantiser, trained before the graph so that a cancelled or failed training costs no graph work; the graph
+ * is then built with full-precision distances (quantised distances would only make the graph worse: the build
+ * reads every vector anyway, and the codes pay off in the many searches after). */
+static int train_quantiser(qv_hnsw_t *h, qv_pool_t *pool)
+{
+    if (h->quant == QV_HNSW_QUANT_NONE || h->qz)
+        return QV_OK;
+    qv_quant_params_t qp = {
+        .kind = h->quant == QV_HNSW_QUANT_SQ8 ? QV_QUANT_SQ8 : QV_QUANT_PQ,
+        .metric = h->metric == QV_HNSW_IP ? QV_QUANT_IP : QV_QUANT_L2,
+        .pq_m = h->pq_m,
+        .seed = h->seed,
+    };
+    qv_quant_t *qz;
+    int rc = qv_quant_train(&qp, h->vectors, h->n, h->dim, h->stride, pool, &h->cancel, NULL, &qz);
+    if (rc)
+        return rc;
+    return qv__quant_attach(h, qz);
+}
+
 int qv_hnsw_build(qv_hnsw_t *h, qv_pool_t *pool)
 {
     if (!h)
         return QV_EINVAL;
     if (__atomic_load_n(&h->built, __ATOMIC_ACQUIRE) || !h->locks)
         return QV_EPRECOND;
+    int qrc = train_quantiser(h, pool);  /* QV_ENOMEM or QV_ECANCELLED (parameters were checked at create) */
+    if (qrc)
+        return qrc;
     if (h->n > 0) {
         __atomic_store_n(&h->entry, ((uint64_t)h->levels[0] << 32) | 0u, __ATOMIC_RELEASE);
         __atomic_store_n(&h->progress, 1, __ATOMIC_RELAXED);
@@ -533,6 +583,13 @@ void qv_hnsw_info(const qv_hnsw_t *h, qv_hnsw_info_t *info)
     info->links = links;
     info->graph_bytes = sizeof(*h) + h->n * (1 + sizeof(uint32_t)) + h->n * qv__l0_stride(h) * sizeof(uint32_t) +
                         h->upper_slots * ((size_t)h->M + 1) * sizeof(uint32_t);
-    info->bytes_per_vector = h->n ? (double)info->graph_bytes / (double)h->n : 0.0;
+    info->quant = h->quant;
+    info->pq_m = h->quant == QV_HNSW_QUANT_PQ ? h->pq_m : 0;
+    if (h->qz) {
+        info->code_bytes = h->code_size;
+        info->quant_bytes = qv_quant_bytes(h->qz);
+        info->quant_tier = qv_quant_tier(h->qz);
+    }
+    info->bytes_per_vector = h->n ? (double)(info->graph_bytes + info->quant_bytes) / (double)h->n : 0.0;
     info->scratch_bytes = qv__scratch_bytes(h, QV_HNSW_DEFAULT_EF);
 }

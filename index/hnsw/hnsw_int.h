@@ -6,6 +6,7 @@
  *                        One contiguous array so a node's links are found by multiplication, no pointer chase.
  *   upper_off[n]         for a node with level >= 1: index of its first slot in `upper`
  *   upper[slots*(M+1)]   layer l >= 1 of node i lives at slot upper_off[i] + l - 1 (count word + M ids).
+ *   codes[n * code_size] quantised index only: the quantiser's codes (owned by qz), read by the search walk.
  * Levels are drawn for every row at create time (a hash of seed and row), so the upper-layer slots are laid out
  * once, before the parallel build, and never reallocated.
  *
@@ -22,6 +23,7 @@
 #include "index/hnsw.h"
 
 #include "index/distance.h"
+#include "index/quant/quant.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -52,6 +54,9 @@ typedef struct qv__hnsw_scratch {
     size_t nres, res_cap;
     qv__pair_t *work;               /* sorted W between layers / heuristic input, capacity res_cap + 1 */
     uint32_t *batch;                /* neighbour ids gathered before computing their distances */
+    float *qtable;                  /* quantised index: the query's code-distance table (64-byte aligned) */
+    qv__pair_t *ext;                /* quantised index: the re-rank candidates (max-heap), capacity ext_cap */
+    size_t next_r, ext_cap;         /* pairs held in ext, its capacity */
     uint32_t *hop2;                 /* non-allowed neighbours to expand (two-hop) */
     qv__pair_t *sel;                /* heuristic output / shrink buffer, capacity M0 + 1 */
     bool oom;                       /* a heap could not grow: the search stopped early */
@@ -73,6 +78,15 @@ struct qv_hnsw {
     uint32_t *upper;
     uint32_t *upper_off;
     size_t upper_slots;
+
+    /* Quantisation: requested at create; qz and what is cached from it are set once by build (before any search)
+     * or decode, then immutable. */
+    qv_hnsw_quant_t quant;
+    uint32_t pq_m;             /* resolved at create (PQ) */
+    qv_quant_t *qz;            /* owned; NULL without quantisation */
+    const uint8_t *codes;      /* qz's codes, row r at codes + r * code_size */
+    size_t code_size;
+    qv_quant_dist4_fn qdist4;  /* qz's kernel for the active SIMD tier */
 
     /* Build state. */
     uint64_t entry;       /* (max_level << 32) | node, or QV_HNSW_ENTRY_EMPTY; written under ep_mu, read atomically */
@@ -188,11 +202,49 @@ static inline void qv__maxheap_pop(qv__pair_t *hp, size_t *n)
         qv__maxheap_replace_top(hp, m, hp[m].d, hp[m].id);
 }
 
-/* ---- scratch pool (search.c) ---- */
+/* ---- quantised index: codes (search.c, rerank.c) ---- */
+
+static inline const uint8_t *qv__code_of(const qv_hnsw_t *h, uint32_t id)
+{
+    return h->codes + (size_t)id * h->code_size;
+}
+
+/* One query-to-code distance (the four-code kernel with the code repeated: the same value dist4 gives). */
+static inline float qv__code_dist(const qv_hnsw_t *h, const float *table, uint32_t id)
+{
+    const uint8_t *c = qv__code_of(h, id), *c4[4] = {c, c, c, c};
+    float d4[4];
+    h->qdist4(h->qz, table, c4, d4);
+    return d4[0];
+}
+
+static inline void qv__prefetch_code(const qv_hnsw_t *h, uint32_t id)
+{
+    const char *p = (const char *)qv__code_of(h, id);
+    size_t cs = h->code_size, lim = cs < 512 ? cs : 512;
+    for (size_t off = 0; off < lim; off += 64)
+        __builtin_prefetch(p + off, 0, 3);
+    __builtin_prefetch(p + lim - 1, 0, 3);  /* a code that straddles a line boundary */
+}
+
+/* Greedy descent on layers top..1 with query-to-code distances (rerank.c). */
+uint32_t qv__greedy_codes(const qv_hnsw_t *h, const float *table, uint32_t ep, float *d, unsigned top,
+                          uint64_t *ndist);
+/* Quickselect by (d, id): a[kth] gets the pair of rank kth, smaller pairs before it (rerank.c). */
+void qv__select_nth(qv__pair_t *a, size_t n, size_t kth);
+/* Re-ranks the candidates (s->ext[0..next_r) if from_ext, else W) with full-precision distances and leaves the k
+ * best in W (rerank.c). */
+void qv__rerank(const qv_hnsw_t *h, qv__scratch_t *s, const float *q, size_t k, bool from_ext, uint64_t *nrerank);
+
+/* ---- scratch pool (scratch.c) ---- */
 
 /* Borrows a scratch sized for this index and a result heap of at least `ef` entries. NULL on allocation failure. */
 qv__scratch_t *qv__scratch_get(const qv_hnsw_t *h, size_t ef);
 void qv__scratch_put(const qv_hnsw_t *h, qv__scratch_t *s);
+/* Quantised index: makes room in s for the query table and a re-rank buffer of cap pairs. false on OOM. */
+bool qv__scratch_fit_quant(const qv_hnsw_t *h, qv__scratch_t *s, size_t cap);
+/* Neighbour batch capacity of a scratch (two-hop expansion collects up to 2 Mmax0 + 2 ids). */
+static inline size_t qv__batch_cap(const qv_hnsw_t *h) { return 2 * (size_t)h->M0 + 2; }
 void qv__scratch_pool_free(qv_hnsw_t *h);
 size_t qv__scratch_bytes(const qv_hnsw_t *h, size_t ef);
 
@@ -219,6 +271,9 @@ uint32_t qv__greedy(const qv_hnsw_t *h, const float *q, uint32_t ep, float *d, u
 
 /* calloc for large randomly-read arrays: >= 4 MiB ones are 2 MiB-aligned with MADV_HUGEPAGE. Release with free(). */
 void *qv__big_calloc(size_t count, size_t size);
+
+/* Trains the quantiser requested at create on the pool and attaches it (build.c). QV_OK when none is requested. */
+int qv__quant_attach(qv_hnsw_t *h, qv_quant_t *qz);
 
 /* Common allocation of the graph arrays for n rows with the given levels already in h->levels (build.c). */
 int qv__alloc_graph(qv_hnsw_t *h, qv_err_t *err);

@@ -1,13 +1,15 @@
 /* HNSW graph blob: serialise (qv_hnsw_encode) and load as untrusted data (qv_hnsw_decode).
  *
- * The blob holds the graph only; the vectors stay in the segment, and decode is given them again (n and dim must
- * match). Format version 1, every integer little-endian:
+ * The blob holds the graph and, for a quantised index, the quantiser (codebooks and every row's code); the vectors
+ * stay in the segment, and decode is given them again (n and dim must match). Format version 2, every integer
+ * little-endian:
  *
  *   offset  size  field
  *   0       8     magic: 'Q' 'V' 'H' 'N' 'S' 'W' 0x1A 0x0A (the last two catch text-mode and truncating transfers)
- *   8       1     version = 1
+ *   8       1     version = 2 (version 1 blobs, written before quantisation existed, still load: see below)
  *   9       1     metric: 0 = squared L2, 1 = inner product
- *   10      2     reserved, must be 0
+ *   10      1     quantisation: 0 = none, 1 = SQ8, 2 = PQ
+ *   11      1     reserved, must be 0
  *   12      4     M: 2..128 (layer 0 holds up to 2M links, layers >= 1 up to M)
  *   16      4     ef_construction: >= 1 (informational: how the graph was built)
  *   20      4     dim: 1..65536, must equal the caller's
@@ -19,7 +21,17 @@
  *   ...           layer 0, for each node 0..n-1 in order: u16 count (<= 2M), then count x u32 neighbour ids
  *   ...           layers >= 1, for each node i in order with levels[i] >= 1, for l = 1..levels[i]:
  *                 u16 count (<= M), then count x u32 neighbour ids, each with levels[id] >= l
+ *   ...     8     only if quantisation != 0: qlen, the length of the quantiser blob that follows
+ *   ...     qlen  only if quantisation != 0: the quantiser blob (qv_quant_encode_blob: its own magic, version,
+ *                 n, dim, codebooks, n codes and checksum; format at the top of index/quant/sq8.c or pq.c). Its kind
+ *                 and metric must equal the header's, its n and dim the caller's
  *   len-8   8     XXH3-64 (qv_checksum) of bytes [0, len-8)
+ *
+ * Version 1 is the same layout with bytes 10-11 a reserved u16 that must be 0 (so: no quantiser section). A version
+ * 1 blob loads as an index without quantisation; version 2 with quantisation 0 is byte for byte a version 1 blob
+ * but for the version byte. The quantiser blob is nested whole, with its own checksum, rather than flattened into
+ * this format: the quantiser's loader (the one that checks its codebooks) is then the only code that parses it,
+ * and the outer checksum still covers every byte. Loading it is a bounds-checked copy: no retraining.
  *
  * Every neighbour id must be < n, differ from its own node, and appear once per list. Nothing may follow the last
  * list but the checksum. A blob breaking any rule is QV_ECORRUPT with a message naming the first offence.
@@ -36,7 +48,7 @@
 #include <string.h>
 
 #define HNSW_MAGIC "QVHNSW\x1a\n"
-#define HNSW_VERSION 1
+#define HNSW_VERSION 2
 #define HNSW_HEADER 48
 
 int qv_hnsw_encode(const qv_hnsw_t *h, qv_wbuf_t *out)
@@ -48,7 +60,8 @@ int qv_hnsw_encode(const qv_hnsw_t *h, qv_wbuf_t *out)
     qv_wbuf_put(out, HNSW_MAGIC, 8);
     qv_wbuf_u8(out, HNSW_VERSION);
     qv_wbuf_u8(out, (uint8_t)h->metric);
-    qv_wbuf_u16(out, 0);
+    qv_wbuf_u8(out, h->qz ? (uint8_t)qv_quant_kind(h->qz) : 0);
+    qv_wbuf_u8(out, 0);
     qv_wbuf_u32(out, h->M);
     qv_wbuf_u32(out, h->efc);
     qv_wbuf_u32(out, h->dim);
@@ -68,6 +81,13 @@ int qv_hnsw_encode(const qv_hnsw_t *h, qv_wbuf_t *out)
             qv_wbuf_u16(out, (uint16_t)ll[0]);
             qv_wbuf_put(out, ll + 1, (size_t)ll[0] * sizeof(uint32_t));
         }
+    }
+    if (h->qz) {
+        size_t at = out->len;
+        qv_wbuf_u64(out, 0);  /* qlen, patched below */
+        if (out->oom || qv_quant_encode_blob(h->qz, out) != QV_OK)
+            return QV_ENOMEM;
+        qv_wbuf_patch_u64(out, at, (uint64_t)(out->len - at - 8));
     }
     if (out->oom)
         return QV_ENOMEM;
@@ -110,6 +130,24 @@ static int read_list(qv_rbuf_t *rd, const qv_hnsw_t *h, uint32_t node, unsigned 
     return QV_OK;
 }
 
+/* The quantiser section: qlen, then the quantiser's own blob, loaded (and checked) by index/quant. */
+static int read_quantiser(qv_rbuf_t *rd, qv_hnsw_t *h, uint8_t kind, qv_err_t *err)
+{
+    uint64_t qlen = qv_rbuf_u64(rd);
+    if (rd->failed || qlen > qv_rbuf_left(rd))
+        return qv_err_set(err, QV_ECORRUPT, "hnsw blob: truncated quantiser section");
+    const uint8_t *qb = qv_rbuf_take(rd, (size_t)qlen);
+    qv_quant_t *qz = NULL;
+    int rc = qv_quant_decode_blob(qb, (size_t)qlen, h->n, h->dim, err, &qz);
+    if (rc)
+        return rc == QV_EINVAL ? qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad quantiser section") : rc;
+    if ((uint8_t)qv_quant_kind(qz) != kind || (int)qv_quant_metric(qz) != (int)h->metric) {
+        qv_quant_free(qz);
+        return qv_err_set(err, QV_ECORRUPT, "hnsw blob: the quantiser's kind or metric differs from the header's");
+    }
+    return qv__quant_attach(h, qz);
+}
+
 int qv_hnsw_decode(const void *blob, size_t len, const float *vectors, size_t n, uint32_t dim, size_t stride,
                    qv_err_t *err, qv_hnsw_t **out)
 {
@@ -130,10 +168,11 @@ int qv_hnsw_decode(const void *blob, size_t len, const float *vectors, size_t n,
     if (!magic || memcmp(magic, HNSW_MAGIC, 8) != 0)
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad magic");
     uint8_t version = qv_rbuf_u8(&rd);
-    if (version != HNSW_VERSION)
+    if (version != 1 && version != HNSW_VERSION)
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: unsupported version %u", version);
     uint8_t metric = qv_rbuf_u8(&rd);
-    uint16_t reserved = qv_rbuf_u16(&rd);
+    uint8_t quant = qv_rbuf_u8(&rd);  /* version 1: the low byte of a reserved u16 */
+    uint8_t reserved = qv_rbuf_u8(&rd);
     uint32_t M = qv_rbuf_u32(&rd);
     uint32_t efc = qv_rbuf_u32(&rd);
     uint32_t bdim = qv_rbuf_u32(&rd);
@@ -145,6 +184,8 @@ int qv_hnsw_decode(const void *blob, size_t len, const float *vectors, size_t n,
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: truncated header");
     if (metric > QV_HNSW_IP || reserved != 0)
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad metric %u or reserved field", metric);
+    if ((version == 1 && quant != 0) || quant > QV_HNSW_QUANT_PQ)
+        return qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad quantisation %u for version %u", quant, version);
     if (M < 2 || M > QV_HNSW_MAX_M || efc == 0 || efc > (1u << 20))
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad M=%u or ef_construction=%u", M, efc);
     if (bdim == 0 || bdim > QV_HNSW_MAX_DIM || bn > QV_HNSW_MAX_ROWS)
@@ -212,6 +253,8 @@ int qv_hnsw_decode(const void *blob, size_t len, const float *vectors, size_t n,
         }
     }
     free(stamps);
+    if (rc == QV_OK && quant != QV_HNSW_QUANT_NONE)
+        rc = read_quantiser(&rd, h, quant, err);
     if (rc == QV_OK && qv_rbuf_left(&rd) != 0)
         rc = qv_err_set(err, QV_ECORRUPT, "hnsw blob: %zu unexpected bytes after the last list", qv_rbuf_left(&rd));
     if (rc) {
