@@ -124,7 +124,7 @@ static bool index_item(scan_t *sc, size_t item, qv_topk_t *heap)
         qv_cand_t *cands = malloc(req->k * sizeof *cands);
         size_t n = 0;
         qv_hnsw_search_params_t sp = {.ef = req->ef, .allowed = allowed, .allowed_count = count,
-                                      .plan = QV_HNSW_PLAN_AUTO};
+                                      .plan = QV_HNSW_PLAN_AUTO, .rerank = req->rerank};
         ok = cands && qv_hnsw_search(b->index, req->query, req->k, &sp, cands, &n, NULL) == QV_OK;
         for (size_t i = 0; ok && i < n; i++)
             qv_topk_push(heap, cands[i].dist, ((uint64_t)item << 32) | cands[i].ref);

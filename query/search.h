@@ -22,6 +22,7 @@ typedef struct {
     uint32_t k;                  /* 1..QV_K_MAX */
     const qv_filter_t *filter;   /* NULL: every row */
     uint32_t ef;                 /* HNSW search breadth; 0: 64 */
+    uint32_t rerank;             /* quantised indexes: re-ranking factor; 0: default */
     bool exact;                  /* scan every segment exactly */
     int64_t deadline_ns;         /* CLOCK_MONOTONIC; 0: none */
     const atomic_bool *cancelled;/* NULL or set by the server when the client goes away */

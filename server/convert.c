@@ -209,6 +209,12 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
                                                                             : 255;
         s->hnsw_m = req->index->m;
         s->hnsw_efc = req->index->ef_construction;
+        int q = req->index->quantization;
+        s->quant = q <= QUIVER__V1__QUANTIZATION__QUANTIZATION_NONE ? QV_QUANT_NONE
+                   : q == QUIVER__V1__QUANTIZATION__QUANTIZATION_SQ8 ? QV_QUANT_SQ8
+                   : q == QUIVER__V1__QUANTIZATION__QUANTIZATION_PQ  ? QV_QUANT_PQ
+                                                                     : 255;
+        s->pq_m = req->index->pq_m;
     }
     for (size_t i = 0; i < req->n_fields; i++) {
         const char *fn = req->fields[i]->name;
@@ -338,6 +344,10 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
                                               : QUIVER__V1__INDEX_KIND__INDEX_KIND_HNSW;
     ip->m = s->hnsw_m;
     ip->ef_construction = s->hnsw_efc;
+    ip->quantization = s->quant == QV_QUANT_SQ8  ? QUIVER__V1__QUANTIZATION__QUANTIZATION_SQ8
+                       : s->quant == QV_QUANT_PQ ? QUIVER__V1__QUANTIZATION__QUANTIZATION_PQ
+                                                 : QUIVER__V1__QUANTIZATION__QUANTIZATION_NONE;
+    ip->pq_m = s->pq_m;
     ci->index = ip;
     ci->fields = qv_arena_array(a, s->nfields ? s->nfields : 1, sizeof *ci->fields);
     if (!ci->fields)

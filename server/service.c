@@ -388,6 +388,8 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
     uint32_t ef = o->params ? o->params->ef : 0;
     if (ef > QV_EF_MAX)
         return qv_err_set(err, QV_EINVAL, "ef = %u out of range: must be 0..%u", ef, QV_EF_MAX);
+    if (o->params && o->params->rerank > 1000)
+        return qv_err_set(err, QV_EINVAL, "rerank = %u out of range: must be 0..1000", o->params->rerank);
     for (size_t i = 0; i < nq; i++) {
         if ((rc = qv_query_validate(c->schema, queries[i], (uint32_t)dims[i], err)) != QV_OK) {
             if (nq > 1) {
@@ -418,6 +420,7 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
     qv_coll_rdlock(c);
     for (size_t i = 0; i < nq && rc == QV_OK; i++) {
         qv_search_req_t sr = {.query = queries[i], .k = o->k, .filter = f, .ef = ef,
+                              .rerank = o->params ? o->params->rerank : 0,
                               .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
                               .cancelled = &ctx->cancelled};
         uint32_t n = 0;

@@ -98,7 +98,9 @@ static void build_one(qv_indexer_t *ix, job_t *j)
     qv_hnsw_params_t p = {.metric = s->metric == QV_METRIC_L2 ? QV_HNSW_L2 : QV_HNSW_IP,
                           .M = s->hnsw_m,
                           .ef_construction = s->hnsw_efc,
-                          .seed = seg->id};
+                          .seed = seg->id,
+                          .quant = (qv_hnsw_quant_t)s->quant,
+                          .pq_m = s->pq_m};
     qv_err_t err;
     qv_hnsw_t *h = NULL;
     int rc = qv_hnsw_create(&p, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
@@ -221,7 +223,7 @@ void qv__indexer_seg_info(qv_indexer_t *ix, qv_segment_t *seg, int *state, doubl
         qv_hnsw_info_t info;
         qv_hnsw_info(ready, &info);
         *progress = 1;
-        *bytes = info.graph_bytes;
+        *bytes = info.graph_bytes + info.quant_bytes;
         return;
     }
     if (!ix)

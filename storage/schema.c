@@ -76,6 +76,18 @@ int qv_schema_validate(qv_schema_t *s, qv_err_t *err)
         s->hnsw_efc = 200;
     if (s->hnsw_m < 2 || s->hnsw_m > QV_HNSW_M_MAX)
         return qv_err_set(err, QV_EINVAL, "index m = %u out of range: must be 2..%u", s->hnsw_m, QV_HNSW_M_MAX);
+    if (s->quant > QV_QUANT_PQ)
+        return qv_err_set(err, QV_EINVAL, "quantization %u unknown", s->quant);
+    if (s->quant == QV_QUANT_PQ) {
+        if (s->pq_m == 0) /* the largest divisor of dim <= dim / 4: codes at most 1/16 of the float bytes */
+            for (uint32_t m = s->dim / 4; m >= 1 && !s->pq_m; m--)
+                if (s->dim % m == 0)
+                    s->pq_m = m;
+        if (s->pq_m == 0 || s->dim % s->pq_m != 0 || s->pq_m > s->dim)
+            return qv_err_set(err, QV_EINVAL, "pq_m = %u must divide dim %u", s->pq_m, s->dim);
+    } else if (s->pq_m) {
+        return qv_err_set(err, QV_EINVAL, "pq_m is only for PQ quantization");
+    }
     if (s->hnsw_efc > QV_HNSW_EFC_MAX)
         return qv_err_set(err, QV_EINVAL, "index ef_construction = %u out of range: must be 1..%u", s->hnsw_efc,
                           QV_HNSW_EFC_MAX);
@@ -113,6 +125,8 @@ int qv_schema_encode(const qv_schema_t *s, qv_wbuf_t *out)
     qv_wbuf_u32(out, s->hnsw_m);
     qv_wbuf_u32(out, s->hnsw_efc);
     qv_wbuf_u8(out, s->embed);
+    qv_wbuf_u8(out, s->quant);
+    qv_wbuf_u32(out, s->pq_m);
     if (out->oom)
         return QV_ENOMEM;
     qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
@@ -178,9 +192,12 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
     s->hnsw_m = qv_rbuf_u32(&r);
     s->hnsw_efc = qv_rbuf_u32(&r);
     s->embed = qv_rbuf_u8(&r);
+    s->quant = qv_rbuf_u8(&r);
+    s->pq_m = qv_rbuf_u32(&r);
     qv_err_t verr;
+    uint32_t stored_pq_m = s->pq_m;
     if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || s->index_kind == 0 || s->hnsw_m == 0 ||
-        s->hnsw_efc == 0 || qv_schema_validate(s, &verr) != QV_OK) {
+        s->hnsw_efc == 0 || (s->quant == QV_QUANT_PQ && stored_pq_m == 0) || qv_schema_validate(s, &verr) != QV_OK) {
         free(s);
         return qv_err_set(err, QV_ECORRUPT, "schema blob: inconsistent contents");
     }

@@ -6,7 +6,7 @@
  *   u32 magic "QVCS" | u8 version (2) | u32 collection id | u8 name_len | name | u32 dim | u8 metric |
  *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) |
  *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u8 embedding model (0 none, 1 all-MiniLM-L6-v2) |
- *   u64 xxh3 of everything before it */
+ *   u8 quantisation (0 none, 1 SQ8, 2 PQ) | u32 PQ sub-quantisers (0 unless PQ) | u64 xxh3 of everything before it */
 #ifndef QV_SCHEMA_H
 #define QV_SCHEMA_H
 
@@ -44,6 +44,7 @@ typedef struct {
 
 typedef enum { QV_INDEX_HNSW = 1, QV_INDEX_FLAT = 2 } qv_index_kind_t;
 enum { QV_EMBED_NONE = 0, QV_EMBED_MINILM = 1 };
+enum { QV_QUANT_NONE = 0, QV_QUANT_SQ8 = 1, QV_QUANT_PQ = 2 };
 #define QV_EMBED_MINILM_NAME "all-MiniLM-L6-v2"
 #define QV_EMBED_MINILM_DIM 384
 
@@ -61,6 +62,8 @@ typedef struct {
     uint32_t hnsw_m;        /* 0 in a request means 16 */
     uint32_t hnsw_efc;      /* 0 in a request means 200 */
     uint8_t embed;          /* QV_EMBED_NONE / QV_EMBED_MINILM */
+    uint8_t quant;          /* QV_QUANT_NONE / SQ8 / PQ (values of qv_hnsw_quant_t) */
+    uint32_t pq_m;          /* PQ: sub-quantisers (a divisor of dim; 0 in a request: chosen) */
     uint16_t nfields;
     qv_field_t fields[]; /* nfields */
 } qv_schema_t;

@@ -117,3 +117,52 @@ def test_flat_collection_is_exact_and_ef_is_checked(make_server):
             c.q.CreateCollection(pb.CreateCollectionRequest(name="bad", dim=4, metric=pb.METRIC_L2, index=bad))
         assert e.value.code().name == "INVALID_ARGUMENT", bad
     assert "bad" not in c.names()
+
+
+@pytest.mark.parametrize("quant,pq_m", [(pb.QUANTIZATION_SQ8, 0), (pb.QUANTIZATION_PQ, 6), (pb.QUANTIZATION_PQ, 0)])
+def test_quantized_index(make_server, quant, pq_m):
+    srv = make_server(seal_rows=3000, extra=["--index-min-rows", "500"]).start()
+    c = srv.client
+    base = clustered(7, N, DIM)
+    req = pb.CreateCollectionRequest(name="qx", dim=DIM, metric=pb.METRIC_L2,
+                                     index=pb.IndexParams(quantization=quant, pq_m=pq_m))
+    c.q.CreateCollection(req)
+    info = c.describe("qx").index
+    assert info.quantization == quant and (info.pq_m == (pq_m or 6) if quant == pb.QUANTIZATION_PQ else True)
+    c.upsert_all("qx", [point(f"p{i}", base[i]) for i in range(N)], batch=1000)
+    c.flush("qx")
+    segs = wait_ready(c, "qx")
+    qs = clustered(8, 30, DIM)
+    rr = 8 if quant == pb.QUANTIZATION_PQ else 0  # PQ codes are coarser: re-rank more candidates
+    total = hits = 0
+    for q in qs:
+        r = c.q.Search(pb.SearchRequest(collection="qx", vector=q.tolist(), k=10, params=pb.SearchParams(ef=64, rerank=rr)))
+        want = [h.id for h in c.search("qx", q, 10, exact=True).hits]
+        got = [h.id for h in r.hits]
+        total += len(want)
+        hits += len(set(got) & set(want))
+        # re-ranked: returned scores are exact squared distances
+        exact = {h.id: h.score for h in c.search("qx", q, 100, exact=True).hits}
+        for h in r.hits:
+            if h.id in exact:
+                assert abs(h.score - exact[h.id]) <= 1e-3 * max(1.0, exact[h.id])
+    assert hits / total >= 0.9, hits / total
+    assert all(s.index_bytes > 0 for s in segs if s.state == pb.SEGMENT_STATE_SEALED)
+    srv.restart()
+    c = srv.client
+    assert all(s.index_state == pb.INDEX_STATE_READY for s in c.describe("qx").segments
+               if s.state == pb.SEGMENT_STATE_SEALED)
+    assert c.describe("qx").index.quantization == quant
+
+
+def test_quantization_parameters_checked(make_server):
+    c = make_server().start().client
+    for idx in (pb.IndexParams(quantization=pb.QUANTIZATION_PQ, pq_m=7), pb.IndexParams(quantization=9),
+                pb.IndexParams(quantization=pb.QUANTIZATION_SQ8, pq_m=4)):
+        with pytest.raises(Exception) as e:
+            c.q.CreateCollection(pb.CreateCollectionRequest(name="bad", dim=24, metric=pb.METRIC_L2, index=idx))
+        assert e.value.code().name == "INVALID_ARGUMENT", idx
+    with pytest.raises(Exception) as e:
+        c.q.CreateCollection(pb.CreateCollectionRequest(name="ok", dim=24, metric=pb.METRIC_L2))
+        c.q.Search(pb.SearchRequest(collection="ok", vector=[0.0] * 24, k=1, params=pb.SearchParams(rerank=1001)))
+    assert e.value.code().name == "INVALID_ARGUMENT"

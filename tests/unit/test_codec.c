@@ -168,6 +168,7 @@ static void assert_point_eq(const qv_point_t *want, const qv_point_t *got)
  * Schema blob */
 
 #define SCHEMA_EMBED_BYTE 1 /* the embedding-model byte after the index parameters (format version 2) */
+#define SCHEMA_QUANT_BYTES 5 /* then the quantisation byte and the PQ sub-quantiser count */
 
 static qv_wbuf_t encode_schema(const qv_schema_t *s)
 {
@@ -200,12 +201,13 @@ static void test_schema_roundtrip(void **state)
         assert_memory_equal(b.data, "QVCS", 4);
         assert_int_equal(b.data[4], 2);
         assert_int_equal(b.data[9], strlen(s->name));
-        size_t want_len = 4 + 1 + 4 + 1 + strlen(s->name) + 4 + 1 + 4 + 2 + 1 + 4 + 4 + SCHEMA_EMBED_BYTE + 8;
+        size_t want_len = 4 + 1 + 4 + 1 + strlen(s->name) + 4 + 1 + 4 + 2 + 1 + 4 + 4 + SCHEMA_EMBED_BYTE +
+                          SCHEMA_QUANT_BYTES + 8;
         for (int f = 0; f < s->nfields; f++)
             want_len += 1 + strlen(s->fields[f].name) + 1;
         assert_int_equal(b.len, want_len);
         uint32_t m, efc;
-        size_t idx_at = b.len - 8 - SCHEMA_EMBED_BYTE - 9;
+        size_t idx_at = b.len - 8 - SCHEMA_QUANT_BYTES - SCHEMA_EMBED_BYTE - 9;
         memcpy(&m, b.data + idx_at + 1, 4);
         memcpy(&efc, b.data + idx_at + 5, 4);
         assert_int_equal(b.data[idx_at], QV_INDEX_HNSW);
@@ -340,6 +342,7 @@ enum {
 #if SCHEMA_EMBED_BYTE
     SD_EMBED_BAD, SD_EMBED_DIM,
 #endif
+    SD_QUANT_BAD, SD_PQ_M_BAD,
     SD_TRAILING, SD_COUNT
 };
 
@@ -377,6 +380,8 @@ static void craft_schema(qv_wbuf_t *b, int defect)
         /* no model; an unknown one; the known one with the wrong dim (96, it gives 384-d vectors) */
         qv_wbuf_u8(b, defect == SD_EMBED_BAD ? 2 : defect == SD_EMBED_DIM ? QV_EMBED_MINILM : QV_EMBED_NONE);
 #endif
+        qv_wbuf_u8(b, defect == SD_QUANT_BAD ? 3 : defect == SD_PQ_M_BAD ? QV_QUANT_PQ : QV_QUANT_NONE);
+        qv_wbuf_u32(b, defect == SD_PQ_M_BAD ? 7 : 0); /* 7 does not divide dim 96 */
     }
     if (defect == SD_TRAILING)
         qv_wbuf_u8(b, 0);
