@@ -460,7 +460,11 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     r->nworkers = opts->threads > 0 ? opts->threads : 1;
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
     for (int i = 0; i < r->nworkers; i++)
-        pthread_create(&r->workers[i], NULL, worker, r);
+        if (pthread_create(&r->workers[i], NULL, worker, r) != 0) {
+            r->nworkers = i; /* serve with the threads that did start */
+            qv_log(QV_LOG_WARN, "rpc.threads", "started=%d wanted=%d", i, opts->threads);
+            break;
+        }
     *out = r;
     return QV_OK;
 }

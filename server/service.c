@@ -417,8 +417,8 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
         qv_filter_free(f);
         return qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", o->k);
     }
-    qv_coll_rdlock(c);
     for (size_t i = 0; i < nq && rc == QV_OK; i++) {
+        qv_coll_rdlock(c); /* per query: a long batch must not hold writers back for its whole length */
         qv_search_req_t sr = {.query = queries[i], .k = o->k, .filter = f, .ef = ef,
                               .rerank = o->params ? o->params->rerank : 0,
                               .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
@@ -427,8 +427,8 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
         rc = qv_search(c, app->pool, &sr, hits, &n, err);
         if (rc == QV_OK && build_hits(ctx, c->schema, o, hits, n, out[i]) != QV_OK)
             rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        qv_coll_unlock(c);
     }
-    qv_coll_unlock(c);
     free(hits);
     qv_filter_free(f);
     return rc;

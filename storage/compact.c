@@ -29,7 +29,8 @@ typedef struct qv_cjob {
     uint32_t *map[QV_COMPACT_MAX_INPUTS];
     qv_segment_t *out;
     atomic_uint_fast64_t copied;
-    bool listed;               /* in st->jobs (which then frees it); otherwise run_job frees it */
+    bool listed;               /* in st->jobs (which then frees it); otherwise finish() frees it */
+    bool released;             /* finished and released: the history may free it (guarded by st->jobs_mu) */
 } qv_cjob_t;
 
 static int64_t unix_ms(void)
@@ -50,6 +51,28 @@ static void set_state(qv_cjob_t *j, int state, const char *error)
         j->info.progress = state == QV_CJ_DONE ? 1.0 : j->info.progress;
     }
     pthread_mutex_unlock(&j->st->jobs_mu);
+}
+
+static void job_release(qv_cjob_t *j);
+
+/* The job's last step: drop its references, then publish the final state. After this nothing touches j (the history
+ * may free it from then on; an unlisted job is freed here). */
+static void finish(qv_cjob_t *j, int state, const char *error)
+{
+    qv_store_t *st = j->st;
+    job_release(j);
+    pthread_mutex_lock(&st->jobs_mu);
+    j->info.state = state;
+    if (error)
+        snprintf(j->info.error, sizeof j->info.error, "%s", error);
+    j->info.finished_ms = unix_ms();
+    if (state == QV_CJ_DONE)
+        j->info.progress = 1.0;
+    j->released = true;
+    bool free_it = !j->listed;
+    pthread_mutex_unlock(&st->jobs_mu);
+    if (free_it)
+        free(j);
 }
 
 /* Drops what the job holds once it is finished; its info stays in the history. */
@@ -142,7 +165,7 @@ static int copy_rows(qv_cjob_t *j)
         }
         for (uint32_t r = 0; rc == QV_OK && r < in->rows; r++) {
             j->map[i][r] = UINT32_MAX;
-            if (qv_bm_get(in->deleted, r))
+            if (qv_bm_get(in->deleted, r)) /* atomic: the leader may be setting bits; the swap carries the rest */
                 continue;
             qv_point_t pt;
             rc = row_point(in, r, &pt, attrs, &items, &cap);
@@ -260,10 +283,7 @@ static void run_job(void *arg, bool run)
     qv_cjob_t *j = arg;
     qv_store_t *st = j->st;
     if (!run) {
-        set_state(j, QV_CJ_ABANDONED, "the server stopped first");
-        job_release(j);
-        if (!j->listed)
-            free(j);
+        finish(j, QV_CJ_ABANDONED, "the server stopped first");
         return;
     }
     set_state(j, QV_CJ_RUNNING, NULL);
@@ -281,21 +301,18 @@ static void run_job(void *arg, bool run)
         }
     }
     if (rc == QV_OK) {
-        set_state(j, QV_CJ_DONE, NULL);
         qv__store_log(st, "compaction.done", "collection=%s job=%llu inputs=%u rows_in=%llu rows_out=%llu",
                       j->info.collection, (unsigned long long)j->info.id, j->info.ninputs,
                       (unsigned long long)j->info.rows_in, (unsigned long long)j->info.rows_out);
         qv__store_maybe_index(st, j->coll, j->out);
+        finish(j, QV_CJ_DONE, NULL);
     } else if (rc == QV_ECANCELLED || rc == QV_ENOTFOUND) {
-        set_state(j, QV_CJ_ABANDONED, rc == QV_ENOTFOUND ? "collection dropped" : "cancelled");
+        finish(j, QV_CJ_ABANDONED, rc == QV_ENOTFOUND ? "collection dropped" : "cancelled");
     } else {
-        set_state(j, QV_CJ_FAILED, err.msg[0] ? err.msg : qv_strerror(rc));
         qv__store_log(st, "compaction.failed", "collection=%s job=%llu msg=\"%s\"", j->info.collection,
                       (unsigned long long)j->info.id, err.msg[0] ? err.msg : qv_strerror(rc));
+        finish(j, QV_CJ_FAILED, err.msg[0] ? err.msg : qv_strerror(rc));
     }
-    job_release(j);
-    if (!j->listed)
-        free(j);
 }
 
 int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool automatic, uint64_t *job_id,
@@ -320,7 +337,11 @@ int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool au
     for (size_t i = 0; i < c->nsealed && j->info.ninputs < QV_COMPACT_MAX_INPUTS; i++) {
         qv_segment_t *s = c->sealed[i];
         uint64_t seg_live = s->rows - s->ndeleted;
-        bool wanted = s->persisted && (s->ndeleted > 0 || s->rows < target_rows / 2);
+        /* a manual job takes anything worth merging or purging; an automatic one only what its trigger names */
+        bool wanted = s->persisted && (automatic ? ((st->opts.compact_deleted_ratio > 0 &&
+                                                    s->ndeleted >= st->opts.compact_deleted_ratio * s->rows) ||
+                                                   s->rows < st->opts.seal_rows / 4)
+                                                 : (s->ndeleted > 0 || s->rows < target_rows / 2));
         if (!wanted || live + seg_live > target_rows)
             continue;
         qv_seg_ref(s);
@@ -349,7 +370,7 @@ int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool au
     /* keep the newest 32; a job still holding references is never evicted (at most one runs per collection) */
     if (st->njobs == sizeof st->jobs / sizeof st->jobs[0]) {
         qv_cjob_t *old = st->jobs[st->njobs - 1];
-        if (old->info.state >= QV_CJ_DONE) {
+        if (old->released) {
             free(old);
             st->njobs--;
         }
@@ -364,10 +385,7 @@ int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool au
     *job_id = j->info.id;
     *ninputs = j->info.ninputs;
     if (qv__indexer_task(st->indexer, run_job, j) != QV_OK) {
-        set_state(j, QV_CJ_FAILED, "out of memory");
-        job_release(j);
-        if (!j->listed)
-            free(j);
+        finish(j, QV_CJ_FAILED, "out of memory");
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     }
     return QV_OK;

@@ -374,8 +374,22 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
     if (!next)
         return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
     (void)st;
+    /* The inverted lists are built here, off the lock (only the leader appends, so the rows cannot change), into a
+     * copy of the columns; the pointers are published under the write lock below. */
+    qv_postings_t **post = calloc(g->nfields ? g->nfields : 1, sizeof *post);
+    if (post) {
+        qv_column_t saved[g->nfields ? g->nfields : 1];
+        memcpy(saved, g->cols, g->nfields * sizeof *saved);
+        qv_segment_t shadow = *g;
+        shadow.cols = saved;
+        qv_seg_build_postings(&shadow);
+        for (int f = 0; f < g->nfields; f++)
+            post[f] = saved[f].post;
+    }
     pthread_rwlock_wrlock(&c->lock);
-    qv_seg_build_postings(g); /* under the lock: readers look at the columns' postings pointers */
+    for (int f = 0; post && f < g->nfields; f++)
+        g->cols[f].post = post[f];
+    free(post);
     g->sealed = true;
     g->freeze_seq = c->last_seq;
     g->wal_share = c->wal_growing;
@@ -501,7 +515,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
     if (rc)
         return rc;
 
-    qv_segment_t *done[64];
+    qv_segment_t **done = malloc((c->nsealed ? c->nsealed : 1) * sizeof *done);
     size_t ndone = 0;
     pthread_rwlock_wrlock(&c->lock);
     for (size_t i = 0; i < c->nsealed; i++) {
@@ -509,7 +523,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
         g->del_dirty = false;
         if (!g->persisted) {
             g->persisted = g->blob_written = true;
-            if (ndone < sizeof done / sizeof done[0]) {
+            if (done) { /* without the list (out of memory) the segment is indexed at the next start */
                 qv_seg_ref(g);
                 done[ndone++] = g;
             }
@@ -525,6 +539,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
         qv__store_maybe_index(st, c, done[i]);
         qv_seg_unref(done[i]);
     }
+    free(done);
     if (sealed)
         *sealed += (uint32_t)nfrozen;
     return QV_OK;
@@ -723,6 +738,9 @@ static void run_drop(qv_store_t *st, qv_writer_t *w)
     delete_prefix(st, b, CF_KEYS, id);
     delete_prefix(st, b, CF_DEL, id);
     delete_prefix(st, b, CF_IDX, id);
+    uint8_t seqv[8]; /* the dropped collection's WAL held the highest sequence numbers perhaps: keep the floor */
+    memcpy(seqv, &st->seq, 8);
+    rocksdb_writebatch_put_cf(b, st->cf[CF_META], "s", 1, (char *)seqv, 8);
     w->rc = qv__rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
     if (w->rc)
@@ -760,6 +778,13 @@ static void run_index(qv_store_t *st, qv_writer_t *w)
 {
     if (w->coll->dropped) {
         w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+        return;
+    }
+    bool present = false; /* a compaction may have replaced the segment while its graph was being built */
+    for (size_t i = 0; i < w->coll->nsealed && !present; i++)
+        present = w->coll->sealed[i] == w->seg;
+    if (!present) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "segment was compacted away");
         return;
     }
     uint32_t coll = w->coll->schema->id;
@@ -1088,8 +1113,10 @@ void qv_store_close(qv_store_t *st)
     for (size_t i = 0; st->db && !st->failed && i < st->ncolls; i++) {
         qv_coll_t *c = st->colls[i];
         bool pending = false;
+        qv_coll_rdlock(c); /* a compaction finishing on the indexer thread may swap the list */
         for (size_t k = 0; k < c->nsealed; k++)
             pending = pending || !c->sealed[k]->persisted;
+        qv_coll_unlock(c);
         if (pending) {
             qv_err_t err;
             qv_writer_t w = {.op = W_PERSIST, .coll = c, .err = &err};
