@@ -433,23 +433,38 @@ static void put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, c
  * live rows), the id-map removals and delete bitmaps changed since the last persist, and the manifest; and drops
  * the WAL records all of that covers: one atomic batch. With no frozen segment and an empty growing one (a run of
  * deletes) it still persists bitmaps and drops the WAL. Leader only; *sealed counts the segments persisted. */
-static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
+static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *sealed, qv_err_t *err)
 {
     uint32_t coll = c->schema->id;
     uint64_t covered = c->seal_seq, share = 0;
-    size_t nfrozen = 0;
-    for (size_t i = 0; i < c->nsealed; i++)
-        if (!c->sealed[i]->persisted) {
-            nfrozen++;
-            share += c->sealed[i]->wal_share;
-            if (c->sealed[i]->freeze_seq > covered)
-                covered = c->sealed[i]->freeze_seq;
+    size_t nfrozen = 0, left = 0;
+    /* The frozen segments persisted now: all of them when blobs may be written here (Flush, close); otherwise the
+     * run, in freeze order, whose blobs the sealer has written. A prefix in freeze order keeps every WAL record
+     * up to `covered` inside a persisted segment; the rest stay covered by the WAL until their own turn. */
+    bool *pick = calloc(c->nsealed ? c->nsealed : 1, sizeof *pick);
+    if (!pick)
+        return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
+    for (size_t i = 0; i < c->nsealed; i++) {
+        qv_segment_t *g = c->sealed[i];
+        if (g->persisted)
+            continue;
+        if (left || (!inline_blobs && !g->blob_written)) {
+            left++;
+            continue;
         }
-    bool growing_empty = c->growing->rows == 0;
+        pick[i] = true;
+        nfrozen++;
+        share += g->wal_share;
+        if (g->freeze_seq > covered)
+            covered = g->freeze_seq;
+    }
+    bool growing_empty = c->growing->rows == 0 && left == 0;
     if (growing_empty)
         covered = c->last_seq, share = c->wal_bytes;
-    if (covered == c->seal_seq && nfrozen == 0)
+    if (covered == c->seal_seq && nfrozen == 0) {
+        free(pick);
         return QV_OK;
+    }
 
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
@@ -458,7 +473,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
     int rc = QV_OK;
     for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
         qv_segment_t *g = c->sealed[i];
-        if (g->persisted)
+        if (!pick[i])
             continue;
         if (!g->blob_written) {
             buf.len = 0;
@@ -483,10 +498,10 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
             rocksdb_writebatch_delete_cf(b, st->cf[CF_KEYS], (char *)k, 4 + l);
         }
     }
-    /* delete bitmaps that changed, the frozen segments' included */
+    /* delete bitmaps that changed, the picked frozen segments' included */
     for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
         qv_segment_t *g = c->sealed[i];
-        if (!g->del_dirty && g->persisted)
+        if (g->persisted ? !g->del_dirty : !pick[i])
             continue;
         buf.len = 0;
         rc = qv_seg_encode_deleted(g, &buf);
@@ -495,7 +510,13 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, covered, c->next_seg_id, NULL, NULL, 0, true);
+        for (size_t i = 0; i < c->nsealed; i++) /* the manifest lists the persisted and the picked segments */
+            if (pick[i])
+                c->sealed[i]->persisted = true;
+        rc = qv__encode_manifest(&buf, c, covered, c->next_seg_id, NULL, NULL, 0, false);
+        for (size_t i = 0; i < c->nsealed; i++)
+            if (pick[i])
+                c->sealed[i]->persisted = false;
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     if (rc == QV_OK) {
@@ -512,16 +533,20 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
     }
     rocksdb_writebatch_destroy(b);
     qv_wbuf_free(&buf);
-    if (rc)
+    if (rc) {
+        free(pick);
         return rc;
+    }
 
     qv_segment_t **done = malloc((c->nsealed ? c->nsealed : 1) * sizeof *done);
     size_t ndone = 0;
     pthread_rwlock_wrlock(&c->lock);
     for (size_t i = 0; i < c->nsealed; i++) {
         qv_segment_t *g = c->sealed[i];
-        g->del_dirty = false;
-        if (!g->persisted) {
+        if (g->persisted)
+            g->del_dirty = false;
+        if (pick[i]) {
+            g->del_dirty = false;
             g->persisted = g->blob_written = true;
             if (done) { /* without the list (out of memory) the segment is indexed at the next start */
                 qv_seg_ref(g);
@@ -540,6 +565,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
         qv_seg_unref(done[i]);
     }
     free(done);
+    free(pick);
     if (sealed)
         *sealed += (uint32_t)nfrozen;
     return QV_OK;
@@ -583,10 +609,12 @@ static void seal_task(void *arg, bool run)
             rocksdb_free(e);
         }
         qv_writer_t w = {.op = W_PERSIST, .coll = t->c, .seg = t->g, .blob_len = blob.len, .err = &err};
-        w.blob = rc == QV_OK ? t->g : NULL; /* non-NULL: the chunks are in place */
+        w.blob = rc == QV_OK ? t->g : NULL; /* non-NULL: the chunks are in place; NULL: the leader writes them */
         qv_wbuf_free(&blob);
-        if (rc == QV_OK)
-            rc = qv__commit(t->st, &w);
+        if (rc)
+            qv__store_log(t->st, "seal.blob_write_failed", "collection=%s segment=%llu msg=\"%s\" (the commit leader "
+                          "writes it instead)", t->c->schema->name, (unsigned long long)t->g->id, err.msg);
+        rc = qv__commit(t->st, &w);
         if (rc && rc != QV_ENOTFOUND)
             qv__store_log(t->st, "seal.failed", "collection=%s segment=%llu msg=\"%s\"", t->c->schema->name,
                           (unsigned long long)t->g->id, err.msg);
@@ -609,7 +637,8 @@ static void run_persist(qv_store_t *st, qv_writer_t *w)
         w->seg->blob_written = true;
         w->seg->blob_len = w->blob_len;
     }
-    w->rc = persist(st, c, NULL, w->err);
+    /* the sealer's call persists only segments whose blobs are written, unless its own write failed */
+    w->rc = persist(st, c, w->seg == NULL || !w->blob, NULL, w->err);
 }
 
 /* Seals after a write crossed a threshold: freeze now, persist in the background. */
@@ -623,7 +652,7 @@ static void seal_async(qv_store_t *st, qv_coll_t *c)
         for (size_t i = 0; i < c->nsealed; i++)
             pending = pending || !c->sealed[i]->persisted;
         if (!pending)
-            persist(st, c, NULL, &err);
+            persist(st, c, true, NULL, &err);
         return;
     }
     qv_segment_t *g;
@@ -650,7 +679,7 @@ static void seal_async(qv_store_t *st, qv_coll_t *c)
 static int seal(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err)
 {
     int rc = freeze(st, c, NULL, err);
-    return rc ? rc : persist(st, c, sealed, err);
+    return rc ? rc : persist(st, c, true, sealed, err);
 }
 
 /* ---- the commit queue ---- */
