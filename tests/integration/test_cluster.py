@@ -535,6 +535,9 @@ def test_overload_resource_exhausted(cluster, quiverd, capsys):
         batch = pb.SearchBatchRequest(collection="load", k=50,
                                       vectors=[pb.Vector(values=np.ones(DIM).tolist())] * 200)
         codes, lock = [], threading.Lock()
+        # a fresh coordinator dials its shards on first use; on a loaded machine a first connection attempt can fail
+        # fast with UNAVAILABLE (gRPC fail-fast), which is not what this test is about: connect before the burst
+        wait(lambda: _ok(lambda: small.client.q.SearchBatch(batch)), what="the new coordinator to reach its shards")
         rss0 = rss_kib(small.proc.pid)
 
         def hammer():
