@@ -1,5 +1,7 @@
 #include "common/buf.h"
 
+#include "common/err.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -110,3 +112,25 @@ RD(double, f64)
 #undef RD
 
 uint64_t qv_checksum(const void *data, size_t len) { return XXH3_64bits(data, len); }
+
+int qv_wbuf_seal(qv_wbuf_t *b, size_t start)
+{
+    if (b->oom)
+        return QV_ENOMEM;
+    qv_wbuf_u64(b, qv_checksum(b->data + start, b->len - start));
+    return b->oom ? QV_ENOMEM : QV_OK;
+}
+
+bool qv_rbuf_open_sealed(qv_rbuf_t *r, const void *data, size_t len)
+{
+    uint64_t sum = 0;
+    if (len >= 8)
+        memcpy(&sum, (const uint8_t *)data + len - 8, 8);
+    if (len < 8 || qv_checksum(data, len - 8) != sum) {
+        qv_rbuf_init(r, data, 0);
+        r->failed = true;
+        return false;
+    }
+    qv_rbuf_init(r, data, len - 8);
+    return true;
+}

@@ -52,6 +52,14 @@ const uint8_t *qv_rbuf_take_array(qv_rbuf_t *r, size_t n, size_t size);
 /* 64-bit checksum of the record formats (XXH3-64, Debian's libxxhash). */
 uint64_t qv_checksum(const void *data, size_t len);
 
+/* The trailer every blob format ends with: appends the XXH3-64 of the bytes written since `start`. Returns QV_OK, or
+ * QV_ENOMEM when the buffer ran out of memory at any point (its contents are then unusable). */
+int qv_wbuf_seal(qv_wbuf_t *b, size_t start);
+
+/* Checks that trailer on untrusted bytes and, when it holds, points r at the body before it (len - 8 bytes).
+ * Returns false (r empty and failed) when the blob is shorter than the trailer or the checksum differs. */
+bool qv_rbuf_open_sealed(qv_rbuf_t *r, const void *data, size_t len);
+
 /* Big-endian encodings for RocksDB keys, so byte order = numeric order. */
 static inline void qv_be32(uint8_t *p, uint32_t v)
 {

@@ -28,10 +28,7 @@ static void header(qv_wbuf_t *out, uint8_t op, uint32_t coll_id, uint64_t seq, u
 
 static int trailer(qv_wbuf_t *out, size_t start)
 {
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 static void put_str32(qv_wbuf_t *out, qv_str_t s)
@@ -207,12 +204,9 @@ int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_reco
     memset(rec, 0, sizeof *rec);
     if (len < REC_HEADER + 8)
         return qv_err_set(err, QV_ECORRUPT, "wal record too short (%zu bytes)", len);
-    uint64_t sum;
-    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
-    if (qv_checksum(data, len - 8) != sum)
-        return qv_err_set(err, QV_ECORRUPT, "wal record checksum mismatch");
     qv_rbuf_t r;
-    qv_rbuf_init(&r, data, len - 8);
+    if (!qv_rbuf_open_sealed(&r, data, len))
+        return qv_err_set(err, QV_ECORRUPT, "wal record checksum mismatch");
     uint32_t magic = qv_rbuf_u32(&r);
     uint8_t version = qv_rbuf_u8(&r);
     rec->op = qv_rbuf_u8(&r);

@@ -127,10 +127,7 @@ int qv_schema_encode(const qv_schema_t *s, qv_wbuf_t *out)
     qv_wbuf_u8(out, s->embed);
     qv_wbuf_u8(out, s->quant);
     qv_wbuf_u32(out, s->pq_m);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 static bool read_name(qv_rbuf_t *r, char *dst)
@@ -147,14 +144,9 @@ static bool read_name(qv_rbuf_t *r, char *dst)
 int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *err)
 {
     *out = NULL;
-    if (len < 8)
-        return qv_err_set(err, QV_ECORRUPT, "schema blob too short (%zu bytes)", len);
-    uint64_t sum;
-    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
-    if (qv_checksum(data, len - 8) != sum)
-        return qv_err_set(err, QV_ECORRUPT, "schema blob checksum mismatch");
     qv_rbuf_t r;
-    qv_rbuf_init(&r, data, len - 8);
+    if (!qv_rbuf_open_sealed(&r, data, len))
+        return qv_err_set(err, QV_ECORRUPT, "schema blob of %zu bytes: too short or checksum mismatch", len);
     uint32_t magic = qv_rbuf_u32(&r);
     uint8_t version = qv_rbuf_u8(&r);
     if (magic != SCHEMA_MAGIC)

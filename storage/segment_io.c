@@ -62,10 +62,7 @@ int qv_seg_encode(const qv_segment_t *seg, qv_wbuf_t *out)
             break;
         }
     }
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 /* Copies an untrusted strcol of n items into c (replacing what c holds). */
@@ -119,14 +116,9 @@ static void *get_array(qv_rbuf_t *r, size_t bytes, size_t min_size)
 int qv_seg_decode(const void *data, size_t len, const qv_schema_t *s, qv_segment_t **out, qv_err_t *err)
 {
     *out = NULL;
-    if (len < 8)
-        return qv_err_set(err, QV_ECORRUPT, "segment blob too short");
-    uint64_t sum;
-    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
-    if (qv_checksum(data, len - 8) != sum)
-        return qv_err_set(err, QV_ECORRUPT, "segment blob checksum mismatch");
     qv_rbuf_t r;
-    qv_rbuf_init(&r, data, len - 8);
+    if (!qv_rbuf_open_sealed(&r, data, len))
+        return qv_err_set(err, QV_ECORRUPT, "segment blob too short or checksum mismatch");
     uint32_t magic = qv_rbuf_u32(&r);
     uint8_t version = qv_rbuf_u8(&r);
     uint64_t id = qv_rbuf_u64(&r);
@@ -215,26 +207,19 @@ int qv_seg_encode_deleted(const qv_segment_t *seg, qv_wbuf_t *out)
     qv_wbuf_u8(out, DEL_VERSION);
     qv_wbuf_u32(out, seg->rows);
     qv_wbuf_put(out, seg->deleted, qv_bm_words(seg->rows) * 8);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 int qv_seg_decode_deleted(qv_segment_t *seg, const void *data, size_t len, qv_err_t *err)
 {
-    if (len < 8)
-        return qv_err_set(err, QV_ECORRUPT, "delete bitmap too short");
-    uint64_t sum;
-    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
     qv_rbuf_t r;
-    qv_rbuf_init(&r, data, len - 8);
+    bool sealed = qv_rbuf_open_sealed(&r, data, len);
     uint32_t magic = qv_rbuf_u32(&r);
     uint8_t version = qv_rbuf_u8(&r);
     uint32_t rows = qv_rbuf_u32(&r);
     size_t words = qv_bm_words(seg->rows);
     const uint8_t *bits = qv_rbuf_take_array(&r, words, 8);
-    if (qv_checksum(data, len - 8) != sum || magic != DEL_MAGIC || version != DEL_VERSION || rows != seg->rows ||
+    if (!sealed || magic != DEL_MAGIC || version != DEL_VERSION || rows != seg->rows ||
         !bits || qv_rbuf_left(&r) != 0)
         return qv_err_set(err, QV_ECORRUPT, "segment %llu: bad delete bitmap", (unsigned long long)seg->id);
     memcpy(seg->deleted, bits, words * 8);

@@ -315,10 +315,7 @@ int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, u
         qv_wbuf_u64(out, list[i]->blob_len);
     }
     free(list);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
@@ -326,18 +323,14 @@ int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64
 {
     *segs = NULL;
     *blob_lens = NULL;
-    if (len < 8)
-        return qv_err_set(err, QV_ECORRUPT, "manifest too short");
-    uint64_t sum;
-    memcpy(&sum, (const uint8_t *)data + len - 8, 8);
     qv_rbuf_t r;
-    qv_rbuf_init(&r, data, len - 8);
+    bool sealed = qv_rbuf_open_sealed(&r, data, len);
     uint32_t magic = qv_rbuf_u32(&r);
     uint8_t version = qv_rbuf_u8(&r);
     *seal_seq = qv_rbuf_u64(&r);
     *next_seg = qv_rbuf_u64(&r);
     *nsegs = qv_rbuf_u32(&r);
-    if (qv_checksum(data, len - 8) != sum || r.failed || magic != MANIFEST_MAGIC || version != MANIFEST_VERSION ||
+    if (!sealed || r.failed || magic != MANIFEST_MAGIC || version != MANIFEST_VERSION ||
         (uint64_t)*nsegs * 16 != qv_rbuf_left(&r))
         return qv_err_set(err, QV_ECORRUPT, "manifest: bad header or checksum");
     *segs = malloc((*nsegs ? *nsegs : 1) * sizeof(uint64_t));

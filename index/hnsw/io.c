@@ -89,10 +89,7 @@ int qv_hnsw_encode(const qv_hnsw_t *h, qv_wbuf_t *out)
             return QV_ENOMEM;
         qv_wbuf_patch_u64(out, at, (uint64_t)(out->len - at - 8));
     }
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 /* Reads one list (count + ids) into dst (count word + ids), checking every id. stamp marks ids already in this
@@ -157,13 +154,10 @@ int qv_hnsw_decode(const void *blob, size_t len, const float *vectors, size_t n,
     if (len < HNSW_HEADER + 8)
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: %zu bytes, shorter than the header", len);
     const uint8_t *b = blob;
-    uint64_t want;
-    memcpy(&want, b + len - 8, 8);
-    if (qv_checksum(b, len - 8) != want)
+    qv_rbuf_t rd;
+    if (!qv_rbuf_open_sealed(&rd, b, len))
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: checksum mismatch");
 
-    qv_rbuf_t rd;
-    qv_rbuf_init(&rd, b, len - 8);
     const uint8_t *magic = qv_rbuf_take(&rd, 8);
     if (!magic || memcmp(magic, HNSW_MAGIC, 8) != 0)
         return qv_err_set(err, QV_ECORRUPT, "hnsw blob: bad magic");

@@ -399,22 +399,16 @@ int qv__pq_encode_blob(const qv_quant_t *q, qv_wbuf_t *out)
     qv_wbuf_u64(out, (uint64_t)q->n);
     qv__put_f32s(out, q->cent, (size_t)q->dim * QV_PQ_KSUB);
     qv_wbuf_put(out, q->codes, q->n * q->code_size);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 int qv__pq_decode_blob(const uint8_t *b, size_t len, size_t n, uint32_t dim, qv_err_t *err, qv_quant_t **out)
 {
     if (len < PQ_HEADER + 8)
         return qv_err_set(err, QV_ECORRUPT, "pq blob: %zu bytes, shorter than the header", len);
-    uint64_t want;
-    memcpy(&want, b + len - 8, 8);
-    if (qv_checksum(b, len - 8) != want)
-        return qv_err_set(err, QV_ECORRUPT, "pq blob: checksum mismatch");
     qv_rbuf_t rd;
-    qv_rbuf_init(&rd, b, len - 8);
+    if (!qv_rbuf_open_sealed(&rd, b, len))
+        return qv_err_set(err, QV_ECORRUPT, "pq blob: checksum mismatch");
     const uint8_t *magic = qv_rbuf_take(&rd, 8);
     if (!magic || memcmp(magic, PQ_MAGIC, 8) != 0)
         return qv_err_set(err, QV_ECORRUPT, "pq blob: bad magic");

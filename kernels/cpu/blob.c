@@ -66,10 +66,7 @@ int qv_kgraph_blob(const qv_kgraph_t *g, int qkind, const uint8_t *qblob, size_t
         qv_wbuf_u64(out, (uint64_t)qlen);
         qv_wbuf_put(out, qblob, qlen);
     }
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 int qv_kblob_sq8(int metric, uint32_t dim, size_t n, const float *vmin, const float *scale, const uint8_t *codes,
@@ -86,10 +83,7 @@ int qv_kblob_sq8(int metric, uint32_t dim, size_t n, const float *vmin, const fl
     put_f32s(out, scale, dim);
     if (n)
         qv_wbuf_put(out, codes, n * dim);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
 
 int qv_kblob_pq(int metric, uint32_t dim, uint32_t m, size_t n, const float *cent, const uint8_t *codes,
@@ -108,8 +102,5 @@ int qv_kblob_pq(int metric, uint32_t dim, uint32_t m, size_t n, const float *cen
     put_f32s(out, cent, (size_t)dim * 256);
     if (n)
         qv_wbuf_put(out, codes, n * m);
-    if (out->oom)
-        return QV_ENOMEM;
-    qv_wbuf_u64(out, qv_checksum(out->data + start, out->len - start));
-    return out->oom ? QV_ENOMEM : QV_OK;
+    return qv_wbuf_seal(out, start);
 }
