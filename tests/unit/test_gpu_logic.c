@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "vecdata.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,22 +44,7 @@
 #include "kernels/gpu.h"
 #include "query/embed/embed_int.h"
 
-static uint64_t rng_state = 1;
 
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static double rng_unit(void) { return ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0; }
-
-static float rng_gauss(void)
-{
-    return (float)(sqrt(-2.0 * log(rng_unit())) * cos(6.283185307179586 * rng_unit()));
-}
 
 static float *random_vectors(size_t n, size_t dim, uint64_t seed)
 {
@@ -69,24 +56,6 @@ static float *random_vectors(size_t n, size_t dim, uint64_t seed)
     return v;
 }
 
-/* test_hnsw.c's data: n points around Gaussian centres, overlapping so recall is not trivially 1. */
-static float *clustered(size_t n, size_t dim, size_t nclusters, uint64_t seed)
-{
-    rng_state = seed;
-    float *centres = malloc(nclusters * dim * sizeof(float));
-    float *v = malloc((n ? n : 1) * dim * sizeof(float));
-    assert_non_null(centres);
-    assert_non_null(v);
-    for (size_t i = 0; i < nclusters * dim; i++)
-        centres[i] = rng_gauss();
-    for (size_t i = 0; i < n; i++) {
-        size_t c = rng_next() % nclusters;
-        for (size_t d = 0; d < dim; d++)
-            v[i * dim + d] = centres[c * dim + d] + 0.8f * rng_gauss();
-    }
-    free(centres);
-    return v;
-}
 
 static int close_rel(double a, double b, double rel)
 {

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "vecdata.h"
+
 #include "common/bitmap.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -46,48 +48,9 @@
 #define NQ 200
 #define K 10
 
-static uint64_t rng_state;
 
-static uint64_t rng_next(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
 
-static double rng_unit(void) { return ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0; }
 
-static float rng_gauss(void)
-{
-    return (float)(sqrt(-2.0 * log(rng_unit())) * cos(6.283185307179586 * rng_unit()));
-}
-
-/* n points around `nclusters` Gaussian centres (spread 1 per dimension, points 0.8 around their centre), as in
- * test_hnsw.c. */
-static float *clustered(size_t n, size_t dim, size_t nclusters, uint64_t seed)
-{
-    rng_state = seed;
-    float *centres = malloc(nclusters * dim * sizeof(float));
-    float *v = malloc((n ? n : 1) * dim * sizeof(float));
-    assert_non_null(centres);
-    assert_non_null(v);
-    for (size_t i = 0; i < nclusters * dim; i++)
-        centres[i] = rng_gauss();
-    for (size_t i = 0; i < n; i++) {
-        size_t c = rng_next() % nclusters;
-        for (size_t d = 0; d < dim; d++)
-            v[i * dim + d] = centres[c * dim + d] + 0.8f * rng_gauss();
-    }
-    free(centres);
-    return v;
-}
-
-static void normalize_rows(float *v, size_t n, size_t dim)
-{
-    for (size_t i = 0; i < n; i++)
-        qv_normalize(v + i * dim, dim);
-}
 
 static qv_quant_t *train(qv_quant_kind_t kind, qv_quant_metric_t metric, const float *v, size_t n, uint32_t dim,
                          uint32_t m, uint32_t iters, qv_pool_t *pool)
@@ -659,17 +622,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static size_t overlap(const qv_cand_t *a, size_t na, const qv_cand_t *b, size_t nb)
-{
-    size_t hit = 0;
-    for (size_t i = 0; i < na; i++)
-        for (size_t j = 0; j < nb; j++)
-            if (a[i].ref == b[j].ref) {
-                hit++;
-                break;
-            }
-    return hit;
-}
 
 /* Mean recall@K; checks counts, allowed-only, sorted, and that every returned distance is the exact one. */
 static double recall(const fixture_t *f, const qv_hnsw_t *h, const qv_hnsw_search_params_t *sp,
@@ -743,19 +695,6 @@ static void test_q_recall(void **state)
     }
 }
 
-static size_t random_allowed(uint64_t *bm, size_t n, double frac, uint64_t seed)
-{
-    memset(bm, 0, qv_bm_words(n) * sizeof(uint64_t));
-    rng_state = seed;
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (rng_unit() < frac) {
-            qv_bm_set(bm, i);
-            c++;
-        }
-    }
-    return c;
-}
 
 static void test_q_filtered(void **state)
 {
