@@ -112,7 +112,7 @@ static void put(out_t *o, const char *fmt, ...)
     }
 }
 
-static uint64_t rss_bytes(void)
+uint64_t qv_resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long size = 0, rss = 0;
@@ -236,7 +236,7 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
     }
     put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"
             "# TYPE quiver_resident_memory_bytes gauge\nquiver_resident_memory_bytes %llu\n",
-        (unsigned long long)rss_bytes());
+        (unsigned long long)qv_resident_bytes());
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;

@@ -17,6 +17,9 @@ void qv_metrics_add_rows(uint64_t upserted, uint64_t deleted);
 /* One forward pass of the embedding batcher over n texts. */
 void qv_metrics_embed_batch(uint64_t n);
 
+/* Resident set size of this process (from /proc/self/statm). */
+uint64_t qv_resident_bytes(void);
+
 /* Renders the whole exposition into a malloc'd NUL-terminated string (caller frees); NULL on OOM. */
 char *qv_metrics_render(qv_store_t *st, int64_t started_ns);
 

@@ -571,18 +571,6 @@ static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     return QV_OK;
 }
 
-static uint64_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
@@ -610,7 +598,7 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     if (stats_compactions(app, &ctx->arena, r))
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    r->resident_bytes = resident_bytes();
+    r->resident_bytes = qv_resident_bytes();
     r->uptime_seconds = (uint64_t)((qv_now_ns() - app->started_ns) / 1000000000);
     r->simd = (char *)qv_dist()->name;
     *resp = &r->base;

@@ -214,11 +214,8 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     int rc = qv_seg_encode(out, &buf);
     out->blob_len = buf.len;
     uint8_t k[16];
-    for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += SEG_CHUNK, chunk++) {
-        size_t n = buf.len - off < SEG_CHUNK ? buf.len - off : SEG_CHUNK;
-        rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, out->id, (uint32_t)chunk),
-                                  (char *)buf.data + off, n);
-    }
+    if (rc == QV_OK)
+        qv__put_chunks(st, b, CF_SEG, coll, out->id, buf.data, buf.len);
     if (rc == QV_OK)
         qv__put_keys(st, b, coll, out);
     if (rc == QV_OK && out->ndeleted) {

@@ -411,14 +411,14 @@ void qv__put_keys(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const 
     }
 }
 
-static void put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g,
-                       const qv_wbuf_t *blob)
+void qv__put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll, uint64_t seg, const void *data,
+                    size_t len)
 {
     uint8_t k[16];
-    for (size_t off = 0, chunk = 0; off < blob->len; off += SEG_CHUNK, chunk++) {
-        size_t n = blob->len - off < SEG_CHUNK ? blob->len - off : SEG_CHUNK;
-        rocksdb_writebatch_put_cf(b, st->cf[CF_SEG], (char *)k, key_seg(k, coll, g->id, (uint32_t)chunk),
-                                  (char *)blob->data + off, n);
+    for (size_t off = 0, chunk = 0; off < len; off += SEG_CHUNK, chunk++) {
+        size_t n = len - off < SEG_CHUNK ? len - off : SEG_CHUNK;
+        rocksdb_writebatch_put_cf(b, st->cf[cf], (char *)k, key_seg(k, coll, seg, (uint32_t)chunk),
+                                  (const char *)data + off, n);
     }
 }
 
@@ -472,7 +472,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
             buf.len = 0;
             rc = qv_seg_encode(g, &buf);
             g->blob_len = buf.len;
-            put_chunks(st, b, coll, g, &buf);
+            qv__put_chunks(st, b, CF_SEG, coll, g->id, buf.data, buf.len);
         }
         qv__put_keys(st, b, coll, g);
     }
@@ -584,7 +584,7 @@ static void seal_task(void *arg, bool run)
         qv_err_t err;
         qv_err_clear(&err);
         if (rc == QV_OK) {
-            put_chunks(t->st, b, t->c->schema->id, t->g, &blob);
+            qv__put_chunks(t->st, b, CF_SEG, t->c->schema->id, t->g->id, blob.data, blob.len);
             char *e = NULL;
             rocksdb_write(t->st->db, t->st->wsync, b, &e);
             if (e) {
@@ -815,11 +815,7 @@ static void run_index(qv_store_t *st, qv_writer_t *w)
     key_seg(lo, coll, w->seg->id, 0);
     key_seg(hi, coll, w->seg->id + 1, 0);
     rocksdb_writebatch_delete_range_cf(b, st->cf[CF_IDX], (char *)lo, 12, (char *)hi, 12);
-    for (size_t off = 0, chunk = 0; off < w->blob_len; off += SEG_CHUNK, chunk++) {
-        size_t n = w->blob_len - off < SEG_CHUNK ? w->blob_len - off : SEG_CHUNK;
-        rocksdb_writebatch_put_cf(b, st->cf[CF_IDX], (char *)lo, key_seg(lo, coll, w->seg->id, (uint32_t)chunk),
-                                  (const char *)w->blob + off, n);
-    }
+    qv__put_chunks(st, b, CF_IDX, coll, w->seg->id, w->blob, w->blob_len);
     w->rc = qv__rocks_write(st, b, w->err);
     rocksdb_writebatch_destroy(b);
 }

@@ -89,6 +89,9 @@ void qv__coll_free(qv_coll_t *c);
  * `add`, in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg, qv_segment_t *add,
                         qv_segment_t *const *drop, size_t ndrop, bool include_frozen);
+/* Splits a blob over SEG_CHUNK-sized values under be32 coll | be64 seg | be32 chunk in column family cf. */
+void qv__put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll, uint64_t seg, const void *data,
+                    size_t len);
 /* id-map entries (`keys`) for every live row of g */
 void qv__put_keys(qv_store_t *st, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g);
 int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err);

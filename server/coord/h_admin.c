@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/metrics.h"
 #include "server/coord/coord_int.h"
 
 #define RESP(type, init, var)                               \
@@ -180,18 +181,6 @@ static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     return QV_OK;
 }
 
-static uint64_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_coord_t *co = a;
@@ -206,7 +195,7 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     size_t *counts = qv_arena_array(&ctx->arena, n, sizeof *counts), njobs = 0;
     if (!lists || !counts)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    r->resident_bytes = resident_bytes(); /* the coordinator's own, plus every shard's below */
+    r->resident_bytes = qv_resident_bytes(); /* the coordinator's own, plus every shard's below */
     for (size_t i = 0; i < n; i++) {
         const Quiver__V1__StatsResponse *p = (const void *)subs[i].resp;
         lists[i] = p->collections;
