@@ -113,7 +113,7 @@ typedef struct {
     qv_gpu_metric_t metric;
     uint32_t M;               /* as qv_hnsw_params_t: 0 = 16; layer 0 keeps up to 2M links, upper layers M */
     uint32_t ef_construction; /* written into the blob (informational, the CPU's default 200 when 0) */
-    uint32_t knn_k;           /* degree of the initial exact k-NN graph before pruning; 0 = 4M (64 for M = 16),
+    uint32_t knn_k;           /* degree of the initial exact k-NN graph before pruning; 0 = 6M (96 for M = 16),
                                * capped at n - 1 and QV_GPU_MAX_K */
     uint64_t seed;            /* level draws and quantiser training */
     qv_gpu_quant_t quant;     /* a quantiser nested in the blob, as qv_hnsw_build would train (0 = none) */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "query/embed/model.h"
+#include "server/log.h"
 #include "server/metrics.h"
 
 typedef struct request {
@@ -26,6 +27,9 @@ typedef struct {
 
 struct qv_embedder {
     qv_embed_model_t *model;
+    const qv_gpu_plugin_t *gpu; /* with gm: batches run on the plugin's model */
+    qv_gpu_model_t *gm;
+    bool gpu_broken;            /* the plugin answered QV_EUNAVAIL: batches run on the CPU */
     item_t *take;          /* the batcher's scratch: max_batch items, vectors and sequences */
     float *buf;
     qv_embed_seq_t *seqs;
@@ -60,7 +64,15 @@ static void run_group(qv_embedder_t *e, item_t *items, size_t n, float *buf, qv_
         seqs[i] = (qv_embed_seq_t){items[i].ids, items[i].len};
     qv_err_t err;
     qv_err_clear(&err);
-    int rc = qv_embed_seqs(e->model, seqs, n, buf, &err);
+    bool dev = e->gm && !e->gpu_broken;
+    int rc = dev ? e->gpu->api->embed_seqs(e->gm, seqs, n, buf, &err) : qv_embed_seqs(e->model, seqs, n, buf, &err);
+    if (rc != QV_OK && dev) {
+        e->gpu_broken = rc == QV_EUNAVAIL; /* a sticky device error: the CPU from now on (batcher thread only) */
+        qv_log(QV_LOG_WARN, "embed.gpu_failed", "texts=%zu code=%s msg=\"%s\" (this batch runs on the CPU%s)", n,
+               qv_strerror(rc), err.msg, e->gpu_broken ? ", and every later one" : "");
+        qv_err_clear(&err);
+        rc = qv_embed_seqs(e->model, seqs, n, buf, &err);
+    }
     qv_metrics_embed_batch(n);
     pthread_mutex_lock(&e->mu);
     for (size_t i = 0; i < n; i++) {
@@ -126,8 +138,35 @@ static void *batcher(void *arg)
     return NULL;
 }
 
-int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threads, qv_embedder_t **out,
-                      qv_err_t *err)
+/* Uploads the weights to the plugin per `device` (see embedder.h). */
+static int attach_gpu(qv_embedder_t *e, const qv_gpu_plugin_t *gpu, qv_embed_device_t device, qv_err_t *err)
+{
+    if (device == QV_EMBED_DEV_CPU)
+        return QV_OK;
+    if (!gpu) {
+        if (device == QV_EMBED_DEV_CUDA)
+            return qv_err_set(err, QV_EUNAVAIL, "--embed-device cuda: no GPU plugin in use (see the gpu.* log line; "
+                              "--gpu off disables it)");
+        return QV_OK;
+    }
+    qv_err_t gerr;
+    qv_err_clear(&gerr);
+    int rc = gpu->api->embed_load(gpu->ctx, qv_embed_weights(e->model), &e->gm, &gerr);
+    if (rc == QV_OK) {
+        e->gpu = gpu;
+        return QV_OK;
+    }
+    e->gm = NULL;
+    if (device == QV_EMBED_DEV_CUDA)
+        return qv_err_set(err, QV_EUNAVAIL, "--embed-device cuda: the GPU plugin cannot load the model: %.400s",
+                          gerr.msg);
+    qv_log(QV_LOG_WARN, "embed.gpu_unavailable", "code=%s msg=\"%s\" (the model runs on the CPU)", qv_strerror(rc),
+           gerr.msg);
+    return QV_OK;
+}
+
+int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threads, const qv_gpu_plugin_t *gpu,
+                      qv_embed_device_t device, qv_embedder_t **out, qv_err_t *err)
 {
     *out = NULL;
     qv_embedder_t *e = calloc(1, sizeof *e);
@@ -135,6 +174,8 @@ int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threa
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     qv_embed_opts_t o = {.threads = threads};
     int rc = qv_embed_model_load_opts(dir, &o, &e->model, err);
+    if (rc == QV_OK && (rc = attach_gpu(e, gpu, device, err)) != QV_OK)
+        qv_embed_model_free(e->model);
     if (rc) {
         free(e);
         return rc;
@@ -149,6 +190,8 @@ int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threa
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     if (!e->take || !e->buf || !e->seqs || pthread_create(&e->thread, NULL, batcher, e) != 0) {
+        if (e->gm)
+            e->gpu->api->embed_free(e->gm);
         qv_embed_model_free(e->model);
         free(e->take);
         free(e->buf);
@@ -169,6 +212,8 @@ void qv_embedder_stop(qv_embedder_t *e)
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
+    if (e->gm)
+        e->gpu->api->embed_free(e->gm);
     qv_embed_model_free(e->model);
     free(e->queue);
     free(e->take);
@@ -180,6 +225,7 @@ void qv_embedder_stop(qv_embedder_t *e)
 }
 
 uint32_t qv_embedder_dim(const qv_embedder_t *e) { return e->dim; }
+const char *qv_embedder_device(const qv_embedder_t *e) { return e->gm ? "cuda" : "cpu"; }
 
 int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *lens, size_t n, float *out,
                       qv_err_t *err)

@@ -11,18 +11,31 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "server/gpu.h"
 
 #define QV_EMBED_TEXTS_MAX 1000
 #define QV_EMBED_BYTES_MAX (1u << 20)
 
 typedef struct qv_embedder qv_embedder_t;
 
+typedef enum {
+    QV_EMBED_DEV_AUTO = 0,  /* the GPU plugin's model when a plugin is loaded and takes the weights, else the CPU */
+    QV_EMBED_DEV_CPU = 1,
+    QV_EMBED_DEV_CUDA = 2,  /* the GPU or a start-up error */
+} qv_embed_device_t;
+
 /* Loads the model from dir and starts the batcher. QV_ENOTFOUND / QV_ECORRUPT with a message when the model is
- * missing or bad. */
-int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threads, qv_embedder_t **out,
-                      qv_err_t *err);
+ * missing or bad. gpu (may be NULL) is the loaded plugin (server/gpu.h): per `device`, the weights are uploaded to it
+ * and batches run there. With AUTO a failed upload is one warning and the CPU; with CUDA it is QV_EUNAVAIL, as is
+ * CUDA without a plugin. The tokenizer and a CPU copy of the model stay either way: a batch that fails on the GPU is
+ * run again on the CPU (one warning per failure), so a device error never fails a request. The plugin must outlive
+ * the embedder. */
+int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threads, const qv_gpu_plugin_t *gpu,
+                      qv_embed_device_t device, qv_embedder_t **out, qv_err_t *err);
 void qv_embedder_stop(qv_embedder_t *e);
 uint32_t qv_embedder_dim(const qv_embedder_t *e);
+/* "cuda" or "cpu": where batches run. */
+const char *qv_embedder_device(const qv_embedder_t *e);
 
 /* Embeds n texts into out (n x dim). Rejects (QV_EINVAL, naming the text) empty texts, more than
  * QV_EMBED_TEXTS_MAX texts or more than QV_EMBED_BYTES_MAX bytes in all, and invalid UTF-8. */

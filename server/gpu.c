@@ -145,3 +145,23 @@ void qv_gpu_unload(qv_gpu_plugin_t *p)
         dlclose(p->dl);
     free(p);
 }
+
+int qv_gpu_graph_build(void *ctx, const qv_hnsw_params_t *p, const float *x, size_t n, uint32_t dim, qv_wbuf_t *blob,
+                       qv_err_t *err)
+{
+    const qv_gpu_plugin_t *g = ctx;
+    qv_gpu_graph_params_t gp = {.metric = p->metric == QV_HNSW_L2 ? QV_GPU_L2 : QV_GPU_IP,
+                                .M = p->M,
+                                .ef_construction = p->ef_construction,
+                                .seed = p->seed,
+                                .quant = (qv_gpu_quant_t)p->quant,
+                                .pq_m = p->pq_m};
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = g->api->graph_build(g->ctx, &gp, x, n, dim, &b, &len, NULL, err);
+    if (rc != QV_OK)
+        return rc;
+    qv_wbuf_put(blob, b, len);
+    g->api->free_blob(b);
+    return blob->oom ? qv_err_set(err, QV_ENOMEM, "out of memory copying a %zu-byte graph blob", len) : QV_OK;
+}

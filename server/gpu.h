@@ -16,7 +16,9 @@
 
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "common/err.h"
+#include "index/hnsw.h"
 #include "kernels/gpu.h"
 
 typedef enum {
@@ -48,6 +50,11 @@ typedef struct {
  * and status->missing set when it is not and mode is auto or off; QV_EUNAVAIL (message in err, naming what was
  * missing) when it is not and mode is require. Never aborts, whatever the plugin file holds. */
 int qv_gpu_load(qv_gpu_mode_t mode, int device, qv_gpu_plugin_t **out, qv_gpu_status_t *status, qv_err_t *err);
+
+/* The plugin's graph build behind the store's qv_store_graph_fn (storage/store.h): ctx is the qv_gpu_plugin_t.
+ * Converts the collection's index parameters, runs graph_build, and appends the blob it returned to *blob. */
+int qv_gpu_graph_build(void *ctx, const qv_hnsw_params_t *p, const float *x, size_t n, uint32_t dim, qv_wbuf_t *blob,
+                       qv_err_t *err);
 
 /* Shuts the device context down and unloads the plugin. NULL is a no-op. */
 void qv_gpu_unload(qv_gpu_plugin_t *p);

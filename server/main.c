@@ -47,8 +47,8 @@ static void usage(FILE *out)
             "  --model-dir DIR        the embedding model (tools/fetch_model.sh puts it in build/model); default:\n"
             "                         $QV_MODEL_DIR, else model/ next to quiverd. Without one, text requests get\n"
             "                         FAILED_PRECONDITION; a model that is given but missing or corrupt stops start-up\n"
-            "  --embed-device auto|cpu|cuda  where the model runs (default auto: cuda when the GPU plugin and a device\n"
-            "                         are present, else cpu; this build has no GPU plugin)\n"
+            "  --embed-device auto|cpu|cuda  where the model runs (default auto: cuda when the GPU plugin is in use\n"
+            "                         and takes the weights, else cpu; cuda: fail start-up unless it does)\n"
             "  --embed-batch N        texts per forward pass in the dynamic batcher (default 64)\n"
             "  --embed-wait-us N      longest a text waits for its batch to fill (default 2000)\n"
             "  --gpu auto|off|require  the CUDA plugin libquiver_gpu.so (default auto: load it from quiverd's directory\n"
@@ -282,10 +282,6 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (strcmp(embed_device, "cuda") == 0) {
-        fprintf(stderr, "quiverd: --embed-device cuda: this build has no GPU plugin (use auto or cpu)\n");
-        return 2;
-    }
     /* the model: explicit --model-dir must load; the default location may be absent */
     char default_dir[4096];
     bool model_explicit = model_dir != NULL;
@@ -345,7 +341,8 @@ int main(int argc, char **argv)
     qv_dist_init(simd);
     qv_err_t err;
     qv_err_clear(&err);
-    /* the GPU plugin: one log line either way (server/gpu.h). Nothing uses it yet beyond this check. */
+    /* the GPU plugin: one log line either way (server/gpu.h). When in use, it builds the segments' graphs (the
+     * indexer falls back to the CPU per segment) and, per --embed-device, runs the embedding model. */
     qv_gpu_plugin_t *gpu = NULL;
     qv_gpu_status_t gst;
     if (qv_gpu_load(gpu_mode, 0, &gpu, &gst, &err) != QV_OK) {
@@ -365,7 +362,8 @@ int main(int argc, char **argv)
     qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
                           .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
-                          .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small};
+                          .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small,
+                          .graph_build = gpu ? qv_gpu_graph_build : NULL, .graph_ctx = gpu, .graph_builder = "gpu"};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {
@@ -382,9 +380,13 @@ int main(int argc, char **argv)
     qv_embedder_t *embedder = NULL;
     if (model_dir) {
         int64_t m0 = qv_now_ns();
-        if (qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, &embedder, &err) !=
-            QV_OK) {
-            if (model_explicit) {
+        qv_embed_device_t dev = strcmp(embed_device, "cuda") == 0  ? QV_EMBED_DEV_CUDA
+                                : strcmp(embed_device, "cpu") == 0 ? QV_EMBED_DEV_CPU
+                                                                   : QV_EMBED_DEV_AUTO;
+        int erc = qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, gpu, dev,
+                                    &embedder, &err);
+        if (erc != QV_OK) {
+            if (model_explicit || erc == QV_EUNAVAIL) {
                 qv_log(QV_LOG_ERROR, "embed.load_failed", "model_dir=%s msg=\"%s\"", model_dir, err.msg);
                 qv_pool_destroy(pool);
                 qv_store_close(store);
@@ -393,8 +395,8 @@ int main(int argc, char **argv)
             qv_log(QV_LOG_WARN, "embed.unavailable", "model_dir=%s msg=\"%s\" (text requests get FAILED_PRECONDITION)",
                    model_dir, err.msg);
         } else {
-            qv_log(QV_LOG_INFO, "embed.ready", "model=all-MiniLM-L6-v2 device=cpu dir=%s ms=%lld", model_dir,
-                   (long long)((qv_now_ns() - m0) / 1000000));
+            qv_log(QV_LOG_INFO, "embed.ready", "model=all-MiniLM-L6-v2 device=%s dir=%s ms=%lld",
+                   qv_embedder_device(embedder), model_dir, (long long)((qv_now_ns() - m0) / 1000000));
         }
     }
     grpc_init();

@@ -25,6 +25,7 @@ struct qv_indexer {
     job_t *head, *tail;
     bool stopping;
     qv_hnsw_t *current; /* the build in progress, for cancel */
+    bool external_off;  /* the other builder said QV_EUNAVAIL (a broken device): the CPU builds from then on */
 };
 
 qv_indexer_t *qv__indexer_create(qv_store_t *st, int threads)
@@ -90,6 +91,61 @@ static void job_free(job_t *j, bool ran)
     free(j);
 }
 
+/* After the blob of a built index h was persisted (rc, err): serves h, or frees it when the collection is gone. */
+static void publish(qv_store_t *st, job_t *j, qv_hnsw_t *h, int rc, const qv_err_t *err, double secs,
+                    const char *builder)
+{
+    qv_segment_t *seg = j->seg;
+    const qv_schema_t *s = j->coll->schema;
+    if (rc == QV_ENOTFOUND) { /* dropped while building */
+        qv_hnsw_free(h);
+        return;
+    }
+    if (rc)
+        qv__store_log(st, "index.persist_failed", "collection=%s segment=%llu msg=\"%s\" (serving it from memory)",
+                      s->name, (unsigned long long)seg->id, err->msg);
+    atomic_store_explicit(&seg->index, h, memory_order_release);
+    atomic_store(&seg->index_state, QV_IDX_READY);
+    qv__store_log(st, "index.ready", "collection=%s segment=%llu rows=%u seconds=%.2f builder=%s", s->name,
+                  (unsigned long long)seg->id, seg->rows, secs, builder);
+}
+
+/* The graph from the store's other builder (the GPU plugin), checked by decoding it as untrusted input. Returns true
+ * when the segment is served from it (or the collection went away meanwhile); false sends the caller to the CPU
+ * build, after one log line saying why. There is no progress to report and no cancel: the builder runs to its end. */
+static bool build_external(qv_indexer_t *ix, job_t *j, const qv_hnsw_params_t *p)
+{
+    qv_store_t *st = ix->st;
+    qv_segment_t *seg = j->seg;
+    const qv_schema_t *s = j->coll->schema;
+    const char *name = st->opts.graph_builder ? st->opts.graph_builder : "external";
+    if (qv__indexer_stopping(ix))
+        return false; /* the CPU path sees the stop and leaves the segment pending */
+    atomic_store(&seg->index_state, QV_IDX_BUILDING);
+    qv_err_t err;
+    qv_err_clear(&err);
+    qv_wbuf_t blob;
+    qv_wbuf_init(&blob);
+    qv_hnsw_t *h = NULL;
+    int64_t t0 = qv__now_ns();
+    int rc = st->opts.graph_build(st->opts.graph_ctx, p, seg->vectors, seg->rows, seg->dim, &blob, &err);
+    if (rc == QV_OK && (rc = qv_hnsw_decode(blob.data, blob.len, seg->vectors, seg->rows, seg->dim, 0, &err, &h)))
+        h = NULL;
+    if (rc) {
+        qv_wbuf_free(&blob);
+        ix->external_off = rc == QV_EUNAVAIL; /* only the indexer thread reads or writes it */
+        qv__store_log(st, "index.builder_failed", "collection=%s segment=%llu builder=%s code=%s msg=\"%s\" "
+                      "(building on the CPU instead%s)", s->name, (unsigned long long)seg->id, name, qv_strerror(rc),
+                      err.msg, ix->external_off ? ", and for every later segment" : "");
+        return false;
+    }
+    double secs = (double)(qv__now_ns() - t0) / 1e9;
+    rc = qv__store_put_index(st, j->coll, seg, blob.data, blob.len, &err);
+    qv_wbuf_free(&blob);
+    publish(st, j, h, rc, &err, secs, name);
+    return true;
+}
+
 static void build_one(qv_indexer_t *ix, job_t *j)
 {
     qv_store_t *st = ix->st;
@@ -103,6 +159,8 @@ static void build_one(qv_indexer_t *ix, job_t *j)
                           .pq_m = s->pq_m};
     qv_err_t err;
     qv_hnsw_t *h = NULL;
+    if (st->opts.graph_build && !ix->external_off && build_external(ix, j, &p))
+        return;
     int rc = qv_hnsw_create(&p, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
     if (rc) {
         atomic_store(&seg->index_state, QV_IDX_FAILED);
@@ -137,17 +195,7 @@ static void build_one(qv_indexer_t *ix, job_t *j)
     if (rc == QV_OK)
         rc = qv__store_put_index(st, j->coll, seg, blob.data, blob.len, &err);
     qv_wbuf_free(&blob);
-    if (rc == QV_ENOTFOUND) { /* dropped while building */
-        qv_hnsw_free(h);
-        return;
-    }
-    if (rc)
-        qv__store_log(st, "index.persist_failed", "collection=%s segment=%llu msg=\"%s\" (serving it from memory)",
-                      s->name, (unsigned long long)seg->id, err.msg);
-    atomic_store_explicit(&seg->index, h, memory_order_release);
-    atomic_store(&seg->index_state, QV_IDX_READY);
-    qv__store_log(st, "index.ready", "collection=%s segment=%llu rows=%u seconds=%.2f", s->name,
-                  (unsigned long long)seg->id, seg->rows, secs);
+    publish(st, j, h, rc, &err, secs, "cpu");
 }
 
 static void *run(void *arg)

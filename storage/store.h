@@ -27,6 +27,8 @@
 
 #include <pthread.h>
 
+#include "common/buf.h"
+#include "index/hnsw.h"
 #include "storage/idmap.h"
 #include "storage/record.h"
 #include "storage/segment.h"
@@ -35,6 +37,13 @@ typedef struct qv_store qv_store_t;
 
 /* Where the store reports background events (index builds); level 1 = info, 2 = warning. */
 typedef void (*qv_store_log_fn)(int level, const char *event, const char *fields);
+
+/* Another builder for segment graphs (the GPU plugin: server/gpu.h). It gets a sealed segment's vectors (n rows of
+ * dim floats) and the collection's index parameters and appends an HNSW blob (index/hnsw/io.c's format) to blob.
+ * The indexer loads that blob with qv_hnsw_decode, as untrusted input, persists it as it would its own, and builds on
+ * the CPU instead whenever the builder or the decode fails. Called from the indexer thread only. */
+typedef int (*qv_store_graph_fn)(void *ctx, const qv_hnsw_params_t *p, const float *x, size_t n, uint32_t dim,
+                                 qv_wbuf_t *blob, qv_err_t *err);
 
 typedef struct {
     const char *path;        /* data directory (RocksDB lives in path/db) */
@@ -45,6 +54,9 @@ typedef struct {
     uint32_t compact_small_segments; /* auto-compact once this many sealed segments are small (0: off) */
     uint32_t index_min_rows; /* sealed segments with fewer rows are not indexed (exact scans are cheap) */
     qv_store_log_fn log;     /* may be NULL */
+    qv_store_graph_fn graph_build; /* NULL: every graph is built on the CPU */
+    void *graph_ctx;
+    const char *graph_builder;     /* its name in logs, e.g. "gpu" */
 } qv_store_opts_t;
 
 typedef struct qv_coll {

@@ -17,6 +17,9 @@
  *                      GPU build of one segment have the same levels); layer l >= 1 is steps 1-4 on the nodes of
  *                      level >= l (about n / M^l of them) with degree M; the entry point is the lowest-numbered
  *                      node of the top level.
+ *   6. long links and   on the host (kernels/cpu/graph.c, finish_graph): a few random links per node on every
+ *      reachability    layer, then every row made reachable from the entry on layer 0 (NSG-style). Without this a
+ *                      k-NN graph of well-separated clusters falls apart into per-cluster islands.
  *
  * The search that serves the graph is the CPU's unchanged Algorithm 5 walk (greedy on the upper layers, ef-search on
  * layer 0), so the graph only has to be navigable: the unit test checks recall at equal ef against a CPU-built HNSW

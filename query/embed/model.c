@@ -290,6 +290,68 @@ fail:
     return rc;
 }
 
+/* copies count floats from src to the arena cursor and returns where they went */
+static const float *copy_tensor(float **next, const float *src, size_t count)
+{
+    float *dst = *next;
+    memcpy(dst, src, count * sizeof(float));
+    *next += count;
+    return dst;
+}
+
+int qv_embed_model_from_weights(const qv_embed_weights_t *src, qv_embed_model_t **out, qv_err_t *err)
+{
+    *out = NULL;
+    if (!src || !src->layer || !src->word || !src->pos || !src->type || !src->emb_ln_g || !src->emb_ln_b)
+        return qv_err_set(err, QV_EINVAL, "embedding weights: NULL tensor");
+    if (src->hidden == 0 || src->hidden > QV_EMBED_MAX_HIDDEN || src->heads == 0 || src->hidden % src->heads != 0 ||
+        src->ffn == 0 || src->layers == 0 || src->layers > 64 || src->vocab == 0 || src->max_pos == 0 ||
+        src->types == 0)
+        return qv_err_set(err, QV_EINVAL, "embedding weights of an unsupported shape (hidden %u, heads %u, layers %u)",
+                          src->hidden, src->heads, src->layers);
+    const size_t h = src->hidden, f = src->ffn;
+    const size_t per_layer = 3 * h * h + 3 * h + h * h + h + 2 * h + f * h + f + h * f + h + 2 * h;
+    const size_t total = ((size_t)src->vocab + src->max_pos + src->types) * h + 2 * h + per_layer * src->layers;
+    qv_embed_model_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    m->arena = aligned_alloc(64, (total * 4 + 63) & ~(size_t)63);
+    m->layers = calloc(src->layers, sizeof *m->layers);
+    if (!m->arena || !m->layers) {
+        qv_embed_model_free(m);
+        return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of weights", (total * 4) >> 20);
+    }
+    qv_embed_weights_t *w = &m->w;
+    *w = *src;
+    float *next = m->arena;
+    w->word = copy_tensor(&next, src->word, (size_t)src->vocab * h);
+    w->pos = copy_tensor(&next, src->pos, (size_t)src->max_pos * h);
+    w->type = copy_tensor(&next, src->type, (size_t)src->types * h);
+    w->emb_ln_g = copy_tensor(&next, src->emb_ln_g, h);
+    w->emb_ln_b = copy_tensor(&next, src->emb_ln_b, h);
+    for (uint32_t l = 0; l < src->layers; l++) {
+        const qv_embed_layer_t *S = &src->layer[l];
+        qv_embed_layer_t *L = &m->layers[l];
+        L->wqkv = copy_tensor(&next, S->wqkv, 3 * h * h);
+        L->bqkv = copy_tensor(&next, S->bqkv, 3 * h);
+        L->wo = copy_tensor(&next, S->wo, h * h);
+        L->bo = copy_tensor(&next, S->bo, h);
+        L->ln1_g = copy_tensor(&next, S->ln1_g, h);
+        L->ln1_b = copy_tensor(&next, S->ln1_b, h);
+        L->wi = copy_tensor(&next, S->wi, f * h);
+        L->bi = copy_tensor(&next, S->bi, f);
+        L->wf = copy_tensor(&next, S->wf, h * f);
+        L->bf = copy_tensor(&next, S->bf, h);
+        L->ln2_g = copy_tensor(&next, S->ln2_g, h);
+        L->ln2_b = copy_tensor(&next, S->ln2_b, h);
+    }
+    w->layer = m->layers;
+    m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
+    m->k = qv__embed_kernels();
+    *out = m;
+    return QV_OK;
+}
+
 int qv_embed_model_load(const char *dir, qv_embed_model_t **out, qv_err_t *err)
 {
     return qv_embed_model_load_opts(dir, NULL, out, err);

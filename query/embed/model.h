@@ -95,4 +95,9 @@ typedef struct {
 
 const qv_embed_weights_t *qv_embed_weights(const qv_embed_model_t *m);
 
+/* A model over a copy of another model's weights, without a tokenizer: only qv_embed_seqs, qv_embed_dim and
+ * qv_embed_max_tokens may be called on it. The CPU stand-in of the GPU plugin (tests/gpu_emu) uses it to implement
+ * the plugin's embed_load. Errors: QV_EINVAL (a NULL tensor or an unsupported shape), QV_ENOMEM. */
+int qv_embed_model_from_weights(const qv_embed_weights_t *w, qv_embed_model_t **out, qv_err_t *err);
+
 #endif
