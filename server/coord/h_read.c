@@ -179,7 +179,7 @@ static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     int rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
-    qv_sub_t *subs;
+    qv_sub_t *subs = NULL;
     rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Count", msg, &quiver__v1__count_response__descriptor, false,
                    &subs, NULL, NULL, "count", err);
     uint64_t total = 0;
