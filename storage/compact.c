@@ -226,7 +226,7 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false);
+        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false, NULL);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++) {

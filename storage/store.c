@@ -288,14 +288,15 @@ static int seg_id_cmp(const void *a, const void *b)
 
 /* The manifest of c's sealed segments, minus `drop`, plus `add` (may be NULL), in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg,
-                        qv_segment_t *add, qv_segment_t *const *drop, size_t ndrop, bool include_frozen)
+                        qv_segment_t *add, qv_segment_t *const *drop, size_t ndrop, bool include_frozen,
+                        const bool *also)
 {
     qv_segment_t **list = malloc((c->nsealed + 1) * sizeof *list);
     if (!list)
         return QV_ENOMEM;
     size_t n = 0;
     for (size_t i = 0; i < c->nsealed; i++) {
-        bool dropped = !include_frozen && !c->sealed[i]->persisted;
+        bool dropped = !include_frozen && !c->sealed[i]->persisted && !(also && also[i]);
         for (size_t d = 0; d < ndrop; d++)
             dropped = dropped || drop[d] == c->sealed[i];
         if (!dropped)
@@ -503,13 +504,8 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        for (size_t i = 0; i < c->nsealed; i++) /* the manifest lists the persisted and the picked segments */
-            if (pick[i])
-                c->sealed[i]->persisted = true;
-        rc = qv__encode_manifest(&buf, c, covered, c->next_seg_id, NULL, NULL, 0, false);
-        for (size_t i = 0; i < c->nsealed; i++)
-            if (pick[i])
-                c->sealed[i]->persisted = false;
+        /* the manifest lists the persisted and the picked segments (the flags flip only after the batch) */
+        rc = qv__encode_manifest(&buf, c, covered, c->next_seg_id, NULL, NULL, 0, false, pick);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
     }
     if (rc == QV_OK) {
@@ -709,7 +705,7 @@ static void run_create(qv_store_t *st, qv_writer_t *w)
     if (rc == QV_OK) {
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'c', s->id), (char *)buf.data, buf.len);
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, 0, c->next_seg_id, NULL, NULL, 0, false);
+        rc = qv__encode_manifest(&buf, c, 0, c->next_seg_id, NULL, NULL, 0, false, NULL);
         rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', s->id), (char *)buf.data, buf.len);
         uint32_t next = st->next_coll_id + 1;
         memcpy(nid, &next, 4);
@@ -1089,6 +1085,11 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
     rocksdb_options_set_create_if_missing(st->dbopts, 1);
     rocksdb_options_set_create_missing_column_families(st->dbopts, 1);
     rocksdb_options_increase_parallelism(st->dbopts, 2);
+    /* RocksDB keeps its log files until every column family with data in them has flushed, and replays them after
+     * a crash. By default that may be ~4x the column families' write buffers (hundreds of MB holding segment and
+     * index blobs); 6.2 s of a 1M x 128 store's open after kill -9 went to that replay (bench/restart). A bound on
+     * the total makes RocksDB flush the oldest column family instead, so recovery replays at most this much. */
+    rocksdb_options_set_max_total_wal_size(st->dbopts, (uint64_t)128 << 20);
     const rocksdb_options_t *cfopts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++)
         cfopts[i] = st->dbopts;

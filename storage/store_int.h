@@ -85,10 +85,10 @@ static inline size_t key_seg(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t c
 int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64_t *next_seg, uint64_t **segs,
                         uint64_t **blob_lens, uint32_t *nsegs, qv_err_t *err);
 void qv__coll_free(qv_coll_t *c);
-/* The manifest of c's persisted sealed segments (and frozen ones too when include_frozen), minus `drop`, plus
- * `add`, in ascending id order. */
+/* The manifest of c's persisted sealed segments (and frozen ones too when include_frozen, and c->sealed[i] when
+ * also[i]; also may be NULL), minus `drop`, plus `add`, in ascending id order. */
 int qv__encode_manifest(qv_wbuf_t *out, const qv_coll_t *c, uint64_t seal_seq, uint64_t next_seg, qv_segment_t *add,
-                        qv_segment_t *const *drop, size_t ndrop, bool include_frozen);
+                        qv_segment_t *const *drop, size_t ndrop, bool include_frozen, const bool *also);
 /* Splits a blob over SEG_CHUNK-sized values under be32 coll | be64 seg | be32 chunk in column family cf. */
 void qv__put_chunks(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll, uint64_t seg, const void *data,
                     size_t len);

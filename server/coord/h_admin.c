@@ -110,7 +110,7 @@ static int fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, c
 
 static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
-    qv_sub_t *subs;
+    qv_sub_t *subs = NULL;
     size_t n;
     int rc = fan_members(a, ctx, "/quiver.v1.Quiver/ListCollections", msg,
                          &quiver__v1__list_collections_response__descriptor, &subs, &n, "list", err);
@@ -184,7 +184,7 @@ static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
 static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_coord_t *co = a;
-    qv_sub_t *subs;
+    qv_sub_t *subs = NULL;
     size_t n;
     int rc = fan_members(co, ctx, "/quiver.v1.Admin/Stats", msg, &quiver__v1__stats_response__descriptor, &subs, &n,
                          "stats", err);

@@ -208,7 +208,7 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     int rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
-    qv_sub_t *subs;
+    qv_sub_t *subs = NULL;
     rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Scroll", msg, &quiver__v1__scroll_response__descriptor, false,
                    &subs, NULL, NULL, "scroll", err);
     size_t ns = rt.nservers;
