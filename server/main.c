@@ -368,6 +368,7 @@ int main(int argc, char **argv)
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "store.open_failed", "data=%s msg=\"%s\"", data, err.msg);
+        qv_gpu_unload(gpu);
         return 1;
     }
     qv_log(QV_LOG_INFO, "store.open", "data=%s ms=%lld", data, (long long)((qv_now_ns() - t0) / 1000000));
@@ -375,6 +376,7 @@ int main(int argc, char **argv)
     if (!pool) {
         qv_log(QV_LOG_ERROR, "pool.create_failed", "threads=%ld", scan_threads);
         qv_store_close(store);
+        qv_gpu_unload(gpu);
         return 1;
     }
     qv_embedder_t *embedder = NULL;
@@ -386,10 +388,11 @@ int main(int argc, char **argv)
         int erc = qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, gpu, dev,
                                     &embedder, &err);
         if (erc != QV_OK) {
-            if (model_explicit || erc == QV_EUNAVAIL) {
+            if (model_explicit || erc == QV_EUNAVAIL || dev == QV_EMBED_DEV_CUDA) { /* cuda asked for a model */
                 qv_log(QV_LOG_ERROR, "embed.load_failed", "model_dir=%s msg=\"%s\"", model_dir, err.msg);
                 qv_pool_destroy(pool);
                 qv_store_close(store);
+                qv_gpu_unload(gpu);
                 return 1;
             }
             qv_log(QV_LOG_WARN, "embed.unavailable", "model_dir=%s msg=\"%s\" (text requests get FAILED_PRECONDITION)",
@@ -411,6 +414,7 @@ int main(int argc, char **argv)
             grpc_shutdown();
             qv_pool_destroy(pool);
             qv_store_close(store);
+            qv_gpu_unload(gpu);
             return 1;
         }
         qv_log(QV_LOG_WARN, "metrics.disabled", "listen=%s msg=\"%s\"", metrics_listen, err.msg);
@@ -427,6 +431,7 @@ int main(int argc, char **argv)
         grpc_shutdown();
         qv_pool_destroy(pool);
         qv_store_close(store);
+        qv_gpu_unload(gpu);
         return 1;
     }
     qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s tls=%s auth=%s",

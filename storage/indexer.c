@@ -131,6 +131,18 @@ static bool build_external(qv_indexer_t *ix, job_t *j, const qv_hnsw_params_t *p
     int rc = st->opts.graph_build(st->opts.graph_ctx, p, seg->vectors, seg->rows, seg->dim, &blob, &err);
     if (rc == QV_OK && (rc = qv_hnsw_decode(blob.data, blob.len, seg->vectors, seg->rows, seg->dim, 0, &err, &h)))
         h = NULL;
+    if (rc == QV_OK) { /* the decode checked the rows and dim; the parameters must be the collection's too */
+        qv_hnsw_info_t info;
+        qv_hnsw_info(h, &info);
+        if (info.metric != p->metric || info.M != p->M || info.quant != p->quant ||
+            (p->quant == QV_HNSW_QUANT_PQ && p->pq_m && info.pq_m != p->pq_m)) {
+            rc = qv_err_set(&err, QV_ECORRUPT, "graph of metric %d, M %u, quantisation %d/%u where the collection "
+                            "has %d, %u, %d/%u", (int)info.metric, info.M, (int)info.quant, info.pq_m,
+                            (int)p->metric, p->M, (int)p->quant, p->pq_m);
+            qv_hnsw_free(h);
+            h = NULL;
+        }
+    }
     if (rc) {
         qv_wbuf_free(&blob);
         ix->external_off = rc == QV_EUNAVAIL; /* only the indexer thread reads or writes it */

@@ -206,42 +206,40 @@ static bool has_link(const qv_klayer_t *L, uint32_t u, uint32_t v)
     return false;
 }
 
-/* Adds u -> v on layer 0 (a no-op when present). A full list gives up its last link whose target keeps another
- * incoming link (indeg counts them), so the edit never strands the node it unlinks; when every target has only
- * this one, nothing is replaced and false is returned. */
-static bool add_link0(qv_klayer_t *L, uint32_t *indeg, uint32_t u, uint32_t v)
+/* Whether u's layer-0 list can take a new link: a free slot, or a link that is not a tree edge (parent[v] != u) and
+ * so can be replaced without cutting v off from the entry. */
+static bool can_add(const qv_klayer_t *L, const uint32_t *parent, uint32_t u)
+{
+    if (L->nlinks[u] < L->deg)
+        return true;
+    for (uint32_t j = 0; j < L->nlinks[u]; j++)
+        if (parent[L->links[(size_t)u * L->deg + j]] != u)
+            return true;
+    return false;
+}
+
+/* Adds u -> v on layer 0 (a no-op when present): into a free slot, else in place of u's last link that is not a
+ * tree edge. Returns false when there is neither. */
+static bool add_link0(qv_klayer_t *L, const uint32_t *parent, uint32_t u, uint32_t v)
 {
     if (u == v || has_link(L, u, v))
         return true;
     uint32_t *row = L->links + (size_t)u * L->deg;
     if (L->nlinks[u] < L->deg) {
         row[L->nlinks[u]++] = v;
-        indeg[v]++;
         return true;
     }
     for (uint32_t j = L->nlinks[u]; j-- > 0;)
-        if (indeg[row[j]] >= 2) {
-            indeg[row[j]]--;
+        if (parent[row[j]] != u) {
             row[j] = v;
-            indeg[v]++;
             return true;
         }
     return false;
 }
 
-/* Whether add_link0(u, .) can succeed for a new target. */
-static bool can_add(const qv_klayer_t *L, const uint32_t *indeg, uint32_t u)
-{
-    if (L->nlinks[u] < L->deg)
-        return true;
-    for (uint32_t j = 0; j < L->nlinks[u]; j++)
-        if (indeg[L->links[(size_t)u * L->deg + j]] >= 2)
-            return true;
-    return false;
-}
-
-/* Marks what is reachable from the nodes on the stack (layer 0 links); returns how many were newly marked. */
-static size_t flood(const qv_klayer_t *L, uint8_t *seen, uint32_t *stack, size_t top)
+/* Marks what is reachable from the nodes on the stack (layer 0 links), recording each newly marked node's parent
+ * (the spanning tree from the entry); returns how many were newly marked. */
+static size_t flood(const qv_klayer_t *L, uint8_t *seen, uint32_t *parent, uint32_t *stack, size_t top)
 {
     size_t marked = 0;
     while (top > 0) {
@@ -250,6 +248,7 @@ static size_t flood(const qv_klayer_t *L, uint8_t *seen, uint32_t *stack, size_t
             uint32_t v = L->links[(size_t)u * L->deg + j];
             if (!seen[v]) {
                 seen[v] = 1;
+                parent[v] = u;
                 marked++;
                 stack[top++] = v;
             }
@@ -295,9 +294,10 @@ static void add_random_links(qv_kgraph_t *g, uint32_t r)
  *       links of a navigable small world, which let a beam search hop between clusters;
  *   6b. reachability, as NSG's spanning-tree step: rows no walk from the entry reaches on layer 0 are connected, one
  *       island at a time, by an edge each way between the island's first row and its nearest reachable row that can
- *       take a link without stranding another (an exact scan). Afterwards every row is reachable.
+ *       take a link, replacing only links outside the spanning tree from the entry; afterwards every row is
+ *       reachable (unless every reachable list were all tree edges, which a degree of 2M >= 4 rules out in practice).
  * With the default knn_k = 6M both data sets above reach or beat the CPU HNSW at equal ef (tests/unit/
- * test_gpu_logic.c). Cost: 6a O(n r); 6b O(islands x n x dim), and islands are rare after 6a. */
+ * test_gpu_logic.c). Cost: 6a O(n r); 6b O(islands x min(n, 16384) x dim), and islands are rare after 6a. */
 static int finish_graph(qv_kgraph_t *g, const float *x, qv_err_t *err)
 {
     qv_klayer_t *L0 = &g->layer[0];
@@ -305,50 +305,52 @@ static int finish_graph(qv_kgraph_t *g, const float *x, qv_err_t *err)
     if (n < 2)
         return QV_OK;
     add_random_links(g, g->M * 3 / 8 ? g->M * 3 / 8 : 1);
-    uint32_t *indeg = calloc(n, sizeof(uint32_t));
+    uint32_t *parent = malloc(n * sizeof(uint32_t));
     uint32_t *stack = malloc(n * sizeof(uint32_t));
     uint8_t *seen = calloc(n, 1);
-    if (!indeg || !stack || !seen) {
-        free(indeg);
+    if (!parent || !stack || !seen) {
+        free(parent);
         free(stack);
         free(seen);
         return qv_err_set(err, QV_ENOMEM, "graph build: out of memory checking %zu rows for reachability", n);
     }
     for (size_t u = 0; u < n; u++)
-        for (uint32_t j = 0; j < L0->nlinks[u]; j++)
-            indeg[L0->links[u * L0->deg + j]]++;
-    /* 6b; a replaced link may strand a row whose other way in came from an island: a later round finds it */
-    for (int round = 0; round < 8; round++) {
-        memset(seen, 0, n);
-        seen[g->entry] = 1;
-        stack[0] = g->entry;
-        size_t reached = 1 + flood(L0, seen, stack, 1);
-        if (reached == n)
-            break;
-        for (uint32_t u = 0; u < n && reached < n; u++) {
-            if (seen[u])
-                continue;
-            const float *xu = x + (size_t)u * g->dim;
-            uint32_t best = UINT32_MAX;
-            float bd = 0;
-            for (uint32_t r = 0; r < n; r++)
-                if (seen[r] && can_add(L0, indeg, r)) {
-                    float d = kdist(xu, x + (size_t)r * g->dim, g->dim, g->metric);
+        parent[u] = UINT32_MAX;
+    /* 6b. Links are only ever replaced when they are not edges of the spanning tree, so a row once reached stays
+     * reached and one pass suffices. The nearest reachable row is searched among every reachable row up to 16,384
+     * rows, else among a stride sample of them (and all of them when the sample has no row that can take a link). */
+    seen[g->entry] = 1;
+    stack[0] = g->entry;
+    size_t reached = 1 + flood(L0, seen, parent, stack, 1);
+    const size_t stride = n > 16384 ? n / 16384 : 1;
+    for (uint32_t u = 0; u < n && reached < n; u++) {
+        if (seen[u])
+            continue;
+        const float *xu = x + (size_t)u * g->dim;
+        uint32_t best = UINT32_MAX;
+        float bd = 0;
+        for (size_t step = stride;; step = 1) {
+            for (size_t r = 0; r < n; r += step)
+                if (seen[r] && can_add(L0, parent, (uint32_t)r)) {
+                    float d = kdist(xu, x + r * g->dim, g->dim, g->metric);
                     if (best == UINT32_MAX || d < bd) {
                         bd = d;
-                        best = r;
+                        best = (uint32_t)r;
                     }
                 }
-            if (best == UINT32_MAX)
-                break; /* no reachable row can take a link: the validator reports what is left */
-            add_link0(L0, indeg, best, u);
-            add_link0(L0, indeg, u, best);
-            seen[u] = 1;
-            stack[0] = u;
-            reached += 1 + flood(L0, seen, stack, 1);
+            if (best != UINT32_MAX || step == 1)
+                break;
         }
+        if (best == UINT32_MAX)
+            break; /* no reachable row can take a link (every list is all tree edges): the validator reports it */
+        add_link0(L0, parent, best, u);
+        seen[u] = 1;
+        parent[u] = best;
+        stack[0] = u;
+        reached += 1 + flood(L0, seen, parent, stack, 1);
+        add_link0(L0, parent, u, best); /* and back, now that u's own tree edges are known */
     }
-    free(indeg);
+    free(parent);
     free(stack);
     free(seen);
     return QV_OK;

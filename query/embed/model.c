@@ -305,10 +305,17 @@ int qv_embed_model_from_weights(const qv_embed_weights_t *src, qv_embed_model_t 
     if (!src || !src->layer || !src->word || !src->pos || !src->type || !src->emb_ln_g || !src->emb_ln_b)
         return qv_err_set(err, QV_EINVAL, "embedding weights: NULL tensor");
     if (src->hidden == 0 || src->hidden > QV_EMBED_MAX_HIDDEN || src->heads == 0 || src->hidden % src->heads != 0 ||
-        src->ffn == 0 || src->layers == 0 || src->layers > 64 || src->vocab == 0 || src->max_pos == 0 ||
-        src->types == 0)
+        src->ffn == 0 || src->ffn > 16 * QV_EMBED_MAX_HIDDEN || src->layers == 0 || src->layers > 64 ||
+        src->vocab == 0 || src->vocab > (1u << 22) || src->max_pos == 0 || src->max_pos > 65536 || src->types == 0 ||
+        src->types > 1024)
         return qv_err_set(err, QV_EINVAL, "embedding weights of an unsupported shape (hidden %u, heads %u, layers %u)",
                           src->hidden, src->heads, src->layers);
+    for (uint32_t l = 0; l < src->layers; l++) {
+        const qv_embed_layer_t *S = &src->layer[l];
+        if (!S->wqkv || !S->bqkv || !S->wo || !S->bo || !S->ln1_g || !S->ln1_b || !S->wi || !S->bi || !S->wf ||
+            !S->bf || !S->ln2_g || !S->ln2_b)
+            return qv_err_set(err, QV_EINVAL, "embedding weights: NULL tensor in layer %u", l);
+    }
     const size_t h = src->hidden, f = src->ffn;
     const size_t per_layer = 3 * h * h + 3 * h + h * h + h + 2 * h + f * h + f + h * f + h + 2 * h;
     const size_t total = ((size_t)src->vocab + src->max_pos + src->types) * h + 2 * h + per_layer * src->layers;
