@@ -1,7 +1,11 @@
 /* quiver-embed-bench: throughput of the built-in embedder (query/embed) on a file of texts.
  *
  *   quiver-embed-bench --model DIR --texts FILE [--batch 1,8,32] [--threads N] [--seconds S]
+ *   quiver-embed-bench --model DIR --texts FILE --out VECS.fvecs [--threads N]
  *
+ * With --out, every line is embedded once (32 at a time) and the vectors are written in the TEXMEX .fvecs format
+ * (int32 dim, then dim float32 per row), in line order: bench/ann/minilm.sh makes the ANN benchmark's MiniLM data
+ * set this way.
  * FILE has one text per line (UTF-8). For each batch size the texts are embedded in order, B at a time through
  * qv_embed_texts (tokenization included), cycling over the file until S seconds (default 3) have passed after one
  * warm-up batch. Prints one line per batch size:
@@ -9,6 +13,7 @@
  * (texts_per_cpu_s: per second of this process's CPU time, OpenBLAS threads included: steadier than wall time on a
  * shared machine; p50/p99: per-call latency).
  * bench/embed_bench.py runs this next to ONNX Runtime on the same texts and prints the ratios. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,9 +65,44 @@ static char **read_lines(const char *path, size_t *n)
     return lines;
 }
 
+/* Embeds every text once and writes them as .fvecs. */
+static int write_vectors(const qv_embed_model_t *m, char **texts, size_t n, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    const uint32_t dim = qv_embed_dim(m);
+    float *out = malloc(32 * dim * sizeof(float));
+    qv_err_t err;
+    double t0 = now_s();
+    for (size_t at = 0; at < n; at += 32) {
+        size_t b = n - at < 32 ? n - at : 32;
+        if (!out || qv_embed_texts(m, (const char *const *)texts + at, NULL, b, out, &err) != QV_OK) {
+            fprintf(stderr, "embed: %s\n", out ? err.msg : "out of memory");
+            fclose(f);
+            return 1;
+        }
+        for (size_t i = 0; i < b; i++) {
+            int32_t d = (int32_t)dim;
+            if (fwrite(&d, 4, 1, f) != 1 || fwrite(out + i * dim, sizeof(float), dim, f) != dim) {
+                perror(path);
+                fclose(f);
+                return 1;
+            }
+        }
+        if ((at / 32) % 64 == 0)
+            fprintf(stderr, "\r%zu / %zu texts, %.1f texts/s", at + b, n, (double)(at + b) / (now_s() - t0));
+    }
+    fprintf(stderr, "\n");
+    free(out);
+    return fclose(f) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *file = NULL, *batches = "1,8,32";
+    const char *dir = NULL, *file = NULL, *batches = "1,8,32", *outpath = NULL;
     int threads = 0;
     double seconds = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -76,6 +116,8 @@ int main(int argc, char **argv)
             threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds"))
             seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--out"))
+            outpath = argv[i + 1];
     }
     if (!dir || !file) {
         fprintf(stderr, "usage: %s --model DIR --texts FILE [--batch 1,8,32] [--threads N] [--seconds S]\n", argv[0]);
@@ -96,6 +138,8 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("load_ms=%.1f\n", (now_s() - t0) * 1e3);
+    if (outpath)
+        return write_vectors(m, texts, n, outpath);
     char *spec = strdup(batches);
     for (char *tok = strtok(spec, ","); tok; tok = strtok(NULL, ",")) {
         size_t b = (size_t)atoi(tok);
