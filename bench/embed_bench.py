@@ -38,7 +38,7 @@ BUILD = os.path.join(ROOT, "build-bench", "release")
 
 def ensure_venv():
     py = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(py) or sys.prefix == VENV:
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):  # (the venv's python is a link to the system's)
         return
     if not os.path.exists(py):
         subprocess.check_call(["/usr/bin/python3", "-m", "venv", VENV])
