@@ -101,10 +101,24 @@ static void softmax_generic(float *s, size_t rows, size_t n, size_t ld)
     }
 }
 
+static void gemm_nt_generic(size_t rows, size_t n, size_t k, const float *x, size_t ldx, const float *w, float *c,
+                            size_t ldc, int accumulate)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t o = 0; o < n; o++) {
+            const float *xr = x + r * ldx, *wo = w + o * k;
+            float s = 0;
+            for (size_t i = 0; i < k; i++)
+                s += xr[i] * wo[i];
+            c[r * ldc + o] = accumulate ? c[r * ldc + o] + s : s;
+        }
+}
+
 const qv_embed_kernels_t qv__embed_kernels_generic = {
     .add_layernorm = add_layernorm_generic,
     .bias_gelu = bias_gelu_generic,
     .softmax = softmax_generic,
+    .gemm_nt = gemm_nt_generic,
     .name = "generic",
 };
 

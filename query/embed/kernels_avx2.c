@@ -154,10 +154,75 @@ static QV_AVX2 void softmax_avx2(float *s, size_t rows, size_t n, size_t ld)
     }
 }
 
+/* The four sums of a, b, c, d (8 lanes each) as one 4-lane vector. */
+static inline QV_AVX2 __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+static inline QV_AVX2 void store4(float *c, __m128 v, int accumulate)
+{
+    _mm_storeu_ps(c, accumulate ? _mm_add_ps(v, _mm_loadu_ps(c)) : v);
+}
+
+/* Blocks of 4 outputs (W rows, streamed once per block of rows) by 3 rows of X: 12 accumulators, one W vector and
+ * three X vectors live, within the 16 registers. */
+static QV_AVX2 void gemm_nt_avx2(size_t rows, size_t n, size_t k, const float *x, size_t ldx, const float *w,
+                                 float *c, size_t ldc, int accumulate)
+{
+    size_t o = 0;
+    for (; o + 4 <= n; o += 4) {
+        const float *w0 = w + o * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+        size_t r = 0;
+        for (; r + 3 <= rows; r += 3) {
+            const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx;
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00,
+                   a13 = a00, a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+            for (size_t i = 0; i < k; i += 8) {
+                __m256 v0 = _mm256_loadu_ps(x0 + i), v1 = _mm256_loadu_ps(x1 + i), v2 = _mm256_loadu_ps(x2 + i);
+                __m256 t = _mm256_loadu_ps(w0 + i);
+                a00 = _mm256_fmadd_ps(v0, t, a00), a10 = _mm256_fmadd_ps(v1, t, a10), a20 = _mm256_fmadd_ps(v2, t, a20);
+                t = _mm256_loadu_ps(w1 + i);
+                a01 = _mm256_fmadd_ps(v0, t, a01), a11 = _mm256_fmadd_ps(v1, t, a11), a21 = _mm256_fmadd_ps(v2, t, a21);
+                t = _mm256_loadu_ps(w2 + i);
+                a02 = _mm256_fmadd_ps(v0, t, a02), a12 = _mm256_fmadd_ps(v1, t, a12), a22 = _mm256_fmadd_ps(v2, t, a22);
+                t = _mm256_loadu_ps(w3 + i);
+                a03 = _mm256_fmadd_ps(v0, t, a03), a13 = _mm256_fmadd_ps(v1, t, a13), a23 = _mm256_fmadd_ps(v2, t, a23);
+            }
+            store4(c + r * ldc + o, hsum4(a00, a01, a02, a03), accumulate);
+            store4(c + (r + 1) * ldc + o, hsum4(a10, a11, a12, a13), accumulate);
+            store4(c + (r + 2) * ldc + o, hsum4(a20, a21, a22, a23), accumulate);
+        }
+        for (; r < rows; r++) {
+            const float *x0 = x + r * ldx;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t i = 0; i < k; i += 8) {
+                __m256 v0 = _mm256_loadu_ps(x0 + i);
+                a0 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w0 + i), a0);
+                a1 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w1 + i), a1);
+                a2 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w2 + i), a2);
+                a3 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(w3 + i), a3);
+            }
+            store4(c + r * ldc + o, hsum4(a0, a1, a2, a3), accumulate);
+        }
+    }
+    for (; o < n; o++) /* fewer than 4 outputs left */
+        for (size_t r = 0; r < rows; r++) {
+            __m256 a = _mm256_setzero_ps();
+            for (size_t i = 0; i < k; i += 8)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + i), _mm256_loadu_ps(w + o * k + i), a);
+            __m128 s4 = hsum4(a, _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+            float s = _mm_cvtss_f32(s4);
+            c[r * ldc + o] = accumulate ? c[r * ldc + o] + s : s;
+        }
+}
+
 const qv_embed_kernels_t qv__embed_kernels_avx2 = {
     .add_layernorm = add_layernorm_avx2,
     .bias_gelu = bias_gelu_avx2,
     .softmax = softmax_avx2,
+    .gemm_nt = gemm_nt_avx2,
     .name = "avx2",
 };
 #endif

@@ -60,7 +60,37 @@ struct qv_embed_model {
     qv_tokenizer_t *tok;
     uint32_t max_tokens;
     const qv_embed_kernels_t *k;
+    size_t small_rows;          /* passes of at most this many rows use k->gemm_nt for the projections */
 };
+
+/* Up to this many rows (tokens in one pass) the projections run on k->gemm_nt, which reads the weights in place,
+ * instead of sgemm, which repacks all of them first: at 22 rows the repacking was 44% of the pass. Above it sgemm's
+ * blocking wins. $QV_EMBED_SMALL_ROWS overrides it (0: always sgemm), for measuring the two against each other. */
+#define QV_EMBED_SMALL_ROWS 32
+
+static size_t small_rows_setting(void)
+{
+    const char *e = getenv("QV_EMBED_SMALL_ROWS");
+    if (e && *e) {
+        char *end;
+        unsigned long v = strtoul(e, &end, 10);
+        if (*end == '\0' && v <= 4096)
+            return v;
+    }
+    return QV_EMBED_SMALL_ROWS;
+}
+
+/* x [rows][in] times W^T ([out][in], as stored) into c (ldc floats per row), added to c when accumulate. */
+static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t in, const float *x, const float *w,
+                    float *c, size_t ldc, bool accumulate)
+{
+    if (rows <= m->small_rows && in % 8 == 0) {
+        m->k->gemm_nt(rows, out, in, x, in, w, c, ldc, accumulate);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in,
+                accumulate ? 1.0f : 0.0f, c, (int)ldc);
+}
 
 /* ---- loading ---- */
 
@@ -279,6 +309,7 @@ int qv_embed_model_load_opts(const char *dir, const qv_embed_opts_t *opts, qv_em
     qv_st_free(st);
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
+    m->small_rows = small_rows_setting();
 
     int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     openblas_set_num_threads(threads > 0 ? threads : 1);
@@ -355,6 +386,7 @@ int qv_embed_model_from_weights(const qv_embed_weights_t *src, qv_embed_model_t 
     w->layer = m->layers;
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
+    m->small_rows = small_rows_setting();
     *out = m;
     return QV_OK;
 }
@@ -392,7 +424,7 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
     const qv_embed_weights_t *w = &m->w;
     const qv_embed_kernels_t *k = m->k;
     const size_t h = w->hidden, f = w->ffn, nh = w->heads, d = h / nh;
-    const int R = (int)rows, H = (int)h, F = (int)f, D = (int)d;
+    const int H = (int)h, D = (int)d;
     const float scale = 1.0f / sqrtf((float)d);
 
     /* embeddings */
@@ -411,8 +443,7 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
         /* the bias is copied in first and the product added to it (beta = 1): one pass fewer than zero + add */
         for (size_t r = 0; r < rows; r++)
             memcpy(s->qkv + r * 3 * h, L->bqkv, 3 * h * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, 3 * H, H, 1.0f, s->x, H, L->wqkv, H, 1.0f, s->qkv,
-                    3 * H);
+        project(m, rows, 3 * h, h, s->x, L->wqkv, s->qkv, 3 * h, true);
         size_t off = 0;
         for (size_t i = 0; i < n; i++) {
             const int len = (int)seqs[i].len;
@@ -426,11 +457,11 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
             }
             off += (size_t)len;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, H, H, 1.0f, s->ctx, H, L->wo, H, 0.0f, s->tmp, H);
+        project(m, rows, h, h, s->ctx, L->wo, s->tmp, h, false);
         k->add_layernorm(s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, F, H, 1.0f, s->x, H, L->wi, H, 0.0f, s->ff, F);
+        project(m, rows, f, h, s->x, L->wi, s->ff, f, false);
         k->bias_gelu(s->ff, L->bi, rows, f);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, H, F, 1.0f, s->ff, F, L->wf, F, 0.0f, s->tmp, H);
+        project(m, rows, h, f, s->ff, L->wf, s->tmp, h, false);
         k->add_layernorm(s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
     }
 
