@@ -7,8 +7,9 @@
  * (int32 dim, then dim float32 per row), in line order: bench/ann/minilm.sh makes the ANN benchmark's MiniLM data
  * set this way.
  * FILE has one text per line (UTF-8). For each batch size the texts are embedded in order, B at a time through
- * qv_embed_texts (tokenization included), cycling over the file until S seconds (default 3) have passed after one
- * warm-up batch. Prints one line per batch size:
+ * qv_embed_texts (tokenization included), cycling over the file until S seconds (default 3) have passed and every
+ * text has been embedded at least once (a sorted file timed for S seconds alone would measure only its short end),
+ * after one warm-up batch. Prints one line per batch size:
  *   batch=B threads=N texts=COUNT seconds=T texts_per_s=X texts_per_cpu_s=Y p50_ms=... p99_ms=...
  * (texts_per_cpu_s: per second of this process's CPU time, OpenBLAS threads included: steadier than wall time on a
  * shared machine; p50/p99: per-call latency).
@@ -153,7 +154,7 @@ int main(int argc, char **argv)
             return 1;
         }
         double start = now_s(), end = start, cpu0 = cpu_s();
-        while (end - start < seconds && calls < maxcalls) {
+        while ((end - start < seconds || done + b <= n) && calls < maxcalls) {
             if (at + b > n)
                 at = 0;
             double c0 = now_s();

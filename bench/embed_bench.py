@@ -15,7 +15,8 @@ length, tokenized by Hugging Face `tokenizers` (Rust) with truncation to 256, ea
 The timed ORT path includes tokenization and padding, as the C path includes its own tokenization. Before timing, the
 peer's embeddings are checked against tests/embed/golden_embed.f32 (the float64 reference) so both sides compute the
 same function. Both sides get the texts in the same (length-sorted) order. Each (threads, batch) cell alternates the
-two engines for --rounds rounds and keeps each one's best, and also reports texts per second of process CPU time
+two engines for --rounds rounds and keeps each one's best; each timing runs for --seconds and at least one whole
+pass over the texts (the texts are sorted by length, so a shorter run would measure only the short ones), and also reports texts per second of process CPU time
 (steadier than wall time when others share the machine; for 2 threads it counts spinning BLAS/ORT workers too).
 
 Workloads: "queries" are short sentences (~10-25 tokens; the single-query latency case), "passages" are Wikipedia
@@ -207,7 +208,7 @@ def time_ort(emb, texts, batch, seconds):
     start = time.perf_counter()
     cpu0 = time.process_time()
     end = start
-    while end - start < seconds:
+    while end - start < seconds or done + batch <= len(texts):  # one whole pass at least, as the C side
         if at + batch > len(texts):
             at = 0
         c0 = time.perf_counter()
@@ -240,6 +241,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--binary", help="a quiver-embed-bench already built (default: build it in build-bench/release)")
     ap.add_argument("--workloads", default="queries,passages")
+    ap.add_argument("--json", help="also write the results here (JSON)")
     ap.add_argument("--model-dir", default=os.environ.get("QV_MODEL_DIR", os.path.join(ROOT, "build", "model")))
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
@@ -249,7 +251,7 @@ def main():
                           env=dict(os.environ, QV_MODEL_DIR=args.model_dir))
     binary = args.binary
     if not binary:
-        subprocess.check_call(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"],
+        subprocess.check_call(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DQV_TESTS=OFF"],
                               stdout=subprocess.DEVNULL)
         subprocess.check_call(["cmake", "--build", BUILD, "-j2", "--target", "quiver-embed-bench"],
                               stdout=subprocess.DEVNULL)
@@ -300,6 +302,16 @@ def main():
                          c_best[1] / o_best[1], c_best[2], o_best[2]), flush=True)
         os.unlink(path)
     print("\nload: %s" % os.getloadavg().__repr__())
+    if args.json:
+        keys = ("workload", "threads", "batch", "quiver_texts_per_s", "quiver_texts_per_cpu_s", "quiver_p50_ms",
+                "ort_texts_per_s", "ort_texts_per_cpu_s", "ort_p50_ms")
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        with open(args.json, "w") as f:
+            json.dump({"benchmark": "embed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu,
+                       "nproc": os.cpu_count(), "onnxruntime": ort.__version__, "git_head": git.stdout.strip(),
+                       "binary": binary, "config": vars(args), "load_at_end": os.getloadavg(),
+                       "rows": [dict(zip(keys, r)) for r in rows]}, f, indent=1)
 
 
 if __name__ == "__main__":

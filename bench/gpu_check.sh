@@ -37,7 +37,7 @@ fi
 
 build=${QV_GPU_CHECK_BUILD:-$root/build-gpu-check}
 jobs=${QV_JOBS:-$(nproc)}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$jobs" --target quiver-gpu-check quiver-ann >/dev/null
 if ((!selftest)); then
   if ! cmake --build "$build" -j"$jobs" --target quiver_gpu >/dev/null 2>&1 || [[ ! -f $build/libquiver_gpu.so ]]; then

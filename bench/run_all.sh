@@ -38,7 +38,7 @@ build_head() { # the committed HEAD, exported into a clean dir: immune to uncomm
     rm -rf "$BB/src-head"
     mkdir -p "$BB/src-head"
     git -C "$REPO" archive --format=tar HEAD | tar -x -C "$BB/src-head"
-    cmake -S "$BB/src-head" -B "$BB/build-head" -DCMAKE_BUILD_TYPE=Release >&2
+    cmake -S "$BB/src-head" -B "$BB/build-head" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF >&2
     cmake --build "$BB/build-head" -j"${JOBS:-2}" --target quiverd >&2
     export QUIVERD="$BB/build-head/quiverd" QV_BENCH_SOURCE="HEAD $HEAD_COMMIT (clean export)"
     export QV_PROTO_DIR="$BB/src-head/proto" # stubs from the same proto the server was built from
@@ -51,7 +51,7 @@ elif [ "$SRC" = head ]; then
 else
     echo "== building quiverd (Release) from the work tree in $BUILD" >&2
     DIRTY=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
-    if cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >&2 &&
+    if cmake -S "$REPO" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF >&2 &&
         cmake --build "$BUILD" -j"${JOBS:-2}" --target quiverd >&2; then
         export QUIVERD="$BUILD/quiverd" QV_BENCH_SOURCE="work tree at $HEAD_COMMIT ($DIRTY modified tracked files)"
     else

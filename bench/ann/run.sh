@@ -18,7 +18,7 @@ root=$(pwd)
 jobs=${QV_JOBS:-2}
 
 echo "load at start: $(uptime)"
-cmake -S . -B build-bench/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build-bench/release -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF >/dev/null
 cmake --build build-bench/release -j"$jobs" --target quiver-ann >/dev/null
 
 venv=build-bench/venv

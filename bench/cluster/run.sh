@@ -39,7 +39,7 @@ build_head() {
     rm -rf "$SRC_DIR" "$BUILD_DIR"
     mkdir -p "$SRC_DIR"
     git -C "$REPO" archive --format=tar HEAD | tar -x -C "$SRC_DIR"
-    cmake -S "$SRC_DIR" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DQV_GPU=OFF >&2
+    cmake -S "$SRC_DIR" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF -DQV_GPU=OFF >&2
     cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target quiverd >&2
     export QUIVERD="$BUILD_DIR/quiverd" QV_BENCH_SOURCE="HEAD $HEAD_COMMIT (clean export)"
     export QV_PROTO_DIR="$SRC_DIR/proto" # stubs from the proto the server was built from
@@ -52,7 +52,7 @@ elif [ "$SRC" = head ]; then
 else
     echo "== quiverd (Release) from the work tree: $REPO -> $BUILD_DIR" >&2
     DIRTY=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
-    if cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DQV_GPU=OFF >&2 &&
+    if cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF -DQV_GPU=OFF >&2 &&
         cmake --build "$BUILD_DIR" -j"${JOBS:-2}" --target quiverd >&2; then
         export QUIVERD="$BUILD_DIR/quiverd" QV_BENCH_SOURCE="work tree at $HEAD_COMMIT ($DIRTY modified tracked files)"
     else

@@ -2,7 +2,8 @@
  *
  * Every kernel works on rows of a row-major matrix and writes in place. The plain C versions in kernels.c are the
  * reference and the fallback; kernels_avx2.c has AVX2+FMA versions of the same arithmetic (same polynomials, so the two
- * agree to a few ulps). qv__embed_kernels() picks one set once, on the first call, from the CPU's features. */
+ * agree to a few ulps), and an AVX-512 projection. qv__embed_kernels() picks one set once, on the first call, from
+ * the CPU's features ($QV_EMBED_KERNELS=generic|avx2|avx512 caps the choice, for comparing them). */
 #ifndef QV_EMBED_INT_H
 #define QV_EMBED_INT_H
 
@@ -23,7 +24,10 @@ typedef struct {
      * was 44% of a 22-token forward pass). k must be a multiple of 8. */
     void (*gemm_nt)(size_t rows, size_t n, size_t k, const float *x, size_t ldx, const float *w, float *c, size_t ldc,
                     int accumulate);
-    const char *name;  /* "avx2" or "generic" */
+    /* The largest pass (rows) for which gemm_nt beat sgemm when measured on this tier (bench/embed_bench.py,
+     * $QV_EMBED_SMALL_ROWS); 0: always sgemm. */
+    size_t small_rows;
+    const char *name;  /* "avx512", "avx2" or "generic" */
 } qv_embed_kernels_t;
 
 const qv_embed_kernels_t *qv__embed_kernels(void);
@@ -31,7 +35,17 @@ const qv_embed_kernels_t *qv__embed_kernels(void);
 extern const qv_embed_kernels_t qv__embed_kernels_generic;
 #if defined(__x86_64__)
 extern const qv_embed_kernels_t qv__embed_kernels_avx2;
+extern const qv_embed_kernels_t qv__embed_kernels_avx512; /* needs avx512f and avx512dq besides avx2 and fma */
 #endif
+
+/* Helper threads that split k->gemm_nt across cores (pool.c). Start returns 0 or an errno; helpers < 1 gives *out ==
+ * NULL, a valid "no pool". qv__embed_pool_gemm_nt computes exactly what k->gemm_nt computes (each output by the same
+ * code, so bit-identical), on the caller alone when p is NULL or busy with another caller. */
+typedef struct qv_embed_pool qv_embed_pool_t;
+int qv__embed_pool_start(int helpers, qv_embed_pool_t **out);
+void qv__embed_pool_stop(qv_embed_pool_t *p);
+void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
+                            const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate);
 
 /* Constants shared by both kernel sets. expf: Cephes' polynomial after a Cody-Waite reduction by ln 2 (relative
  * error < 2e-7 on [-87, 88]); erf: Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), which needs only that exp. */

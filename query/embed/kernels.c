@@ -7,6 +7,7 @@
  * and written the same way in kernels_avx2.c. */
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "query/embed/embed_int.h"
@@ -119,6 +120,7 @@ const qv_embed_kernels_t qv__embed_kernels_generic = {
     .bias_gelu = bias_gelu_generic,
     .softmax = softmax_generic,
     .gemm_nt = gemm_nt_generic,
+    .small_rows = 0,
     .name = "generic",
 };
 
@@ -129,9 +131,15 @@ static void choose(void)
 {
     chosen = &qv__embed_kernels_generic;
 #if defined(__x86_64__)
+    const char *cap = getenv("QV_EMBED_KERNELS"); /* generic | avx2 | avx512 (the default: the best the CPU has) */
+    if (cap && strcmp(cap, "generic") == 0)
+        return;
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        chosen = &qv__embed_kernels_avx2;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return;
+    chosen = &qv__embed_kernels_avx2;
+    if ((!cap || strcmp(cap, "avx2") != 0) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        chosen = &qv__embed_kernels_avx512;
 #endif
 }
 

@@ -19,7 +19,9 @@
  *
  * Threads: OpenBLAS keeps one process-wide thread count, so the model sets it once, at load, to opts.threads (default:
  * the online CPUs) with openblas_set_num_threads; nothing changes it per call (changing it while another thread is
- * inside OpenBLAS is not safe). The element-wise kernels run on the calling thread. Concurrent callers are correct,
+ * inside OpenBLAS is not safe). The projections of small passes (at most k->small_rows rows, where sgemm's repacking
+ * of the weights would dominate) run on k->gemm_nt instead, split across opts.threads - 1 helper threads of the
+ * model's own plus the caller (pool.c). The other element-wise kernels run on the calling thread. Concurrent callers are correct,
  * but OpenBLAS serialises its multithreaded level-3 calls behind one lock, so N concurrent callers do not get N times
  * the throughput; they get no oversubscription either. The intended shape is the server's dynamic batcher: one thread
  * running one qv_embed_seqs at a time over coalesced requests, with OpenBLAS using every core inside each sgemm. With
@@ -61,14 +63,13 @@ struct qv_embed_model {
     uint32_t max_tokens;
     const qv_embed_kernels_t *k;
     size_t small_rows;          /* passes of at most this many rows use k->gemm_nt for the projections */
+    qv_embed_pool_t *pool;      /* helpers that split those projections (NULL: one thread); see pool.c */
 };
 
-/* Up to this many rows (tokens in one pass) the projections run on k->gemm_nt, which reads the weights in place,
+/* Up to k->small_rows rows (tokens in one pass) the projections run on k->gemm_nt, which reads the weights in place,
  * instead of sgemm, which repacks all of them first: at 22 rows the repacking was 44% of the pass. Above it sgemm's
  * blocking wins. $QV_EMBED_SMALL_ROWS overrides it (0: always sgemm), for measuring the two against each other. */
-#define QV_EMBED_SMALL_ROWS 32
-
-static size_t small_rows_setting(void)
+static size_t small_rows_setting(const qv_embed_kernels_t *k)
 {
     const char *e = getenv("QV_EMBED_SMALL_ROWS");
     if (e && *e) {
@@ -77,7 +78,7 @@ static size_t small_rows_setting(void)
         if (*end == '\0' && v <= 4096)
             return v;
     }
-    return QV_EMBED_SMALL_ROWS;
+    return k->small_rows;
 }
 
 /* x [rows][in] times W^T ([out][in], as stored) into c (ldc floats per row), added to c when accumulate. */
@@ -85,7 +86,7 @@ static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t i
                     float *c, size_t ldc, bool accumulate)
 {
     if (rows <= m->small_rows && in % 8 == 0) {
-        m->k->gemm_nt(rows, out, in, x, in, w, c, ldc, accumulate);
+        qv__embed_pool_gemm_nt(m->pool, m->k, rows, out, in, x, in, w, c, ldc, accumulate);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in,
@@ -309,10 +310,16 @@ int qv_embed_model_load_opts(const char *dir, const qv_embed_opts_t *opts, qv_em
     qv_st_free(st);
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
-    m->small_rows = small_rows_setting();
+    m->small_rows = small_rows_setting(m->k);
 
     int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+    if (threads < 1)
+        threads = 1;
+    openblas_set_num_threads(threads);
+    if (m->small_rows > 0 && threads > 1 && qv__embed_pool_start(threads - 1, &m->pool) != 0) {
+        qv_embed_model_free(m);
+        return qv_err_set(err, QV_ENOMEM, "cannot start %d embedding helper threads", threads - 1);
+    }
     *out = m;
     return QV_OK;
 fail:
@@ -386,7 +393,7 @@ int qv_embed_model_from_weights(const qv_embed_weights_t *src, qv_embed_model_t 
     w->layer = m->layers;
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
-    m->small_rows = small_rows_setting();
+    m->small_rows = small_rows_setting(m->k);
     *out = m;
     return QV_OK;
 }
@@ -400,6 +407,7 @@ void qv_embed_model_free(qv_embed_model_t *m)
 {
     if (!m)
         return;
+    qv__embed_pool_stop(m->pool);
     qv_tokenizer_free(m->tok);
     free(m->arena);
     free(m->layers);

@@ -935,6 +935,7 @@ static void test_tokenizer_edges(void **state)
 
 /* ---- kernels ---- */
 
+/* (the projection, gemm_nt, is tested in every tier by test_embed_split.c) */
 static void test_kernels(void **state)
 {
     (void)state;
@@ -995,33 +996,6 @@ static void test_kernels(void **state)
                 assert_true(fabs(x[r * H + i] - ref) <= 1e-5 * (1 + fabs(ref)));
             }
         }
-        /* the small-pass projection against double: rows 1..7 (the 3-row blocks and their tail), outputs 1..11 (the
-         * 4-output blocks and their tail), k = 40 (multiples of 8 only), overwrite and accumulate, a row stride */
-        enum { K = 40, LDX = 43 };
-        float xs[7 * LDX], ws[11 * K];
-        for (int i = 0; i < 7 * LDX; i++)
-            xs[i] = (float)(rng_below(&seed, 2001) - 1000) / 500.0f;
-        for (int i = 0; i < 11 * K; i++)
-            ws[i] = (float)(rng_below(&seed, 2001) - 1000) / 500.0f;
-        for (size_t rows = 1; rows <= 7; rows++)
-            for (size_t n = 1; n <= 11; n++)
-                for (int acc = 0; acc < 2; acc++) {
-                    float cs[7 * 13];
-                    for (int i = 0; i < 7 * 13; i++)
-                        cs[i] = (float)i;
-                    sets[s]->gemm_nt(rows, n, K, xs, LDX, ws, cs, 13, acc);
-                    for (size_t r = 0; r < 7; r++)
-                        for (size_t o = 0; o < 13; o++) {
-                            double ref = (double)(r * 13 + o);
-                            if (r < rows && o < n) {
-                                double dot = 0;
-                                for (int i = 0; i < K; i++)
-                                    dot += (double)xs[r * LDX + i] * ws[o * K + i];
-                                ref = acc ? ref + dot : dot;
-                            }
-                            assert_true(fabs(cs[r * 13 + o] - ref) <= 1e-4 * (1 + fabs(ref)));
-                        }
-                }
     }
 }
 

@@ -1,0 +1,229 @@
+/* The embedder's small-pass projection (query/embed: k->gemm_nt in every kernel tier, and pool.c, which splits it
+ * across helper threads). No model files needed; built under ThreadSanitizer too (tools/test.sh).
+ *   - every tier this CPU has (generic, AVX2, AVX-512) against a double-precision product: rows 1..14 (the row blocks
+ *     of each tier and their tails), outputs 1..13 (the 4-output blocks and their tail), k = 8, 40, 48 and 392
+ *     (whole and partial 16-float steps; the AVX-512 tier also k = 5 and 21, which AVX2 does not take), overwrite and
+ *     accumulate, row strides wider than k, and nothing written outside the rows x outputs asked for;
+ *   - the pool with 1 and 3 helpers gives results bit-identical to the unsplit kernel, for output counts that do and
+ *     do not divide among the threads, with and without accumulate;
+ *   - four callers sharing one pool at once (one gets the helpers, the others run alone) all get exact results;
+ *   - a pool that never ran a job starts and stops; helpers < 1 is "no pool", which runs on the caller. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/embed/embed_int.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static float rnd(uint64_t *s) { return (float)((int)(rng_next(s) % 2001) - 1000) / 500.0f; }
+
+/* the tiers this CPU can run */
+static int tiers(const qv_embed_kernels_t **out)
+{
+    int n = 0;
+    out[n++] = &qv__embed_kernels_generic;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        out[n++] = &qv__embed_kernels_avx2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+            out[n++] = &qv__embed_kernels_avx512;
+    }
+#endif
+    return n;
+}
+
+enum { MAXR = 14, MAXN = 13, LDC = 17, SENT = -7777 };
+
+static void check_tier(const qv_embed_kernels_t *t, size_t k, size_t ldx, uint64_t *seed)
+{
+    float *x = malloc(MAXR * ldx * sizeof(float)), *w = malloc(MAXN * k * sizeof(float));
+    for (size_t i = 0; i < MAXR * ldx; i++)
+        x[i] = rnd(seed);
+    for (size_t i = 0; i < MAXN * k; i++)
+        w[i] = rnd(seed);
+    for (size_t rows = 1; rows <= MAXR; rows++)
+        for (size_t n = 1; n <= MAXN; n++)
+            for (int acc = 0; acc < 2; acc++) {
+                float c[(MAXR + 1) * LDC];
+                for (size_t i = 0; i < (MAXR + 1) * LDC; i++)
+                    c[i] = (float)i;
+                t->gemm_nt(rows, n, k, x, ldx, w, c, LDC, acc);
+                for (size_t r = 0; r <= MAXR; r++)
+                    for (size_t o = 0; o < LDC; o++) {
+                        double ref = (double)(r * LDC + o), mag = 0;
+                        if (r < rows && o < n) {
+                            double dot = 0;
+                            for (size_t i = 0; i < k; i++) {
+                                dot += (double)x[r * ldx + i] * w[o * k + i];
+                                mag += fabs((double)x[r * ldx + i] * w[o * k + i]);
+                            }
+                            ref = acc ? ref + dot : dot;
+                        }
+                        /* float sums of k products: error within a few ulps of the sum of magnitudes */
+                        double tol = 1e-6 * (mag + fabs(ref)) + 1e-6;
+                        if (fabs(c[r * LDC + o] - ref) > tol)
+                            fail_msg("%s: rows %zu n %zu k %zu acc %d: c[%zu][%zu] = %.9g, want %.9g", t->name, rows, n,
+                                     k, acc, r, o, (double)c[r * LDC + o], ref);
+                    }
+            }
+    free(x);
+    free(w);
+}
+
+static void test_tiers_against_double(void **state)
+{
+    (void)state;
+    const qv_embed_kernels_t *t[3];
+    int nt = tiers(t);
+    print_message("tiers on this CPU: %d (best: %s)\n", nt, t[nt - 1]->name);
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    static const size_t ks[] = {8, 40, 48, 392};
+    for (int i = 0; i < nt; i++)
+        for (size_t j = 0; j < sizeof ks / sizeof *ks; j++) {
+            check_tier(t[i], ks[j], ks[j], &seed);
+            check_tier(t[i], ks[j], ks[j] + 3, &seed);
+        }
+    for (int i = 0; i < nt; i++) /* any k: the generic and AVX-512 tiers */
+        if (strcmp(t[i]->name, "avx2") != 0) {
+            check_tier(t[i], 5, 5, &seed);
+            check_tier(t[i], 21, 23, &seed);
+        }
+}
+
+typedef struct {
+    size_t rows, n, k;
+    float *x, *w;
+} job_t;
+
+static job_t make_job(size_t rows, size_t n, size_t k, uint64_t *seed)
+{
+    job_t j = {rows, n, k, malloc(rows * k * sizeof(float)), malloc(n * k * sizeof(float))};
+    for (size_t i = 0; i < rows * k; i++)
+        j.x[i] = rnd(seed);
+    for (size_t i = 0; i < n * k; i++)
+        j.w[i] = rnd(seed);
+    return j;
+}
+
+static void free_job(job_t *j)
+{
+    free(j->x);
+    free(j->w);
+}
+
+/* the pool's result for j equals the unsplit kernel's, bit for bit */
+static void check_split(qv_embed_pool_t *p, const qv_embed_kernels_t *t, const job_t *j, int acc)
+{
+    size_t ldc = j->n + 2, cells = j->rows * ldc;
+    float *want = malloc(cells * sizeof(float)), *got = malloc(cells * sizeof(float));
+    for (size_t i = 0; i < cells; i++)
+        want[i] = got[i] = (float)(i % 97) / 7.0f;
+    t->gemm_nt(j->rows, j->n, j->k, j->x, j->k, j->w, want, ldc, acc);
+    qv__embed_pool_gemm_nt(p, t, j->rows, j->n, j->k, j->x, j->k, j->w, got, ldc, acc);
+    assert_memory_equal(want, got, cells * sizeof(float));
+    free(want);
+    free(got);
+}
+
+static void test_pool_bit_identical(void **state)
+{
+    (void)state;
+    const qv_embed_kernels_t *t[3];
+    int nt = tiers(t);
+    uint64_t seed = 42;
+    static const size_t ns[] = {1, 7, 8, 12, 13, 30, 384, 1153};
+    for (int helpers = 1; helpers <= 3; helpers += 2) {
+        qv_embed_pool_t *p;
+        assert_int_equal(qv__embed_pool_start(helpers, &p), 0);
+        assert_non_null(p);
+        for (int i = 0; i < nt; i++)
+            for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+                for (int acc = 0; acc < 2; acc++) {
+                    job_t j = make_job(1 + (size_t)(rng_next(&seed) % 23), ns[a], 48, &seed);
+                    check_split(p, t[i], &j, acc);
+                    free_job(&j);
+                }
+        qv__embed_pool_stop(p);
+    }
+    /* no helpers: no pool, and the call runs on the caller */
+    qv_embed_pool_t *none = (qv_embed_pool_t *)1;
+    assert_int_equal(qv__embed_pool_start(0, &none), 0);
+    assert_null(none);
+    job_t j = make_job(5, 40, 16, &seed);
+    check_split(NULL, t[nt - 1], &j, 0);
+    free_job(&j);
+    /* started and stopped without a job */
+    qv_embed_pool_t *idle;
+    assert_int_equal(qv__embed_pool_start(2, &idle), 0);
+    qv__embed_pool_stop(idle);
+}
+
+typedef struct {
+    qv_embed_pool_t *p;
+    const qv_embed_kernels_t *t;
+    uint64_t seed;
+    int failures;
+} caller_t;
+
+static void *caller_main(void *arg)
+{
+    caller_t *c = arg;
+    for (int it = 0; it < 200; it++) {
+        job_t j = make_job(1 + (size_t)(rng_next(&c->seed) % 9), 8 + (size_t)(rng_next(&c->seed) % 120), 32, &c->seed);
+        size_t ldc = j.n, cells = j.rows * ldc;
+        float *want = calloc(cells, sizeof(float)), *got = calloc(cells, sizeof(float));
+        c->t->gemm_nt(j.rows, j.n, j.k, j.x, j.k, j.w, want, ldc, 0);
+        qv__embed_pool_gemm_nt(c->p, c->t, j.rows, j.n, j.k, j.x, j.k, j.w, got, ldc, 0);
+        if (memcmp(want, got, cells * sizeof(float)) != 0)
+            c->failures++;
+        free(want);
+        free(got);
+        free_job(&j);
+    }
+    return NULL;
+}
+
+static void test_pool_concurrent_callers(void **state)
+{
+    (void)state;
+    const qv_embed_kernels_t *t[3];
+    int nt = tiers(t);
+    qv_embed_pool_t *p;
+    assert_int_equal(qv__embed_pool_start(1, &p), 0);
+    pthread_t th[4];
+    caller_t c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (caller_t){.p = p, .t = t[nt - 1], .seed = 1000 + (uint64_t)i, .failures = 0};
+        assert_int_equal(pthread_create(&th[i], NULL, caller_main, &c[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(c[i].failures, 0);
+    }
+    qv__embed_pool_stop(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiers_against_double),
+        cmocka_unit_test(test_pool_bit_identical),
+        cmocka_unit_test(test_pool_concurrent_callers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
