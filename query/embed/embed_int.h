@@ -38,14 +38,22 @@ extern const qv_embed_kernels_t qv__embed_kernels_avx2;
 extern const qv_embed_kernels_t qv__embed_kernels_avx512; /* needs avx512f and avx512dq besides avx2 and fma */
 #endif
 
-/* Helper threads that split k->gemm_nt across cores (pool.c). Start returns 0 or an errno; helpers < 1 gives *out ==
- * NULL, a valid "no pool". qv__embed_pool_gemm_nt computes exactly what k->gemm_nt computes (each output by the same
- * code, so bit-identical), on the caller alone when p is NULL or busy with another caller. */
+/* The forward pass's threads (pool.c): the caller plus `helpers` threads run the tasks of one job at a time.
+ * Start returns 0 or an errno; helpers < 1 gives *out == NULL, a valid "no pool" on which everything runs on the
+ * caller. qv__embed_pool_for runs fn(arg, task, worker) for task in [0, ntasks), worker being the index (0 = the
+ * caller .. threads - 1) of the thread running it, and returns when all are done; a caller that finds the pool busy
+ * with another caller runs them all itself as worker 0. qv__embed_pool_gemm_nt is k->gemm_nt split by output
+ * features at whole 4-output blocks, so its results are bit-identical to the unsplit call. */
 typedef struct qv_embed_pool qv_embed_pool_t;
+typedef void (*qv_embed_task_fn)(void *arg, int task, int worker);
 int qv__embed_pool_start(int helpers, qv_embed_pool_t **out);
 void qv__embed_pool_stop(qv_embed_pool_t *p);
+int qv__embed_pool_threads(const qv_embed_pool_t *p);
+void qv__embed_pool_for(qv_embed_pool_t *p, int ntasks, qv_embed_task_fn fn, void *arg);
 void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
                             const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate);
+/* Task `task` of `parts` covers items [*a, *b) of n, cut at multiples of unit (the last part takes the remainder). */
+void qv__embed_task_range(size_t n, size_t unit, int task, size_t parts, size_t *a, size_t *b);
 
 /* Constants shared by both kernel sets. expf: Cephes' polynomial after a Cody-Waite reduction by ln 2 (relative
  * error < 2e-7 on [-87, 88]); erf: Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), which needs only that exp. */

@@ -17,16 +17,15 @@
  * every sgemm large enough to run at full speed (1024 rows: a layer's activations stay in the last-level cache; at
  * 4096 rows OpenBLAS measured slower per FLOP here). Each call allocates its own scratch, so calls are independent.
  *
- * Threads: OpenBLAS keeps one process-wide thread count, so the model sets it once, at load, to opts.threads (default:
- * the online CPUs) with openblas_set_num_threads; nothing changes it per call (changing it while another thread is
- * inside OpenBLAS is not safe). The projections of small passes (at most k->small_rows rows, where sgemm's repacking
- * of the weights would dominate) run on k->gemm_nt instead, split across opts.threads - 1 helper threads of the
- * model's own plus the caller (pool.c). The other element-wise kernels run on the calling thread. Concurrent callers are correct,
- * but OpenBLAS serialises its multithreaded level-3 calls behind one lock, so N concurrent callers do not get N times
- * the throughput; they get no oversubscription either. The intended shape is the server's dynamic batcher: one thread
- * running one qv_embed_seqs at a time over coalesced requests, with OpenBLAS using every core inside each sgemm. With
- * the CUDA plugin, the same batcher feeds the GPU instead and this path is idle. Quiver has no other OpenBLAS user; if
- * one appears, it shares this setting.
+ * Threads: the model runs every step of a pass on its own threads (pool.c): opts.threads (default: the online CPUs)
+ * = the caller + helpers. Each projection is split by output features (each thread reads only its rows of W),
+ * attention by (sequence, head), LayerNorm and GELU by rows (from 64 rows up). OpenBLAS is set to one thread at load
+ * (a process-wide setting, so models are loaded at start-up, before other threads are inside OpenBLAS; Quiver has no
+ * other OpenBLAS user) and is called from the tasks. Projections of passes of at most k->small_rows rows run on
+ * k->gemm_nt, which reads W in place, instead of sgemm, which repacks all of W on every call. Concurrent callers
+ * are correct and independent: one at a time gets the helpers, the others run on their own thread. The intended
+ * shape is the server's dynamic batcher: one thread running one qv_embed_seqs at a time over coalesced requests.
+ * With the CUDA plugin, the same batcher feeds the GPU instead and this path is idle.
  *
  * Load-time checks: the config must describe what this code implements (model_type bert, hidden_act gelu, absolute
  * positions) within sane limits; every tensor must exist with exactly the shape the config implies; the vocabulary
@@ -81,7 +80,33 @@ static size_t small_rows_setting(const qv_embed_kernels_t *k)
     return k->small_rows;
 }
 
-/* x [rows][in] times W^T ([out][in], as stored) into c (ldc floats per row), added to c when accumulate. */
+/* Tasks per step: one per thread for sgemm (each task packs its own copy of X, so more would cost more packing),
+ * and for the element-wise steps over at least 64 rows (below, one thread: a hand-off costs more than the work). */
+static size_t row_parts(const qv_embed_model_t *m, size_t rows)
+{
+    return rows >= 64 ? (size_t)qv__embed_pool_threads(m->pool) : 1;
+}
+
+typedef struct {
+    size_t rows, out, in, ldc, parts;
+    const float *x, *w;
+    float *c;
+    bool accumulate;
+} sgemm_job_t;
+
+static void sgemm_task(void *arg, int task, int worker)
+{
+    (void)worker;
+    const sgemm_job_t *j = arg;
+    size_t o0, o1;
+    qv__embed_task_range(j->out, 16, task, j->parts, &o0, &o1);
+    if (o1 > o0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->rows, (int)(o1 - o0), (int)j->in, 1.0f, j->x,
+                    (int)j->in, j->w + o0 * j->in, (int)j->in, j->accumulate ? 1.0f : 0.0f, j->c + o0, (int)j->ldc);
+}
+
+/* x [rows][in] times W^T ([out][in], as stored) into c (ldc floats per row), added to c when accumulate. Split by
+ * output features across the model's threads: each thread reads only its own rows of W. */
 static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t in, const float *x, const float *w,
                     float *c, size_t ldc, bool accumulate)
 {
@@ -89,8 +114,51 @@ static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t i
         qv__embed_pool_gemm_nt(m->pool, m->k, rows, out, in, x, in, w, c, ldc, accumulate);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, x, (int)in, w, (int)in,
-                accumulate ? 1.0f : 0.0f, c, (int)ldc);
+    sgemm_job_t j = {rows, out, in, ldc, (size_t)qv__embed_pool_threads(m->pool), x, w, c, accumulate};
+    qv__embed_pool_for(m->pool, (int)j.parts, sgemm_task, &j);
+}
+
+typedef struct {
+    const qv_embed_kernels_t *k;
+    float *x, *add;
+    const float *bias, *g, *b;
+    size_t rows, h, parts;
+    float eps;
+} rows_job_t;
+
+static void layernorm_task(void *arg, int task, int worker)
+{
+    (void)worker;
+    const rows_job_t *j = arg;
+    size_t r0, r1;
+    qv__embed_task_range(j->rows, 1, task, j->parts, &r0, &r1);
+    if (r1 > r0)
+        j->k->add_layernorm(j->x + r0 * j->h, j->add ? j->add + r0 * j->h : NULL, j->bias, j->g, j->b, r1 - r0, j->h,
+                            j->eps);
+}
+
+static void gelu_task(void *arg, int task, int worker)
+{
+    (void)worker;
+    const rows_job_t *j = arg;
+    size_t r0, r1;
+    qv__embed_task_range(j->rows, 1, task, j->parts, &r0, &r1);
+    if (r1 > r0)
+        j->k->bias_gelu(j->x + r0 * j->h, j->bias, r1 - r0, j->h);
+}
+
+/* x = LayerNorm(x + add + bias) * g + b over rows of h (add NULL: LayerNorm(x)) */
+static void layernorm_rows(const qv_embed_model_t *m, float *x, float *add, const float *bias, const float *g,
+                           const float *b, size_t rows, size_t h, float eps)
+{
+    rows_job_t j = {m->k, x, add, bias, g, b, rows, h, row_parts(m, rows), eps};
+    qv__embed_pool_for(m->pool, (int)j.parts, layernorm_task, &j);
+}
+
+static void gelu_rows(const qv_embed_model_t *m, float *y, const float *bias, size_t rows, size_t f)
+{
+    rows_job_t j = {.k = m->k, .x = y, .bias = bias, .rows = rows, .h = f, .parts = row_parts(m, rows)};
+    qv__embed_pool_for(m->pool, (int)j.parts, gelu_task, &j);
 }
 
 /* ---- loading ---- */
@@ -315,8 +383,8 @@ int qv_embed_model_load_opts(const char *dir, const qv_embed_opts_t *opts, qv_em
     int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
         threads = 1;
-    openblas_set_num_threads(threads);
-    if (m->small_rows > 0 && threads > 1 && qv__embed_pool_start(threads - 1, &m->pool) != 0) {
+    openblas_set_num_threads(1); /* the model's own threads split each step (pool.c) */
+    if (threads > 1 && qv__embed_pool_start(threads - 1, &m->pool) != 0) {
         qv_embed_model_free(m);
         return qv_err_set(err, QV_ENOMEM, "cannot start %d embedding helper threads", threads - 1);
     }
@@ -422,8 +490,37 @@ const qv_embed_weights_t *qv_embed_weights(const qv_embed_model_t *m) { return &
 /* ---- forward pass ---- */
 
 typedef struct {
-    float *x, *qkv, *ctx, *tmp, *ff, *scores;
+    float *x, *qkv, *ctx, *tmp, *ff;
+    float *scores;        /* one max_len x max_len block per thread */
+    size_t score_stride;  /* floats between two threads' blocks */
+    size_t *off;          /* first row of each sequence of a chunk */
 } scratch_t;
+
+/* Attention of one (sequence, head) pair: task = sequence * heads + head. */
+typedef struct {
+    const qv_embed_kernels_t *k;
+    const qv_embed_seq_t *seqs;
+    const size_t *off;
+    size_t heads, h, d;
+    float scale;
+    const float *qkv;
+    float *ctx, *scores;
+    size_t score_stride;
+} attn_job_t;
+
+static void attn_task(void *arg, int task, int worker)
+{
+    const attn_job_t *j = arg;
+    const size_t i = (size_t)task / j->heads, hd = (size_t)task % j->heads;
+    const int len = (int)j->seqs[i].len, H = (int)j->h, D = (int)j->d;
+    float *sc = j->scores + (size_t)worker * j->score_stride;
+    const float *q = j->qkv + j->off[i] * 3 * j->h + hd * j->d, *kk = q + j->h, *v = q + 2 * j->h;
+    /* S = Q K^T / sqrt d, softmax over the sequence's keys, ctx = S V into this head's columns */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, D, j->scale, q, 3 * H, kk, 3 * H, 0.0f, sc, len);
+    j->k->softmax(sc, (size_t)len, (size_t)len, (size_t)len);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, D, len, 1.0f, sc, len, v, 3 * H, 0.0f,
+                j->ctx + j->off[i] * j->h + hd * j->d, H);
+}
 
 /* Runs seqs[0..n) (rows tokens in all, at most QV_EMBED_CHUNK_ROWS unless n == 1) and writes n embeddings. */
 static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t n, size_t rows,
@@ -432,8 +529,6 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
     const qv_embed_weights_t *w = &m->w;
     const qv_embed_kernels_t *k = m->k;
     const size_t h = w->hidden, f = w->ffn, nh = w->heads, d = h / nh;
-    const int H = (int)h, D = (int)d;
-    const float scale = 1.0f / sqrtf((float)d);
 
     /* embeddings */
     float *x = s->x;
@@ -444,7 +539,10 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
                 x[j] = we[j] + pe[j] + w->type[j];
         }
     }
-    k->add_layernorm(s->x, NULL, NULL, w->emb_ln_g, w->emb_ln_b, rows, h, w->ln_eps);
+    layernorm_rows(m, s->x, NULL, NULL, w->emb_ln_g, w->emb_ln_b, rows, h, w->ln_eps);
+    for (size_t i = 0, off = 0; i < n; off += seqs[i].len, i++)
+        s->off[i] = off;
+    attn_job_t attn = {k, seqs, s->off, nh, h, d, 1.0f / sqrtf((float)d), s->qkv, s->ctx, s->scores, s->score_stride};
 
     for (uint32_t l = 0; l < w->layers; l++) {
         const qv_embed_layer_t *L = &w->layer[l];
@@ -452,25 +550,13 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
         for (size_t r = 0; r < rows; r++)
             memcpy(s->qkv + r * 3 * h, L->bqkv, 3 * h * sizeof(float));
         project(m, rows, 3 * h, h, s->x, L->wqkv, s->qkv, 3 * h, true);
-        size_t off = 0;
-        for (size_t i = 0; i < n; i++) {
-            const int len = (int)seqs[i].len;
-            for (size_t hd = 0; hd < nh; hd++) {
-                const float *q = s->qkv + off * 3 * h + hd * d, *kk = q + h, *v = q + 2 * h;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, D, scale, q, 3 * H, kk, 3 * H, 0.0f,
-                            s->scores, len);
-                k->softmax(s->scores, (size_t)len, (size_t)len, (size_t)len);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, D, len, 1.0f, s->scores, len, v, 3 * H,
-                            0.0f, s->ctx + off * h + hd * d, H);
-            }
-            off += (size_t)len;
-        }
+        qv__embed_pool_for(m->pool, (int)(n * nh), attn_task, &attn);
         project(m, rows, h, h, s->ctx, L->wo, s->tmp, h, false);
-        k->add_layernorm(s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
+        layernorm_rows(m, s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
         project(m, rows, f, h, s->x, L->wi, s->ff, f, false);
-        k->bias_gelu(s->ff, L->bi, rows, f);
+        gelu_rows(m, s->ff, L->bi, rows, f);
         project(m, rows, h, f, s->ff, L->wf, s->tmp, h, false);
-        k->add_layernorm(s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
+        layernorm_rows(m, s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
     }
 
     /* mean pooling (every row of a packed sequence is a real token) and L2 normalisation, in double */
@@ -515,11 +601,16 @@ int qv_embed_seqs(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t 
     size_t cap = total < QV_EMBED_CHUNK_ROWS ? total : QV_EMBED_CHUNK_ROWS;
     if (cap < max_len)
         cap = max_len;
-    size_t floats = cap * (6 * h + f) + max_len * max_len;
+    const size_t threads = (size_t)qv__embed_pool_threads(m->pool);
+    size_t floats = cap * (6 * h + f) + threads * max_len * max_len;
     float *buf = malloc(floats * sizeof(float));
-    if (!buf)
+    size_t *off = malloc(n * sizeof *off);
+    if (!buf || !off) {
+        free(buf);
+        free(off);
         return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of scratch", (floats * 4) >> 20);
-    scratch_t s = {.x = buf};
+    }
+    scratch_t s = {.x = buf, .off = off, .score_stride = max_len * max_len};
     s.qkv = s.x + cap * h;
     s.ctx = s.qkv + cap * 3 * h;
     s.tmp = s.ctx + cap * h;
@@ -537,6 +628,7 @@ int qv_embed_seqs(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t 
     }
     forward(m, seqs + first, n - first, rows, &s, out + first * h);
     free(buf);
+    free(off);
     return QV_OK;
 }
 

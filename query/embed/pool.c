@@ -1,25 +1,27 @@
-/* Splitting the small-pass projection across cores.
+/* The embedder's threads: a parallel-for over the steps of one forward pass.
  *
- * A pass over few rows (one short query: ~22 tokens) spends 80% of its time in k->gemm_nt, which runs on the calling
- * thread; OpenBLAS's threads only help the larger passes that go to sgemm. So with threads > 1 the model keeps its
- * own helper threads, and each projection of a small pass is cut into contiguous ranges of output features (whole
- * blocks of 4), one per thread, the caller taking the first. Each range reads only its own rows of W, so the cores
- * also share the cost of streaming the weights.
+ * A pass is a burst of short steps (per layer: four projections, attention per sequence and head, two LayerNorms and
+ * a GELU), 0.05-5 ms each. OpenBLAS runs single-threaded (model.c sets it); the model keeps threads - 1 helpers of
+ * its own, and each step is cut into tasks (ranges of output features, (sequence, head) pairs, ranges of rows) that
+ * the caller and the helpers claim with an atomic counter, the caller too, so a job never waits for a helper to
+ * start. Tasks of a job must be independent; each gets the index of the thread running it (0 = the caller,
+ * 1..helpers), so a task can use that thread's slice of the caller's scratch.
  *
- * Hand-off: the caller publishes a job and bumps a generation counter; helpers spin on the counter for a short while
- * (QV_POOL_SPIN pauses, roughly 0.1 ms: longer than the gap between two projections of a pass, so a pass pays no
- * wake-ups) and then sleep on a condition variable, so an idle server burns no CPU and a big pass on sgemm gets its
- * cores back from OpenBLAS's point of view almost at once. The generation is bumped under the mutex the sleepers
- * check it under, so no wake-up is lost. The caller then waits, spinning, for the helpers' count to drop to zero; a
- * part is about as long as its own.
+ * Hand-off: the caller publishes the job and bumps a generation counter; helpers spin on the counter for a short
+ * while (QV_POOL_SPIN pauses, roughly 0.1 ms: longer than the gap between two steps of a pass, so a pass pays no
+ * wake-ups) and then sleep on a condition variable, so an idle server burns no CPU. The generation is bumped under
+ * the mutex the sleepers check it under, so no wake-up is lost. The caller, out of tasks, waits (spinning, then
+ * yielding) until every helper that joined the job has left it; the job lives in the pool, so nothing dangles.
  *
  * Why not index/pool.c's qv_pool_parallel: its workers sleep between jobs, so every job pays a wake-up, and a pass
- * has 24 jobs of 0.05-0.2 ms. Measured with 2 threads on one-query passes (quiver-embed-bench, batch 1): 233 texts/s
- * through qv_pool (no better than one thread), 353 through this one. Spinning suits this one use, a burst of short
- * jobs from one caller; it would not suit qv_pool's long scans and builds from many submitters.
+ * has over a hundred jobs. Measured with 2 threads on one-query passes (quiver-embed-bench, batch 1), splitting only
+ * the projections: 233 texts/s through qv_pool (no better than one thread), 353 through this pool. And OpenBLAS's
+ * own threads (which yield-spin) cost 18% of a 2-thread pass in the scheduler on 137-token passes and left the
+ * attention and element-wise steps on one core. Spinning suits this one use, a burst of short jobs from one caller;
+ * it would not suit qv_pool's long scans and builds from many submitters.
  *
- * Concurrent callers: one job at a time. A caller that finds the pool taken (trylock) runs its projection whole on
- * its own thread, which is what it would have done without a pool. */
+ * Concurrent callers: one job at a time. A caller that finds the pool taken (trylock) runs all its tasks itself as
+ * thread 0, which is what it would have done without a pool; its scratch is its own, so nothing is shared. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -38,19 +40,18 @@ struct qv_embed_pool {
     pthread_mutex_t lock;  /* guards sleeping: gen is bumped and stop set under it */
     pthread_cond_t wake;
     atomic_uint_fast64_t gen;
-    atomic_int pending;    /* helpers still on the current job */
+    atomic_int next;       /* the next task to claim */
+    atomic_int inside;     /* helpers between joining the current job and leaving it */
     atomic_bool stop;
-    /* the job: read by helpers after they see gen move (acquire), written before the bump (release) */
-    const qv_embed_kernels_t *k;
-    size_t rows, n, kk, ldx, ldc;
-    const float *x, *w;
-    float *c;
-    int accumulate;
+    /* the job: written before the generation bump (release), read by helpers after they see it (acquire) */
+    qv_embed_task_fn fn;
+    void *arg;
+    int ntasks;
 };
 
 typedef struct {
     qv_embed_pool_t *p;
-    int index;  /* 1..helpers: the part it runs (the caller runs part 0) */
+    int index;  /* 1..helpers */
 } helper_arg_t;
 
 static inline void cpu_pause(void)
@@ -60,24 +61,10 @@ static inline void cpu_pause(void)
 #endif
 }
 
-/* Part `part` of `parts`: output features [*o0, *o1), cut at multiples of 4. */
-static void part_range(size_t n, int part, int parts, size_t *o0, size_t *o1)
+static void claim_all(qv_embed_pool_t *p, int worker)
 {
-    size_t blocks = (n + 3) / 4;
-    *o0 = blocks * (size_t)part / (size_t)parts * 4;
-    *o1 = blocks * (size_t)(part + 1) / (size_t)parts * 4;
-    if (*o0 > n)
-        *o0 = n;
-    if (*o1 > n)
-        *o1 = n;
-}
-
-static void run_part(const qv_embed_pool_t *p, int part)
-{
-    size_t o0, o1;
-    part_range(p->n, part, p->helpers + 1, &o0, &o1);
-    if (o1 > o0)
-        p->k->gemm_nt(p->rows, o1 - o0, p->kk, p->x, p->ldx, p->w + o0 * p->kk, p->c + o0, p->ldc, p->accumulate);
+    for (int t; (t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->ntasks;)
+        p->fn(p->arg, t, worker);
 }
 
 static void *helper_main(void *arg)
@@ -106,8 +93,10 @@ static void *helper_main(void *arg)
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             return NULL;
         seen = g;
-        run_part(p, index);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        /* The caller set inside = helpers before the bump and waits for it to reach 0, so the job cannot change
+         * under us until we leave. */
+        claim_all(p, index);
+        atomic_fetch_sub_explicit(&p->inside, 1, memory_order_release);
     }
 }
 
@@ -128,7 +117,8 @@ int qv__embed_pool_start(int helpers, qv_embed_pool_t **out)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->next, 0);
+    atomic_init(&p->inside, 0);
     atomic_init(&p->stop, false);
     for (int i = 0; i < helpers; i++) {
         helper_arg_t *a = malloc(sizeof *a);
@@ -166,26 +156,71 @@ void qv__embed_pool_stop(qv_embed_pool_t *p)
     free(p);
 }
 
-void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
-                            const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate)
+int qv__embed_pool_threads(const qv_embed_pool_t *p) { return p ? p->helpers + 1 : 1; }
+
+void qv__embed_pool_for(qv_embed_pool_t *p, int ntasks, qv_embed_task_fn fn, void *arg)
 {
-    if (!p || n < 8 || pthread_mutex_trylock(&p->busy) != 0) {
-        k->gemm_nt(rows, n, kk, x, ldx, w, c, ldc, accumulate);
+    if (ntasks <= 0)
+        return;
+    if (!p || ntasks == 1 || pthread_mutex_trylock(&p->busy) != 0) {
+        for (int t = 0; t < ntasks; t++)
+            fn(arg, t, 0);
         return;
     }
-    p->k = k;
-    p->rows = rows, p->n = n, p->kk = kk, p->ldx = ldx, p->ldc = ldc;
-    p->x = x, p->w = w, p->c = c, p->accumulate = accumulate;
-    atomic_store_explicit(&p->pending, p->helpers, memory_order_relaxed);
+    p->fn = fn, p->arg = arg, p->ntasks = ntasks;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->inside, p->helpers, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    run_part(p, 0);
-    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++)
+    claim_all(p, 0);
+    for (int spins = 0; atomic_load_explicit(&p->inside, memory_order_acquire) > 0; spins++)
         if (spins < QV_POOL_SPIN)
             cpu_pause();
         else
             sched_yield(); /* a helper lost its core (a loaded machine): let it run */
     pthread_mutex_unlock(&p->busy);
+}
+
+/* ---- the projection split by output features ---- */
+
+typedef struct {
+    const qv_embed_kernels_t *k;
+    size_t rows, n, kk, ldx, ldc, parts;
+    const float *x, *w;
+    float *c;
+    int accumulate;
+} gemm_job_t;
+
+void qv__embed_task_range(size_t n, size_t unit, int task, size_t parts, size_t *a, size_t *b)
+{
+    size_t blocks = (n + unit - 1) / unit;
+    *a = blocks * (size_t)task / parts * unit;
+    *b = blocks * ((size_t)task + 1) / parts * unit;
+    if (*a > n)
+        *a = n;
+    if (*b > n)
+        *b = n;
+}
+
+static void gemm_task(void *arg, int task, int worker)
+{
+    (void)worker;
+    const gemm_job_t *j = arg;
+    size_t o0, o1; /* cut at whole blocks of 4, as the kernel tiles them: bit-identical results */
+    qv__embed_task_range(j->n, 4, task, j->parts, &o0, &o1);
+    if (o1 > o0)
+        j->k->gemm_nt(j->rows, o1 - o0, j->kk, j->x, j->ldx, j->w + o0 * j->kk, j->c + o0, j->ldc, j->accumulate);
+}
+
+void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
+                            const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate)
+{
+    size_t parts = (size_t)qv__embed_pool_threads(p) * 2; /* two per thread: a slow thread takes fewer */
+    size_t blocks = (n + 3) / 4;
+    if (parts > blocks)
+        parts = blocks;
+    gemm_job_t j = {k, rows, n, kk, ldx, ldc, parts, x, w, c, accumulate};
+    qv__embed_pool_for(p, (int)parts, gemm_task, &j);
 }

@@ -7,7 +7,9 @@
  *   - the pool with 1 and 3 helpers gives results bit-identical to the unsplit kernel, for output counts that do and
  *     do not divide among the threads, with and without accumulate;
  *   - four callers sharing one pool at once (one gets the helpers, the others run alone) all get exact results;
- *   - a pool that never ran a job starts and stops; helpers < 1 is "no pool", which runs on the caller. */
+ *   - a pool that never ran a job starts and stops; helpers < 1 is "no pool", which runs on the caller;
+ *   - qv__embed_pool_for runs every task exactly once, with worker indices in range, over many back-to-back jobs
+ *     (the forward pass's pattern) and from several callers at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,12 +220,72 @@ static void test_pool_concurrent_callers(void **state)
     qv__embed_pool_stop(p);
 }
 
+typedef struct {
+    int ntasks, threads;
+    int *runs;          /* per task: how many times it ran */
+    int bad_worker;     /* a worker index out of range was seen */
+} count_job_t;
+
+static void count_task(void *arg, int task, int worker)
+{
+    count_job_t *j = arg;
+    __atomic_fetch_add(&j->runs[task], 1, __ATOMIC_RELAXED);
+    if (worker < 0 || worker >= j->threads)
+        __atomic_store_n(&j->bad_worker, 1, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    qv_embed_pool_t *p;
+    int jobs, failures;
+} for_caller_t;
+
+static void *for_caller_main(void *arg)
+{
+    for_caller_t *c = arg;
+    for (int it = 0; it < c->jobs; it++) {
+        int ntasks = 1 + it % 37, runs[37] = {0};
+        count_job_t j = {ntasks, qv__embed_pool_threads(c->p), runs, 0};
+        qv__embed_pool_for(c->p, ntasks, count_task, &j);
+        for (int t = 0; t < ntasks; t++)
+            if (runs[t] != 1)
+                c->failures++;
+        if (j.bad_worker)
+            c->failures++;
+    }
+    return NULL;
+}
+
+static void test_pool_for(void **state)
+{
+    (void)state;
+    for (int helpers = 0; helpers <= 3; helpers++) {
+        qv_embed_pool_t *p;
+        assert_int_equal(qv__embed_pool_start(helpers, &p), 0);
+        assert_int_equal(qv__embed_pool_threads(p), helpers + 1);
+        for_caller_t one = {p, 3000, 0};
+        for_caller_main(&one);
+        assert_int_equal(one.failures, 0);
+        pthread_t th[3];
+        for_caller_t c[3];
+        for (int i = 0; i < 3; i++) {
+            c[i] = (for_caller_t){p, 500, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, for_caller_main, &c[i]), 0);
+        }
+        for (int i = 0; i < 3; i++) {
+            pthread_join(th[i], NULL);
+            assert_int_equal(c[i].failures, 0);
+        }
+        qv__embed_pool_stop(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_against_double),
         cmocka_unit_test(test_pool_bit_identical),
         cmocka_unit_test(test_pool_concurrent_callers),
+        cmocka_unit_test(test_pool_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
