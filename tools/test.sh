@@ -20,7 +20,7 @@ cmake --build build-asan -j"$jobs"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DQV_TSAN=ON -DQV_UNIT_ONLY=ON >/dev/null
 cmake --build build-tsan -j"$jobs" --target test_store test_hnsw test_pool test_embed_split test_embed
 status=0
-TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp" \
+TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp" QV_TEST_FILTER=test_concurrent_callers \
     ctest --test-dir build-tsan --output-on-failure -R '^unit\.test_(store|hnsw|pool|embed_split|embed)$' || status=1
 ctest --test-dir build-asan --output-on-failure || status=1
 ctest --test-dir build --output-on-failure || status=1

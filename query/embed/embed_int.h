@@ -2,7 +2,7 @@
  *
  * Every kernel works on rows of a row-major matrix and writes in place. The plain C versions in kernels.c are the
  * reference and the fallback; kernels_avx2.c has AVX2+FMA versions of the same arithmetic (same polynomials, so the two
- * agree to a few ulps), and an AVX-512 projection. qv__embed_kernels() picks one set once, on the first call, from
+ * agree to a few ulps), and an AVX-512 projection over weights packed at load. qv__embed_kernels() picks one set once, on the first call, from
  * the CPU's features ($QV_EMBED_KERNELS=generic|avx2|avx512 caps the choice, for comparing them). */
 #ifndef QV_EMBED_INT_H
 #define QV_EMBED_INT_H
@@ -24,6 +24,11 @@ typedef struct {
      * was 44% of a 22-token forward pass). k must be a multiple of 8. */
     void (*gemm_nt)(size_t rows, size_t n, size_t k, const float *x, size_t ldx, const float *w, float *c, size_t ldc,
                     int accumulate);
+    /* The same product with W packed once at load by qv__embed_pack_w (NULL where the tier has none): wp points at
+     * the panel of W's first output feature, which must be a multiple of QV_PACK_NR. Reads W contiguously and never
+     * repacks it. Any k. Where a tier has it, every projection of the forward pass uses it. */
+    void (*gemm_packed)(size_t rows, size_t n, size_t k, const float *x, size_t ldx, const float *wp, float *c,
+                        size_t ldc, int accumulate);
     /* The largest pass (rows) for which gemm_nt beat sgemm when measured on this tier (bench/embed_bench.py,
      * $QV_EMBED_SMALL_ROWS); 0: always sgemm. */
     size_t small_rows;
@@ -37,6 +42,12 @@ extern const qv_embed_kernels_t qv__embed_kernels_generic;
 extern const qv_embed_kernels_t qv__embed_kernels_avx2;
 extern const qv_embed_kernels_t qv__embed_kernels_avx512; /* needs avx512f and avx512dq besides avx2 and fma */
 #endif
+
+/* W ([out][in]) packed for gemm_packed: panels of QV_PACK_NR output features; panel p holds, for input i = 0..in-1,
+ * W[p * NR + 0 .. p * NR + NR - 1][i] contiguously, zero past `out`. qv__embed_packed_floats is its size. */
+#define QV_PACK_NR 32
+size_t qv__embed_packed_floats(size_t out, size_t in);
+void qv__embed_pack_w(const float *w, size_t out, size_t in, float *packed);
 
 /* The forward pass's threads (pool.c): the caller plus `helpers` threads run the tasks of one job at a time.
  * Start returns 0 or an errno; helpers < 1 gives *out == NULL, a valid "no pool" on which everything runs on the

@@ -115,6 +115,18 @@ static void gemm_nt_generic(size_t rows, size_t n, size_t k, const float *x, siz
         }
 }
 
+size_t qv__embed_packed_floats(size_t out, size_t in) { return (out + QV_PACK_NR - 1) / QV_PACK_NR * QV_PACK_NR * in; }
+
+void qv__embed_pack_w(const float *w, size_t out, size_t in, float *packed)
+{
+    for (size_t p = 0; p * QV_PACK_NR < out; p++)
+        for (size_t i = 0; i < in; i++)
+            for (size_t j = 0; j < QV_PACK_NR; j++) {
+                size_t o = p * QV_PACK_NR + j;
+                *packed++ = o < out ? w[o * in + i] : 0.0f;
+            }
+}
+
 const qv_embed_kernels_t qv__embed_kernels_generic = {
     .add_layernorm = add_layernorm_generic,
     .bias_gelu = bias_gelu_generic,

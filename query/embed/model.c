@@ -21,8 +21,11 @@
  * = the caller + helpers. Each projection is split by output features (each thread reads only its rows of W),
  * attention by (sequence, head), LayerNorm and GELU by rows (from 64 rows up). OpenBLAS is set to one thread at load
  * (a process-wide setting, so models are loaded at start-up, before other threads are inside OpenBLAS; Quiver has no
- * other OpenBLAS user) and is called from the tasks. Projections of passes of at most k->small_rows rows run on
- * k->gemm_nt, which reads W in place, instead of sgemm, which repacks all of W on every call. Concurrent callers
+ * other OpenBLAS user) and is called from the tasks.
+ *
+ * Projections: sgemm repacks all of W on every call (44% of a 22-token pass, 22% of a 137-token one). So on CPUs with
+ * AVX-512 the weights are packed once at load (+42 MB) and every projection runs on k->gemm_packed; elsewhere passes
+ * of at most k->small_rows rows run on k->gemm_nt, which reads W in place, and larger ones on sgemm. Concurrent callers
  * are correct and independent: one at a time gets the helpers, the others run on their own thread. The intended
  * shape is the server's dynamic batcher: one thread running one qv_embed_seqs at a time over coalesced requests.
  * With the CUDA plugin, the same batcher feeds the GPU instead and this path is idle.
@@ -54,6 +57,10 @@ void openblas_set_num_threads(int num_threads);
 #define QV_EMBED_TEXT_GROUP 256  /* texts tokenized at once by qv_embed_texts: bounds its id buffer */
 #define QV_EMBED_MAX_HIDDEN 4096 /* largest hidden_size accepted from a config (pooling keeps a row on the stack) */
 
+typedef struct {
+    const float *qkv, *o, *i, *f;
+} packed_layer_t;
+
 struct qv_embed_model {
     qv_embed_weights_t w;
     qv_embed_layer_t *layers;
@@ -63,6 +70,8 @@ struct qv_embed_model {
     const qv_embed_kernels_t *k;
     size_t small_rows;          /* passes of at most this many rows use k->gemm_nt for the projections */
     qv_embed_pool_t *pool;      /* helpers that split those projections (NULL: one thread); see pool.c */
+    float *packed;              /* the projections' weights packed for k->gemm_packed (NULL: the tier has none) */
+    packed_layer_t *pl;         /* per layer, where each projection's packed weights start */
 };
 
 /* Up to k->small_rows rows (tokens in one pass) the projections run on k->gemm_nt, which reads the weights in place,
@@ -92,7 +101,18 @@ typedef struct {
     const float *x, *w;
     float *c;
     bool accumulate;
+    const qv_embed_kernels_t *k;
 } sgemm_job_t;
+
+static void packed_task(void *arg, int task, int worker)
+{
+    (void)worker;
+    const sgemm_job_t *j = arg;
+    size_t o0, o1;
+    qv__embed_task_range(j->out, QV_PACK_NR, task, j->parts, &o0, &o1);
+    if (o1 > o0)
+        j->k->gemm_packed(j->rows, o1 - o0, j->in, j->x, j->in, j->w + o0 * j->in, j->c + o0, j->ldc, j->accumulate);
+}
 
 static void sgemm_task(void *arg, int task, int worker)
 {
@@ -105,16 +125,23 @@ static void sgemm_task(void *arg, int task, int worker)
                     (int)j->in, j->w + o0 * j->in, (int)j->in, j->accumulate ? 1.0f : 0.0f, j->c + o0, (int)j->ldc);
 }
 
-/* x [rows][in] times W^T ([out][in], as stored) into c (ldc floats per row), added to c when accumulate. Split by
- * output features across the model's threads: each thread reads only its own rows of W. */
+/* x [rows][in] times W^T ([out][in], as stored; wp: packed for k->gemm_packed, or NULL) into c (ldc floats per row),
+ * added to c when accumulate. Split by output features across the model's threads: each thread reads only its own
+ * rows of W. */
 static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t in, const float *x, const float *w,
-                    float *c, size_t ldc, bool accumulate)
+                    const float *wp, float *c, size_t ldc, bool accumulate)
 {
+    if (wp) {
+        size_t parts = (size_t)qv__embed_pool_threads(m->pool) * 2, panels = (out + QV_PACK_NR - 1) / QV_PACK_NR;
+        sgemm_job_t j = {rows, out, in, ldc, parts < panels ? parts : panels, x, wp, c, accumulate, m->k};
+        qv__embed_pool_for(m->pool, (int)j.parts, packed_task, &j);
+        return;
+    }
     if (rows <= m->small_rows && in % 8 == 0) {
         qv__embed_pool_gemm_nt(m->pool, m->k, rows, out, in, x, in, w, c, ldc, accumulate);
         return;
     }
-    sgemm_job_t j = {rows, out, in, ldc, (size_t)qv__embed_pool_threads(m->pool), x, w, c, accumulate};
+    sgemm_job_t j = {rows, out, in, ldc, (size_t)qv__embed_pool_threads(m->pool), x, w, c, accumulate, m->k};
     qv__embed_pool_for(m->pool, (int)j.parts, sgemm_task, &j);
 }
 
@@ -162,6 +189,40 @@ static void gelu_rows(const qv_embed_model_t *m, float *y, const float *bias, si
 }
 
 /* ---- loading ---- */
+
+/* Packs every projection's weights for k->gemm_packed, when the tier has it: QV_OK or QV_ENOMEM. */
+static int pack_weights(qv_embed_model_t *m, qv_err_t *err)
+{
+    if (!m->k->gemm_packed)
+        return QV_OK;
+    const qv_embed_weights_t *w = &m->w;
+    const size_t h = w->hidden, f = w->ffn;
+    size_t per_layer = qv__embed_packed_floats(3 * h, h) + qv__embed_packed_floats(h, h) +
+                       qv__embed_packed_floats(f, h) + qv__embed_packed_floats(h, f);
+    m->packed = aligned_alloc(64, (per_layer * w->layers * sizeof(float) + 63) & ~(size_t)63);
+    m->pl = calloc(w->layers, sizeof *m->pl);
+    if (!m->packed || !m->pl)
+        return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of packed weights",
+                          (per_layer * w->layers * sizeof(float)) >> 20);
+    float *next = m->packed;
+    for (uint32_t l = 0; l < w->layers; l++) {
+        const qv_embed_layer_t *L = &w->layer[l];
+        packed_layer_t *P = &m->pl[l];
+        qv__embed_pack_w(L->wqkv, 3 * h, h, next);
+        P->qkv = next;
+        next += qv__embed_packed_floats(3 * h, h);
+        qv__embed_pack_w(L->wo, h, h, next);
+        P->o = next;
+        next += qv__embed_packed_floats(h, h);
+        qv__embed_pack_w(L->wi, f, h, next);
+        P->i = next;
+        next += qv__embed_packed_floats(f, h);
+        qv__embed_pack_w(L->wf, h, f, next);
+        P->f = next;
+        next += qv__embed_packed_floats(h, f);
+    }
+    return QV_OK;
+}
 
 typedef struct {
     const char *dir;
@@ -379,6 +440,10 @@ int qv_embed_model_load_opts(const char *dir, const qv_embed_opts_t *opts, qv_em
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
     m->small_rows = small_rows_setting(m->k);
+    if ((rc = pack_weights(m, err)) != QV_OK) {
+        qv_embed_model_free(m);
+        return rc;
+    }
 
     int threads = opts && opts->threads > 0 ? opts->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
@@ -462,6 +527,11 @@ int qv_embed_model_from_weights(const qv_embed_weights_t *src, qv_embed_model_t 
     m->max_tokens = w->max_pos < QV_TOK_MAX_LEN ? w->max_pos : QV_TOK_MAX_LEN;
     m->k = qv__embed_kernels();
     m->small_rows = small_rows_setting(m->k);
+    int rc = pack_weights(m, err);
+    if (rc != QV_OK) {
+        qv_embed_model_free(m);
+        return rc;
+    }
     *out = m;
     return QV_OK;
 }
@@ -476,6 +546,8 @@ void qv_embed_model_free(qv_embed_model_t *m)
     if (!m)
         return;
     qv__embed_pool_stop(m->pool);
+    free(m->packed);
+    free(m->pl);
     qv_tokenizer_free(m->tok);
     free(m->arena);
     free(m->layers);
@@ -549,13 +621,14 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
         /* the bias is copied in first and the product added to it (beta = 1): one pass fewer than zero + add */
         for (size_t r = 0; r < rows; r++)
             memcpy(s->qkv + r * 3 * h, L->bqkv, 3 * h * sizeof(float));
-        project(m, rows, 3 * h, h, s->x, L->wqkv, s->qkv, 3 * h, true);
+        const packed_layer_t *P = m->pl ? &m->pl[l] : &(packed_layer_t){0};
+        project(m, rows, 3 * h, h, s->x, L->wqkv, P->qkv, s->qkv, 3 * h, true);
         qv__embed_pool_for(m->pool, (int)(n * nh), attn_task, &attn);
-        project(m, rows, h, h, s->ctx, L->wo, s->tmp, h, false);
+        project(m, rows, h, h, s->ctx, L->wo, P->o, s->tmp, h, false);
         layernorm_rows(m, s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
-        project(m, rows, f, h, s->x, L->wi, s->ff, f, false);
+        project(m, rows, f, h, s->x, L->wi, P->i, s->ff, f, false);
         gelu_rows(m, s->ff, L->bi, rows, f);
-        project(m, rows, h, f, s->ff, L->wf, s->tmp, h, false);
+        project(m, rows, h, f, s->ff, L->wf, P->f, s->tmp, h, false);
         layernorm_rows(m, s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
     }
 

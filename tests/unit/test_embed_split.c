@@ -1,9 +1,12 @@
-/* The embedder's small-pass projection (query/embed: k->gemm_nt in every kernel tier, and pool.c, which splits it
- * across helper threads). No model files needed; built under ThreadSanitizer too (tools/test.sh).
- *   - every tier this CPU has (generic, AVX2, AVX-512) against a double-precision product: rows 1..14 (the row blocks
- *     of each tier and their tails), outputs 1..13 (the 4-output blocks and their tail), k = 8, 40, 48 and 392
- *     (whole and partial 16-float steps; the AVX-512 tier also k = 5 and 21, which AVX2 does not take), overwrite and
- *     accumulate, row strides wider than k, and nothing written outside the rows x outputs asked for;
+/* The embedder's projections (query/embed: k->gemm_nt and k->gemm_packed in every kernel tier) and its threads
+ * (pool.c). No model files needed; built under ThreadSanitizer too (tools/test.sh).
+ *   - gemm_nt of every tier this CPU has (generic, AVX2, AVX-512) against a double-precision product: rows 1..14 (the
+ *     row blocks and their tails), outputs 1..13 (the 4-output blocks and their tail), k = 8, 40, 48 and 392, also
+ *     k = 5 and 21 for the generic tier (AVX2 takes multiples of 8 only), overwrite and accumulate, row strides wider
+ *     than k, and nothing written outside the rows x outputs asked for;
+ *   - gemm_packed (AVX-512) the same way over weights packed by qv__embed_pack_w: rows 1..26 (two 12-row blocks and
+ *     every tail), outputs 1..70 (whole 32-wide panels and partial ones), k = 1, 5, 40 and 384, and a range that
+ *     starts at the second panel;
  *   - the pool with 1 and 3 helpers gives results bit-identical to the unsplit kernel, for output counts that do and
  *     do not divide among the threads, with and without accumulate;
  *   - four callers sharing one pool at once (one gets the helpers, the others run alone) all get exact results;
@@ -18,6 +21,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +53,25 @@ static int tiers(const qv_embed_kernels_t **out)
     return n;
 }
 
-enum { MAXR = 14, MAXN = 13, LDC = 17, SENT = -7777 };
+enum { MAXR = 14, MAXN = 13, LDC = 17 };
+
+/* A cell of C that started as `init`: with xr and wr (a row of X and of W), their dot product (added to init when
+ * acc), else init untouched. Float sums of k products must come within a few ulps of the sum of magnitudes. */
+static bool cell_ok(float got, double init, const float *xr, const float *wr, size_t k, int acc, double *want)
+{
+    double ref = init, mag = 0;
+    if (xr) {
+        double dot = 0;
+        for (size_t i = 0; i < k; i++) {
+            double p = (double)xr[i] * wr[i];
+            dot += p;
+            mag += fabs(p);
+        }
+        ref = acc ? ref + dot : dot;
+    }
+    *want = ref;
+    return fabs(got - ref) <= 1e-6 * (mag + fabs(ref)) + 1e-6;
+}
 
 static void check_tier(const qv_embed_kernels_t *t, size_t k, size_t ldx, uint64_t *seed)
 {
@@ -67,18 +89,10 @@ static void check_tier(const qv_embed_kernels_t *t, size_t k, size_t ldx, uint64
                 t->gemm_nt(rows, n, k, x, ldx, w, c, LDC, acc);
                 for (size_t r = 0; r <= MAXR; r++)
                     for (size_t o = 0; o < LDC; o++) {
-                        double ref = (double)(r * LDC + o), mag = 0;
-                        if (r < rows && o < n) {
-                            double dot = 0;
-                            for (size_t i = 0; i < k; i++) {
-                                dot += (double)x[r * ldx + i] * w[o * k + i];
-                                mag += fabs((double)x[r * ldx + i] * w[o * k + i]);
-                            }
-                            ref = acc ? ref + dot : dot;
-                        }
-                        /* float sums of k products: error within a few ulps of the sum of magnitudes */
-                        double tol = 1e-6 * (mag + fabs(ref)) + 1e-6;
-                        if (fabs(c[r * LDC + o] - ref) > tol)
+                        bool in = r < rows && o < n;
+                        double ref;
+                        if (!cell_ok(c[r * LDC + o], (double)(r * LDC + o), in ? x + r * ldx : NULL,
+                                     in ? w + o * k : NULL, k, acc, &ref))
                             fail_msg("%s: rows %zu n %zu k %zu acc %d: c[%zu][%zu] = %.9g, want %.9g", t->name, rows, n,
                                      k, acc, r, o, (double)c[r * LDC + o], ref);
                     }
@@ -100,11 +114,67 @@ static void test_tiers_against_double(void **state)
             check_tier(t[i], ks[j], ks[j], &seed);
             check_tier(t[i], ks[j], ks[j] + 3, &seed);
         }
-    for (int i = 0; i < nt; i++) /* any k: the generic and AVX-512 tiers */
-        if (strcmp(t[i]->name, "avx2") != 0) {
-            check_tier(t[i], 5, 5, &seed);
-            check_tier(t[i], 21, 23, &seed);
-        }
+    check_tier(t[0], 5, 5, &seed); /* any k: the generic tier */
+    check_tier(t[0], 21, 23, &seed);
+}
+
+/* gemm_packed over outputs [o0, o0 + n) of a W of `out` rows, against double */
+static void check_packed(const qv_embed_kernels_t *t, size_t rows, size_t out, size_t o0, size_t n, size_t k,
+                         uint64_t *seed)
+{
+    const size_t ldx = k + 1, ldc = out + 3;
+    float *x = malloc(rows * ldx * sizeof(float)), *w = malloc(out * k * sizeof(float));
+    float *wp = malloc(qv__embed_packed_floats(out, k) * sizeof(float)), *c = malloc((rows + 1) * ldc * sizeof(float));
+    for (size_t i = 0; i < rows * ldx; i++)
+        x[i] = rnd(seed);
+    for (size_t i = 0; i < out * k; i++)
+        w[i] = rnd(seed);
+    qv__embed_pack_w(w, out, k, wp);
+    for (int acc = 0; acc < 2; acc++) {
+        for (size_t i = 0; i < (rows + 1) * ldc; i++)
+            c[i] = (float)i;
+        t->gemm_packed(rows, n, k, x, ldx, wp + o0 * k, c + o0, ldc, acc);
+        for (size_t r = 0; r <= rows; r++)
+            for (size_t o = 0; o < ldc; o++) {
+                bool in = r < rows && o >= o0 && o < o0 + n;
+                double ref;
+                if (!cell_ok(c[r * ldc + o], (double)(r * ldc + o), in ? x + r * ldx : NULL, in ? w + o * k : NULL,
+                             k, acc, &ref))
+                    fail_msg("%s packed: rows %zu out %zu [%zu, +%zu) k %zu acc %d: c[%zu][%zu] = %.9g, want %.9g",
+                             t->name, rows, out, o0, n, k, acc, r, o, (double)c[r * ldc + o], ref);
+            }
+    }
+    free(x);
+    free(w);
+    free(wp);
+    free(c);
+}
+
+static void test_packed_against_double(void **state)
+{
+    (void)state;
+    const qv_embed_kernels_t *t[3];
+    int nt = tiers(t), tested = 0;
+    uint64_t seed = 77;
+    for (int i = 0; i < nt; i++) {
+        if (!t[i]->gemm_packed)
+            continue;
+        tested++;
+        static const size_t ks[] = {1, 5, 40};
+        for (size_t a = 0; a < sizeof ks / sizeof *ks; a++)
+            for (size_t rows = 1; rows <= 26; rows++)
+                for (size_t out = 1; out <= 70; out += (out < 34 ? 1 : 12))
+                    check_packed(t[i], rows, out, 0, out, ks[a], &seed);
+        check_packed(t[i], 22, 1152, 0, 1152, 384, &seed); /* a real QKV shape */
+        check_packed(t[i], 13, 100, 32, 68, 40, &seed);    /* a range that starts at the second panel */
+    }
+    print_message("tiers with a packed projection: %d\n", tested);
+    /* the packing itself: panel-major, input-major inside a panel, zero past the last output */
+    float w[3 * 2] = {1, 2, 3, 4, 5, 6}, wp[QV_PACK_NR * 2];
+    assert_int_equal(qv__embed_packed_floats(3, 2), QV_PACK_NR * 2);
+    qv__embed_pack_w(w, 3, 2, wp);
+    assert_true(wp[0] == 1 && wp[1] == 3 && wp[2] == 5 && wp[3] == 0);
+    assert_true(wp[QV_PACK_NR] == 2 && wp[QV_PACK_NR + 1] == 4 && wp[QV_PACK_NR + 2] == 6 && wp[QV_PACK_NR + 3] == 0);
 }
 
 typedef struct {
@@ -283,6 +353,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_against_double),
+        cmocka_unit_test(test_packed_against_double),
         cmocka_unit_test(test_pool_bit_identical),
         cmocka_unit_test(test_pool_concurrent_callers),
         cmocka_unit_test(test_pool_for),
