@@ -16,8 +16,9 @@ The timed ORT path includes tokenization and padding, as the C path includes its
 peer's embeddings are checked against tests/embed/golden_embed.f32 (the float64 reference) so both sides compute the
 same function. Both sides get the texts in the same (length-sorted) order. Each (threads, batch) cell alternates the
 two engines for --rounds rounds and keeps each one's best; each timing runs for --seconds and at least one whole
-pass over the texts (the texts are sorted by length, so a shorter run would measure only the short ones), and also reports texts per second of process CPU time
-(steadier than wall time when others share the machine; for 2 threads it counts spinning BLAS/ORT workers too).
+pass over the texts (they are sorted by length, so a shorter run would measure only the short ones). It also reports
+texts per second of process CPU time (steadier than wall time when others share the machine; for 2 threads it counts
+spinning worker threads too).
 
 Workloads: "queries" are short sentences (~10-25 tokens; the single-query latency case), "passages" are Wikipedia
 paragraphs of 40-400 words (the RAG ingest case; many hit the 256-token limit).

@@ -2,8 +2,9 @@
  *
  * Every kernel works on rows of a row-major matrix and writes in place. The plain C versions in kernels.c are the
  * reference and the fallback; kernels_avx2.c has AVX2+FMA versions of the same arithmetic (same polynomials, so the two
- * agree to a few ulps), and an AVX-512 projection over weights packed at load. qv__embed_kernels() picks one set once, on the first call, from
- * the CPU's features ($QV_EMBED_KERNELS=generic|avx2|avx512 caps the choice, for comparing them). */
+ * agree to a few ulps), and an AVX-512 projection over weights packed at load. qv__embed_kernels() picks one set
+ * once, on the first call, from the CPU's features ($QV_EMBED_KERNELS=generic|avx2|avx512 caps the choice, for
+ * comparing them). */
 #ifndef QV_EMBED_INT_H
 #define QV_EMBED_INT_H
 

