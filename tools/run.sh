@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/tools/deps.sh"
-cmake -S "$here" -B "$here/build-release" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$here" -B "$here/build-release" -DCMAKE_BUILD_TYPE=Release -DQV_TESTS=OFF >/dev/null   # no cmocka needed
 cmake --build "$here/build-release" -j"$(nproc)" --target quiverd quiver
 QV_MODEL_DIR="$here/build-release/model" "$here/tools/fetch_model.sh" >/dev/null   # quiverd finds it next to itself
 exec "$here/build-release/quiverd" --role standalone --listen 127.0.0.1:7700 --data ./quiver-data "$@"
