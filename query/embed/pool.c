@@ -175,11 +175,13 @@ void qv__embed_pool_for(qv_embed_pool_t *p, int ntasks, qv_embed_task_fn fn, voi
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     claim_all(p, 0);
-    for (int spins = 0; atomic_load_explicit(&p->inside, memory_order_acquire) > 0; spins++)
-        if (spins < QV_POOL_SPIN)
+    for (int spins = 0; atomic_load_explicit(&p->inside, memory_order_acquire) > 0;)
+        if (spins < QV_POOL_SPIN) {
+            spins++;
             cpu_pause();
-        else
+        } else {
             sched_yield(); /* a helper lost its core (a loaded machine): let it run */
+        }
     pthread_mutex_unlock(&p->busy);
 }
 
