@@ -54,16 +54,13 @@ void qv__embed_pack_w(const float *w, size_t out, size_t in, float *packed);
  * Start returns 0 or an errno; helpers < 1 gives *out == NULL, a valid "no pool" on which everything runs on the
  * caller. qv__embed_pool_for runs fn(arg, task, worker) for task in [0, ntasks), worker being the index (0 = the
  * caller .. threads - 1) of the thread running it, and returns when all are done; a caller that finds the pool busy
- * with another caller runs them all itself as worker 0. qv__embed_pool_gemm_nt is k->gemm_nt split by output
- * features at whole 4-output blocks, so its results are bit-identical to the unsplit call. */
+ * with another caller runs them all itself as worker 0. */
 typedef struct qv_embed_pool qv_embed_pool_t;
 typedef void (*qv_embed_task_fn)(void *arg, int task, int worker);
 int qv__embed_pool_start(int helpers, qv_embed_pool_t **out);
 void qv__embed_pool_stop(qv_embed_pool_t *p);
 int qv__embed_pool_threads(const qv_embed_pool_t *p);
 void qv__embed_pool_for(qv_embed_pool_t *p, int ntasks, qv_embed_task_fn fn, void *arg);
-void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
-                            const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate);
 /* Task `task` of `parts` covers items [*a, *b) of n, cut at multiples of unit (the last part takes the remainder). */
 void qv__embed_task_range(size_t n, size_t unit, int task, size_t parts, size_t *a, size_t *b);
 

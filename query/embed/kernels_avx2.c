@@ -301,7 +301,7 @@ const qv_embed_kernels_t qv__embed_kernels_avx512 = {
     .softmax = softmax_avx2,
     .gemm_nt = gemm_nt_avx2,
     .gemm_packed = gemm_packed_avx512,
-    .small_rows = 32,
+    .small_rows = 0, /* unused: with packed weights every projection runs on gemm_packed */
     .name = "avx512",
 };
 #endif

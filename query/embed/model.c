@@ -89,106 +89,108 @@ static size_t small_rows_setting(const qv_embed_kernels_t *k)
     return k->small_rows;
 }
 
-/* Tasks per step: one per thread for sgemm (each task packs its own copy of X, so more would cost more packing),
- * and for the element-wise steps over at least 64 rows (below, one thread: a hand-off costs more than the work). */
-static size_t row_parts(const qv_embed_model_t *m, size_t rows)
-{
-    return rows >= 64 ? (size_t)qv__embed_pool_threads(m->pool) : 1;
-}
+/* The projections: how each is computed (see "Projections" above) and the unit its output features are split at
+ * between threads. The kernels' units are whole panels or 4-output blocks, so they compute every output exactly as
+ * without the split; sgemm may pick another kernel for a slice than for the whole, so it may differ in rounding. */
+typedef enum { PROJ_PACKED, PROJ_NT, PROJ_SGEMM } proj_kind_t;
 
 typedef struct {
-    size_t rows, out, in, ldc, parts;
-    const float *x, *w;
+    proj_kind_t kind;
+    const qv_embed_kernels_t *k;
+    size_t rows, out, in, ldc, unit, parts;
+    const float *x, *w;  /* w: packed for PROJ_PACKED, else [out][in] */
     float *c;
     bool accumulate;
-    const qv_embed_kernels_t *k;
-} sgemm_job_t;
+} proj_job_t;
 
-static void packed_task(void *arg, int task, int worker)
+static void proj_task(void *arg, int task, int worker)
 {
     (void)worker;
-    const sgemm_job_t *j = arg;
+    const proj_job_t *j = arg;
     size_t o0, o1;
-    qv__embed_task_range(j->out, QV_PACK_NR, task, j->parts, &o0, &o1);
-    if (o1 > o0)
-        j->k->gemm_packed(j->rows, o1 - o0, j->in, j->x, j->in, j->w + o0 * j->in, j->c + o0, j->ldc, j->accumulate);
-}
-
-static void sgemm_task(void *arg, int task, int worker)
-{
-    (void)worker;
-    const sgemm_job_t *j = arg;
-    size_t o0, o1;
-    qv__embed_task_range(j->out, 16, task, j->parts, &o0, &o1);
-    if (o1 > o0)
+    qv__embed_task_range(j->out, j->unit, task, j->parts, &o0, &o1);
+    if (o1 <= o0)
+        return;
+    const float *w = j->w + o0 * j->in; /* a packed panel starts at the same offset as its first row of W */
+    switch (j->kind) {
+    case PROJ_PACKED:
+        j->k->gemm_packed(j->rows, o1 - o0, j->in, j->x, j->in, w, j->c + o0, j->ldc, j->accumulate);
+        break;
+    case PROJ_NT:
+        j->k->gemm_nt(j->rows, o1 - o0, j->in, j->x, j->in, w, j->c + o0, j->ldc, j->accumulate);
+        break;
+    case PROJ_SGEMM:
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->rows, (int)(o1 - o0), (int)j->in, 1.0f, j->x,
-                    (int)j->in, j->w + o0 * j->in, (int)j->in, j->accumulate ? 1.0f : 0.0f, j->c + o0, (int)j->ldc);
+                    (int)j->in, w, (int)j->in, j->accumulate ? 1.0f : 0.0f, j->c + o0, (int)j->ldc);
+        break;
+    }
 }
 
 /* x [rows][in] times W^T ([out][in], as stored; wp: packed for k->gemm_packed, or NULL) into c (ldc floats per row),
- * added to c when accumulate. Split by output features across the model's threads: each thread reads only its own
- * rows of W. */
+ * added to c when accumulate. Split by output features across the model's threads, so each thread reads only its
+ * own part of W: two parts per thread for the kernels (a slow thread then takes fewer), one for sgemm (each call
+ * packs its own copy of x). */
 static void project(const qv_embed_model_t *m, size_t rows, size_t out, size_t in, const float *x, const float *w,
                     const float *wp, float *c, size_t ldc, bool accumulate)
 {
-    if (wp) {
-        size_t parts = (size_t)qv__embed_pool_threads(m->pool) * 2, panels = (out + QV_PACK_NR - 1) / QV_PACK_NR;
-        sgemm_job_t j = {rows, out, in, ldc, parts < panels ? parts : panels, x, wp, c, accumulate, m->k};
-        qv__embed_pool_for(m->pool, (int)j.parts, packed_task, &j);
-        return;
-    }
-    if (rows <= m->small_rows && in % 8 == 0) {
-        qv__embed_pool_gemm_nt(m->pool, m->k, rows, out, in, x, in, w, c, ldc, accumulate);
-        return;
-    }
-    sgemm_job_t j = {rows, out, in, ldc, (size_t)qv__embed_pool_threads(m->pool), x, w, c, accumulate, m->k};
-    qv__embed_pool_for(m->pool, (int)j.parts, sgemm_task, &j);
+    const size_t threads = (size_t)qv__embed_pool_threads(m->pool);
+    proj_job_t j = {.k = m->k, .rows = rows, .out = out, .in = in, .ldc = ldc, .x = x, .w = w, .c = c,
+                    .accumulate = accumulate};
+    if (wp)
+        j.kind = PROJ_PACKED, j.w = wp, j.unit = QV_PACK_NR, j.parts = 2 * threads;
+    else if (rows <= m->small_rows && in % 8 == 0)
+        j.kind = PROJ_NT, j.unit = 4, j.parts = 2 * threads;
+    else
+        j.kind = PROJ_SGEMM, j.unit = 16, j.parts = threads;
+    size_t units = (out + j.unit - 1) / j.unit;
+    if (j.parts > units)
+        j.parts = units;
+    qv__embed_pool_for(m->pool, (int)j.parts, proj_task, &j);
 }
 
+/* LayerNorm (x = LayerNorm(x + add + bias) * g + b; add NULL: of x alone) or, with gelu, y = GELU(y + bias), over
+ * rows of h floats, split by rows from 64 rows up (below, a hand-off costs more than the work). */
 typedef struct {
     const qv_embed_kernels_t *k;
+    bool gelu;
     float *x, *add;
     const float *bias, *g, *b;
     size_t rows, h, parts;
     float eps;
 } rows_job_t;
 
-static void layernorm_task(void *arg, int task, int worker)
+static void rows_task(void *arg, int task, int worker)
 {
     (void)worker;
     const rows_job_t *j = arg;
     size_t r0, r1;
     qv__embed_task_range(j->rows, 1, task, j->parts, &r0, &r1);
-    if (r1 > r0)
+    if (r1 <= r0)
+        return;
+    if (j->gelu)
+        j->k->bias_gelu(j->x + r0 * j->h, j->bias, r1 - r0, j->h);
+    else
         j->k->add_layernorm(j->x + r0 * j->h, j->add ? j->add + r0 * j->h : NULL, j->bias, j->g, j->b, r1 - r0, j->h,
                             j->eps);
 }
 
-static void gelu_task(void *arg, int task, int worker)
+static void run_rows(const qv_embed_model_t *m, rows_job_t *j)
 {
-    (void)worker;
-    const rows_job_t *j = arg;
-    size_t r0, r1;
-    qv__embed_task_range(j->rows, 1, task, j->parts, &r0, &r1);
-    if (r1 > r0)
-        j->k->bias_gelu(j->x + r0 * j->h, j->bias, r1 - r0, j->h);
-}
-
-/* x = LayerNorm(x + add + bias) * g + b over rows of h (add NULL: LayerNorm(x)) */
-static void layernorm_rows(const qv_embed_model_t *m, float *x, float *add, const float *bias, const float *g,
-                           const float *b, size_t rows, size_t h, float eps)
-{
-    rows_job_t j = {m->k, x, add, bias, g, b, rows, h, row_parts(m, rows), eps};
-    qv__embed_pool_for(m->pool, (int)j.parts, layernorm_task, &j);
-}
-
-static void gelu_rows(const qv_embed_model_t *m, float *y, const float *bias, size_t rows, size_t f)
-{
-    rows_job_t j = {.k = m->k, .x = y, .bias = bias, .rows = rows, .h = f, .parts = row_parts(m, rows)};
-    qv__embed_pool_for(m->pool, (int)j.parts, gelu_task, &j);
+    j->k = m->k;
+    j->parts = j->rows >= 64 ? (size_t)qv__embed_pool_threads(m->pool) : 1;
+    qv__embed_pool_for(m->pool, (int)j->parts, rows_task, j);
 }
 
 /* ---- loading ---- */
+
+/* Packs W ([out][in]) at *next and advances it; returns where it went. */
+static const float *pack_one(float **next, const float *w, size_t out, size_t in)
+{
+    float *dst = *next;
+    qv__embed_pack_w(w, out, in, dst);
+    *next += qv__embed_packed_floats(out, in);
+    return dst;
+}
 
 /* Packs every projection's weights for k->gemm_packed, when the tier has it: QV_OK or QV_ENOMEM. */
 static int pack_weights(qv_embed_model_t *m, qv_err_t *err)
@@ -197,29 +199,17 @@ static int pack_weights(qv_embed_model_t *m, qv_err_t *err)
         return QV_OK;
     const qv_embed_weights_t *w = &m->w;
     const size_t h = w->hidden, f = w->ffn;
-    size_t per_layer = qv__embed_packed_floats(3 * h, h) + qv__embed_packed_floats(h, h) +
-                       qv__embed_packed_floats(f, h) + qv__embed_packed_floats(h, f);
-    m->packed = aligned_alloc(64, (per_layer * w->layers * sizeof(float) + 63) & ~(size_t)63);
+    size_t floats = w->layers * (qv__embed_packed_floats(3 * h, h) + qv__embed_packed_floats(h, h) +
+                                 qv__embed_packed_floats(f, h) + qv__embed_packed_floats(h, f));
+    m->packed = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
     m->pl = calloc(w->layers, sizeof *m->pl);
     if (!m->packed || !m->pl)
-        return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of packed weights",
-                          (per_layer * w->layers * sizeof(float)) >> 20);
+        return qv_err_set(err, QV_ENOMEM, "out of memory for %zu MB of packed weights", (floats * 4) >> 20);
     float *next = m->packed;
     for (uint32_t l = 0; l < w->layers; l++) {
         const qv_embed_layer_t *L = &w->layer[l];
-        packed_layer_t *P = &m->pl[l];
-        qv__embed_pack_w(L->wqkv, 3 * h, h, next);
-        P->qkv = next;
-        next += qv__embed_packed_floats(3 * h, h);
-        qv__embed_pack_w(L->wo, h, h, next);
-        P->o = next;
-        next += qv__embed_packed_floats(h, h);
-        qv__embed_pack_w(L->wi, f, h, next);
-        P->i = next;
-        next += qv__embed_packed_floats(f, h);
-        qv__embed_pack_w(L->wf, h, f, next);
-        P->f = next;
-        next += qv__embed_packed_floats(h, f);
+        m->pl[l] = (packed_layer_t){.qkv = pack_one(&next, L->wqkv, 3 * h, h), .o = pack_one(&next, L->wo, h, h),
+                                    .i = pack_one(&next, L->wi, f, h), .f = pack_one(&next, L->wf, h, f)};
     }
     return QV_OK;
 }
@@ -611,7 +601,7 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
                 x[j] = we[j] + pe[j] + w->type[j];
         }
     }
-    layernorm_rows(m, s->x, NULL, NULL, w->emb_ln_g, w->emb_ln_b, rows, h, w->ln_eps);
+    run_rows(m, &(rows_job_t){.x = s->x, .g = w->emb_ln_g, .b = w->emb_ln_b, .rows = rows, .h = h, .eps = w->ln_eps});
     for (size_t i = 0, off = 0; i < n; off += seqs[i].len, i++)
         s->off[i] = off;
     attn_job_t attn = {k, seqs, s->off, nh, h, d, 1.0f / sqrtf((float)d), s->qkv, s->ctx, s->scores, s->score_stride};
@@ -625,11 +615,13 @@ static void forward(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_
         project(m, rows, 3 * h, h, s->x, L->wqkv, P->qkv, s->qkv, 3 * h, true);
         qv__embed_pool_for(m->pool, (int)(n * nh), attn_task, &attn);
         project(m, rows, h, h, s->ctx, L->wo, P->o, s->tmp, h, false);
-        layernorm_rows(m, s->x, s->tmp, L->bo, L->ln1_g, L->ln1_b, rows, h, w->ln_eps);
+        run_rows(m, &(rows_job_t){.x = s->x, .add = s->tmp, .bias = L->bo, .g = L->ln1_g, .b = L->ln1_b, .rows = rows,
+                                  .h = h, .eps = w->ln_eps});
         project(m, rows, f, h, s->x, L->wi, P->i, s->ff, f, false);
-        gelu_rows(m, s->ff, L->bi, rows, f);
+        run_rows(m, &(rows_job_t){.gelu = true, .x = s->ff, .bias = L->bi, .rows = rows, .h = f});
         project(m, rows, h, f, s->ff, L->wf, P->f, s->tmp, h, false);
-        layernorm_rows(m, s->x, s->tmp, L->bf, L->ln2_g, L->ln2_b, rows, h, w->ln_eps);
+        run_rows(m, &(rows_job_t){.x = s->x, .add = s->tmp, .bias = L->bf, .g = L->ln2_g, .b = L->ln2_b, .rows = rows,
+                                  .h = h, .eps = w->ln_eps});
     }
 
     /* mean pooling (every row of a packed sequence is a real token) and L2 normalisation, in double */

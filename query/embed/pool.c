@@ -185,16 +185,6 @@ void qv__embed_pool_for(qv_embed_pool_t *p, int ntasks, qv_embed_task_fn fn, voi
     pthread_mutex_unlock(&p->busy);
 }
 
-/* ---- the projection split by output features ---- */
-
-typedef struct {
-    const qv_embed_kernels_t *k;
-    size_t rows, n, kk, ldx, ldc, parts;
-    const float *x, *w;
-    float *c;
-    int accumulate;
-} gemm_job_t;
-
 void qv__embed_task_range(size_t n, size_t unit, int task, size_t parts, size_t *a, size_t *b)
 {
     size_t blocks = (n + unit - 1) / unit;
@@ -204,25 +194,4 @@ void qv__embed_task_range(size_t n, size_t unit, int task, size_t parts, size_t 
         *a = n;
     if (*b > n)
         *b = n;
-}
-
-static void gemm_task(void *arg, int task, int worker)
-{
-    (void)worker;
-    const gemm_job_t *j = arg;
-    size_t o0, o1; /* cut at whole blocks of 4, as the kernel tiles them: bit-identical results */
-    qv__embed_task_range(j->n, 4, task, j->parts, &o0, &o1);
-    if (o1 > o0)
-        j->k->gemm_nt(j->rows, o1 - o0, j->kk, j->x, j->ldx, j->w + o0 * j->kk, j->c + o0, j->ldc, j->accumulate);
-}
-
-void qv__embed_pool_gemm_nt(qv_embed_pool_t *p, const qv_embed_kernels_t *k, size_t rows, size_t n, size_t kk,
-                            const float *x, size_t ldx, const float *w, float *c, size_t ldc, int accumulate)
-{
-    size_t parts = (size_t)qv__embed_pool_threads(p) * 2; /* two per thread: a slow thread takes fewer */
-    size_t blocks = (n + 3) / 4;
-    if (parts > blocks)
-        parts = blocks;
-    gemm_job_t j = {k, rows, n, kk, ldx, ldc, parts, x, w, c, accumulate};
-    qv__embed_pool_for(p, (int)parts, gemm_task, &j);
 }

@@ -8,7 +8,9 @@
  *   - embedding parity: cosine >= 0.9999 with a float64 NumPy forward pass for each text of golden_embed.jsonl (50
  *     hand-picked strings and 200 Wikipedia passages, 10 of them truncated at 256 tokens), embedded as one batch;
  *   - batching: one call over texts of mixed lengths (also past the chunk size, so the forward pass is cut into
- *     chunks) equals embedding each text alone; four threads embedding at once equal the single-threaded result.
+ *     chunks) equals embedding each text alone; four threads embedding at once equal the single-threaded result;
+ *     a model on 3 threads gives the embeddings of one on 1 thread (bit-identical with packed weights), batched and one
+ *     text at a time.
  * Without the real model:
  *   - a synthetic 2-layer model written here in F32, F16 and BF16 loads and embeds (unit norm, truncation at its own
  *     max_position_embeddings); the F16/BF16 files, holding the same exactly-representable values, give bit-identical
@@ -297,6 +299,51 @@ static char **mixed_texts(size_t n, uint64_t seed)
         }
     }
     return t;
+}
+
+/* A pass split across the model's threads: one batch (a pass over 64+ rows, so the rows are split too) and each text
+ * alone (small passes). Where every projection runs on the model's own kernels (the packed tier), each output is
+ * computed exactly as on one thread (projections are split at whole panels, attention by (sequence, head), LayerNorm
+ * and GELU by rows), so the embeddings must be bit-identical. Where projections go to sgemm, OpenBLAS may pick
+ * another kernel for a slice of the output features than for all of them (its small-matrix path), so only float
+ * rounding may differ. */
+static void expect_same(const float *a, const float *b, size_t floats, bool exact)
+{
+    if (exact) {
+        assert_memory_equal(a, b, floats * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < floats; i++)
+        assert_true(fabs((double)a[i] - b[i]) < 2e-5);
+}
+
+static void test_threads_bit_identical(void **state)
+{
+    (void)state;
+    qv_embed_model_t *one = NULL, *three = NULL;
+    qv_err_t err;
+    assert_int_equal(qv_embed_model_load_opts(model_dir, &(qv_embed_opts_t){.threads = 1}, &one, &err), QV_OK);
+    assert_int_equal(qv_embed_model_load_opts(model_dir, &(qv_embed_opts_t){.threads = 3}, &three, &err), QV_OK);
+    const size_t n = 24, dim = qv_embed_dim(one);
+    const bool exact = qv__embed_kernels()->gemm_packed != NULL;
+    print_message("kernels %s: %s\n", qv__embed_kernels()->name, exact ? "bit-identical" : "within float rounding");
+    char **texts = mixed_texts(n, 11);
+    float *a = malloc(n * dim * sizeof(float)), *b = malloc(n * dim * sizeof(float));
+    assert_int_equal(qv_embed_texts(one, (const char *const *)texts, NULL, n, a, &err), QV_OK);
+    assert_int_equal(qv_embed_texts(three, (const char *const *)texts, NULL, n, b, &err), QV_OK);
+    expect_same(a, b, n * dim, exact);
+    for (size_t i = 0; i < n; i++) {
+        const char *t = texts[i];
+        assert_int_equal(qv_embed_texts(one, &t, NULL, 1, a, &err), QV_OK);
+        assert_int_equal(qv_embed_texts(three, &t, NULL, 1, b, &err), QV_OK);
+        expect_same(a, b, dim, exact);
+        free(texts[i]);
+    }
+    free(texts);
+    free(a);
+    free(b);
+    qv_embed_model_free(one);
+    qv_embed_model_free(three);
 }
 
 static void test_batch_vs_single(void **state)
@@ -1027,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_tokenizer_golden),
         cmocka_unit_test(test_embed_golden),
         cmocka_unit_test(test_batch_vs_single),
+        cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_concurrent_callers),
         cmocka_unit_test(test_api_errors),
     };

@@ -7,12 +7,12 @@
  *   - gemm_packed (AVX-512) the same way over weights packed by qv__embed_pack_w: rows 1..26 (two 12-row blocks and
  *     every tail), outputs 1..70 (whole 32-wide panels and partial ones), k = 1, 5, 40 and 384, and a range that
  *     starts at the second panel;
- *   - the pool with 1 and 3 helpers gives results bit-identical to the unsplit kernel, for output counts that do and
- *     do not divide among the threads, with and without accumulate;
- *   - four callers sharing one pool at once (one gets the helpers, the others run alone) all get exact results;
- *   - a pool that never ran a job starts and stops; helpers < 1 is "no pool", which runs on the caller;
- *   - qv__embed_pool_for runs every task exactly once, with worker indices in range, over many back-to-back jobs
- *     (the forward pass's pattern) and from several callers at once. */
+ *   - qv__embed_task_range cuts n items into parts that cover them exactly once, in order, at multiples of unit;
+ *   - qv__embed_pool_for with 0 to 3 helpers runs every task exactly once, with worker indices in range, over many
+ *     back-to-back jobs (the forward pass's pattern) and from several callers at once; helpers < 1 is "no pool",
+ *     and a pool that never ran a job starts and stops.
+ * That a pass split across threads gives the same embeddings as one thread is tested on the real model
+ * (test_embed.c, test_threads_bit_identical). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,119 +178,6 @@ static void test_packed_against_double(void **state)
 }
 
 typedef struct {
-    size_t rows, n, k;
-    float *x, *w;
-} job_t;
-
-static job_t make_job(size_t rows, size_t n, size_t k, uint64_t *seed)
-{
-    job_t j = {rows, n, k, malloc(rows * k * sizeof(float)), malloc(n * k * sizeof(float))};
-    for (size_t i = 0; i < rows * k; i++)
-        j.x[i] = rnd(seed);
-    for (size_t i = 0; i < n * k; i++)
-        j.w[i] = rnd(seed);
-    return j;
-}
-
-static void free_job(job_t *j)
-{
-    free(j->x);
-    free(j->w);
-}
-
-/* the pool's result for j equals the unsplit kernel's, bit for bit */
-static void check_split(qv_embed_pool_t *p, const qv_embed_kernels_t *t, const job_t *j, int acc)
-{
-    size_t ldc = j->n + 2, cells = j->rows * ldc;
-    float *want = malloc(cells * sizeof(float)), *got = malloc(cells * sizeof(float));
-    for (size_t i = 0; i < cells; i++)
-        want[i] = got[i] = (float)(i % 97) / 7.0f;
-    t->gemm_nt(j->rows, j->n, j->k, j->x, j->k, j->w, want, ldc, acc);
-    qv__embed_pool_gemm_nt(p, t, j->rows, j->n, j->k, j->x, j->k, j->w, got, ldc, acc);
-    assert_memory_equal(want, got, cells * sizeof(float));
-    free(want);
-    free(got);
-}
-
-static void test_pool_bit_identical(void **state)
-{
-    (void)state;
-    const qv_embed_kernels_t *t[3];
-    int nt = tiers(t);
-    uint64_t seed = 42;
-    static const size_t ns[] = {1, 7, 8, 12, 13, 30, 384, 1153};
-    for (int helpers = 1; helpers <= 3; helpers += 2) {
-        qv_embed_pool_t *p;
-        assert_int_equal(qv__embed_pool_start(helpers, &p), 0);
-        assert_non_null(p);
-        for (int i = 0; i < nt; i++)
-            for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
-                for (int acc = 0; acc < 2; acc++) {
-                    job_t j = make_job(1 + (size_t)(rng_next(&seed) % 23), ns[a], 48, &seed);
-                    check_split(p, t[i], &j, acc);
-                    free_job(&j);
-                }
-        qv__embed_pool_stop(p);
-    }
-    /* no helpers: no pool, and the call runs on the caller */
-    qv_embed_pool_t *none = (qv_embed_pool_t *)1;
-    assert_int_equal(qv__embed_pool_start(0, &none), 0);
-    assert_null(none);
-    job_t j = make_job(5, 40, 16, &seed);
-    check_split(NULL, t[nt - 1], &j, 0);
-    free_job(&j);
-    /* started and stopped without a job */
-    qv_embed_pool_t *idle;
-    assert_int_equal(qv__embed_pool_start(2, &idle), 0);
-    qv__embed_pool_stop(idle);
-}
-
-typedef struct {
-    qv_embed_pool_t *p;
-    const qv_embed_kernels_t *t;
-    uint64_t seed;
-    int failures;
-} caller_t;
-
-static void *caller_main(void *arg)
-{
-    caller_t *c = arg;
-    for (int it = 0; it < 200; it++) {
-        job_t j = make_job(1 + (size_t)(rng_next(&c->seed) % 9), 8 + (size_t)(rng_next(&c->seed) % 120), 32, &c->seed);
-        size_t ldc = j.n, cells = j.rows * ldc;
-        float *want = calloc(cells, sizeof(float)), *got = calloc(cells, sizeof(float));
-        c->t->gemm_nt(j.rows, j.n, j.k, j.x, j.k, j.w, want, ldc, 0);
-        qv__embed_pool_gemm_nt(c->p, c->t, j.rows, j.n, j.k, j.x, j.k, j.w, got, ldc, 0);
-        if (memcmp(want, got, cells * sizeof(float)) != 0)
-            c->failures++;
-        free(want);
-        free(got);
-        free_job(&j);
-    }
-    return NULL;
-}
-
-static void test_pool_concurrent_callers(void **state)
-{
-    (void)state;
-    const qv_embed_kernels_t *t[3];
-    int nt = tiers(t);
-    qv_embed_pool_t *p;
-    assert_int_equal(qv__embed_pool_start(1, &p), 0);
-    pthread_t th[4];
-    caller_t c[4];
-    for (int i = 0; i < 4; i++) {
-        c[i] = (caller_t){.p = p, .t = t[nt - 1], .seed = 1000 + (uint64_t)i, .failures = 0};
-        assert_int_equal(pthread_create(&th[i], NULL, caller_main, &c[i]), 0);
-    }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(c[i].failures, 0);
-    }
-    qv__embed_pool_stop(p);
-}
-
-typedef struct {
     int ntasks, threads;
     int *runs;          /* per task: how many times it ran */
     int bad_worker;     /* a worker index out of range was seen */
@@ -325,9 +212,35 @@ static void *for_caller_main(void *arg)
     return NULL;
 }
 
+static void test_task_range(void **state)
+{
+    (void)state;
+    static const size_t units[] = {1, 4, 16, 32};
+    for (size_t u = 0; u < sizeof units / sizeof *units; u++)
+        for (size_t n = 0; n <= 200; n++)
+            for (size_t parts = 1; parts <= 9; parts++) {
+                size_t next = 0;
+                for (int t = 0; t < (int)parts; t++) {
+                    size_t a, b;
+                    qv__embed_task_range(n, units[u], t, parts, &a, &b);
+                    assert_true(a == next && a <= b && b <= n);
+                    assert_true(a % units[u] == 0 && (b % units[u] == 0 || b == n));
+                    next = b;
+                }
+                assert_true(next == n);
+            }
+}
+
 static void test_pool_for(void **state)
 {
     (void)state;
+    qv_embed_pool_t *none = (qv_embed_pool_t *)1;
+    assert_int_equal(qv__embed_pool_start(0, &none), 0); /* no helpers: no pool */
+    assert_null(none);
+    assert_int_equal(qv__embed_pool_threads(NULL), 1);
+    qv_embed_pool_t *idle;
+    assert_int_equal(qv__embed_pool_start(2, &idle), 0); /* started and stopped without a job */
+    qv__embed_pool_stop(idle);
     for (int helpers = 0; helpers <= 3; helpers++) {
         qv_embed_pool_t *p;
         assert_int_equal(qv__embed_pool_start(helpers, &p), 0);
@@ -354,8 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_against_double),
         cmocka_unit_test(test_packed_against_double),
-        cmocka_unit_test(test_pool_bit_identical),
-        cmocka_unit_test(test_pool_concurrent_callers),
+        cmocka_unit_test(test_task_range),
         cmocka_unit_test(test_pool_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
