@@ -211,6 +211,9 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
                 put(&o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", c->schema->name,
                     idx_names[s], by_idx[s]);
         }
+        put(&o, "# HELP quiver_store_failed 1 once a storage error has failed the store (writes refused until a "
+                "restart; Health says why).\n# TYPE quiver_store_failed gauge\nquiver_store_failed %d\n",
+            qv_store_failed(st, NULL, 0) ? 1 : 0);
         put(&o, "# HELP quiver_wal_bytes Write-ahead log records not yet covered by sealed segments.\n"
                 "# TYPE quiver_wal_bytes gauge\nquiver_wal_bytes %llu\n", (unsigned long long)wal);
         put(&o, "# HELP quiver_vector_bytes Memory held by vectors of all segments.\n"

@@ -1,11 +1,25 @@
-/* A pre-unpack walk over protobuf wire bytes that bounds message nesting. protobuf-c unpacks nested messages
- * recursively with no depth limit, so a 64 MiB request of nested `negate` filters would otherwise exhaust the
- * stack. The walk follows the descriptors: a length-delimited field whose descriptor says MESSAGE is entered one
- * level deeper; everything else is skipped by its wire type. Malformed framing is reported too, though protobuf-c
- * re-checks everything it unpacks. */
+/* A pre-unpack walk over protobuf wire bytes (the contract is in rpc.h, qv_pb_check).
+ *
+ * protobuf-c unpacks nested messages recursively with no depth limit, allocates every unknown field it meets, and
+ * allocates a struct per repeated sub-message however small its encoding, so a request of a few MiB could cost
+ * gigabytes (a body of `78 00` pairs: ~45 bytes of heap per 2 wire bytes). The walk follows the descriptors: a
+ * length-delimited field whose descriptor says MESSAGE is entered one level deeper; everything else is skipped by
+ * its wire type; every field is charged what protobuf-c would allocate for it. The estimate is an upper bound of
+ * protobuf-c 1.4's unpack (message structs, string and bytes copies, repeated arrays, unknown-field records and
+ * their copies, and the temporary per-field scan records it keeps while unpacking one message), each allocation
+ * with malloc's overhead; exactness does not matter, proportionality to the wire size does. */
 #include <string.h>
 
 #include "server/rpc.h"
+
+#define MALLOC_OVERHEAD 16 /* glibc chunk header and alignment, per allocation */
+#define SCAN_RECORD 32     /* protobuf-c's ScannedMember, one per field occurrence while unpacking a message */
+#define UNKNOWN_RECORD 24  /* sizeof(ProtobufCMessageUnknownField) */
+
+typedef struct {
+    size_t decoded;
+    size_t unknown;
+} walk_t;
 
 static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
@@ -23,51 +37,94 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
-int qv_pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int max_depth)
+/* Bytes one element of a repeated field takes in protobuf-c's array. */
+static size_t elt_size(const ProtobufCFieldDescriptor *f)
 {
-    if (max_depth <= 0)
-        return -1;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
+        return 8;
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    default:
+        return 4;
+    }
+}
+
+static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int depth, walk_t *w)
+{
+    if (depth <= 0)
+        return QV_PB_MALFORMED;
+    w->decoded += d->sizeof_message + MALLOC_OVERHEAD;
     const uint8_t *p = data, *end = data + len;
+    size_t nrepeated = 0; /* repeated fields met: each array is one allocation */
     while (p < end) {
+        const uint8_t *field_start = p;
         uint64_t key, v;
         if (varint(&p, end, &key))
-            return -1;
+            return QV_PB_MALFORMED;
         unsigned wt = (unsigned)(key & 7);
         uint64_t fieldno = key >> 3;
+        const ProtobufCFieldDescriptor *f =
+            fieldno <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)fieldno) : NULL;
         switch (wt) {
         case 0:
             if (varint(&p, end, &v))
-                return -1;
+                return QV_PB_MALFORMED;
             break;
         case 1:
             if (end - p < 8)
-                return -1;
+                return QV_PB_MALFORMED;
             p += 8;
             break;
         case 5:
             if (end - p < 4)
-                return -1;
+                return QV_PB_MALFORMED;
             p += 4;
             break;
-        case 2: {
+        case 2:
             if (varint(&p, end, &v) || v > (uint64_t)(end - p))
-                return -1;
-            const ProtobufCFieldDescriptor *f =
-                fieldno <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)fieldno) : NULL;
+                return QV_PB_MALFORMED;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                int rc = qv_pb_depth_ok(f->descriptor, p, (size_t)v, max_depth - 1);
+                int rc = walk(f->descriptor, p, (size_t)v, depth - 1, w);
                 if (rc)
                     return rc;
+            } else if (f && (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_BYTES)) {
+                /* protobuf-c hands strings over NUL-terminated, so a NUL inside one would silently cut it short */
+                if (f->type == PROTOBUF_C_TYPE_STRING && v && memchr(p, 0, (size_t)v))
+                    return QV_PB_NUL;
+                w->decoded += (size_t)v + 1 + MALLOC_OVERHEAD;
+            } else if (f && f->label == PROTOBUF_C_LABEL_REPEATED) {
+                /* a packed array: at most one element per byte (varints), each elt_size bytes unpacked */
+                w->decoded += (size_t)v * elt_size(f);
             }
-            /* protobuf-c hands strings over NUL-terminated, so a NUL inside one would silently cut it short */
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && v && memchr(p, 0, (size_t)v))
-                return -2;
             p += v;
             break;
-        }
         default:
-            return -1; /* groups (3, 4) are not used by proto3 */
+            return QV_PB_MALFORMED; /* groups (3, 4) are not used by proto3 */
+        }
+        w->decoded += SCAN_RECORD;
+        if (!f) {
+            if (++w->unknown > QV_PB_MAX_UNKNOWN)
+                return QV_PB_UNKNOWN;
+            w->decoded += UNKNOWN_RECORD + (size_t)(p - field_start) + MALLOC_OVERHEAD;
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            w->decoded += elt_size(f);
+            nrepeated++;
         }
     }
-    return 0;
+    w->decoded += nrepeated * MALLOC_OVERHEAD;
+    return QV_PB_OK;
+}
+
+int qv_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, size_t *decoded)
+{
+    walk_t w = {0, 0};
+    int rc = walk(d, data, len, QV_PB_MAX_DEPTH, &w);
+    if (decoded)
+        *decoded = w.decoded;
+    if (rc == QV_PB_OK && w.decoded > len * QV_PB_DECODE_FACTOR + QV_PB_DECODE_SLACK)
+        rc = QV_PB_BUDGET;
+    return rc;
 }

@@ -23,14 +23,17 @@
 
 #define MAX_METHODS 64
 #define PREPOSTED 32 /* calls waiting for a client at any moment */
-#define MAX_DEPTH 64 /* protobuf nesting accepted before unpacking */
+#define REAP_EVERY_MS 50 /* how often the reaper looks at the calls being read */
 
 typedef struct {
     char path[128];
     const ProtobufCMethodDescriptor *md;
     qv_handler_fn fn;
     int role;
+    bool admin; /* a method of the Admin service: admitted from the reserved slots */
 } method_t;
+
+typedef struct call call_t;
 
 struct qv_rpc {
     grpc_server *server;
@@ -42,20 +45,24 @@ struct qv_rpc {
     int nmethods;
     int max_msg;
     int max_inflight;
-    atomic_int inflight;
+    atomic_int inflight;       /* Quiver-service calls holding a slot */
+    atomic_int admin_inflight; /* Admin-service calls holding a reserved slot */
+    int64_t read_timeout_ns;
     const qv_keys_t *keys;
     void *app;
     void (*observe)(const char *method, int status, int64_t ns);
     atomic_bool stopping;
-    pthread_mutex_t mu; /* guards shutdown_done */
-    pthread_cond_t cv;
+    pthread_mutex_t mu; /* guards shutdown_done, the reading list and reaper_stop */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     bool shutdown_done;
+    call_t *reading_head, *reading_tail; /* calls whose body is awaited, oldest first (all share one timeout) */
+    pthread_t reaper;
+    bool reaper_stop;
 };
 
 enum { TAG_MAIN, TAG_CLOSE, TAG_SHUTDOWN };
 enum { ST_REQUESTED, ST_READ, ST_SENT };
 
-typedef struct call call_t;
 typedef struct {
     int kind;
     call_t *call;
@@ -74,8 +81,12 @@ struct call {
     grpc_slice status_details;
     grpc_byte_buffer *reply;
     int64_t started_ns;
-    bool counted;    /* holds one unit of rpc->inflight */
-    bool over_limit; /* accepted beyond --max-inflight: refuse once the message is in */
+    const method_t *m;      /* set at admission */
+    atomic_int *slot;       /* the counter this call holds one unit of (inflight or admin_inflight), or NULL */
+    call_t *rnext, *rprev;  /* on rpc->reading while its body is awaited; guarded by rpc->mu */
+    bool reading;           /* guarded by rpc->mu */
+    int64_t read_until_ns;  /* guarded by rpc->mu */
+    bool read_timed_out;    /* guarded by rpc->mu: the reaper cancelled the call */
     qv_call_ctx_t ctx;
 };
 
@@ -83,8 +94,8 @@ static tag_t shutdown_tag = {TAG_SHUTDOWN, NULL};
 
 static void call_free(call_t *c)
 {
-    if (c->counted)
-        atomic_fetch_sub(&c->rpc->inflight, 1);
+    if (c->slot)
+        atomic_fetch_sub(c->slot, 1);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -225,61 +236,152 @@ static int authorize(call_t *c, const method_t *m, char *msg, size_t msglen)
     return GRPC_STATUS_OK;
 }
 
-/* Decodes, dispatches and replies; runs on a worker thread. */
+/* The reading list: calls admitted whose body has not arrived. The reaper ends those past their read timeout. */
+static void reading_add(call_t *c)
+{
+    qv_rpc_t *r = c->rpc;
+    pthread_mutex_lock(&r->mu);
+    c->read_until_ns = mono_ns() + r->read_timeout_ns;
+    c->reading = true;
+    c->rnext = NULL;
+    c->rprev = r->reading_tail;
+    if (r->reading_tail)
+        r->reading_tail->rnext = c;
+    else
+        r->reading_head = c;
+    r->reading_tail = c;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Takes c off the reading list (its READ batch completed); returns true if the reaper had cancelled it. */
+static bool reading_remove(call_t *c)
+{
+    qv_rpc_t *r = c->rpc;
+    pthread_mutex_lock(&r->mu);
+    if (c->reading) {
+        if (c->rprev)
+            c->rprev->rnext = c->rnext;
+        else
+            r->reading_head = c->rnext;
+        if (c->rnext)
+            c->rnext->rprev = c->rprev;
+        else
+            r->reading_tail = c->rprev;
+        c->reading = false;
+    }
+    bool timed_out = c->read_timed_out;
+    pthread_mutex_unlock(&r->mu);
+    return timed_out;
+}
+
+/* Cancels calls whose body is late. A call on the list has its READ batch outstanding, so it cannot be freed while
+ * the reaper holds the lock; grpc_call_cancel_with_status is thread-safe and completes the batch through the
+ * completion queue, never inline. */
+static void *reaper(void *arg)
+{
+    qv_rpc_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->reaper_stop) {
+        int64_t now = mono_ns();
+        while (r->reading_head && r->reading_head->read_until_ns <= now) {
+            call_t *c = r->reading_head;
+            r->reading_head = c->rnext;
+            if (r->reading_head)
+                r->reading_head->rprev = NULL;
+            else
+                r->reading_tail = NULL;
+            c->reading = false;
+            c->read_timed_out = true;
+            char msg[160];
+            snprintf(msg, sizeof msg, "request body not received within %lld ms (--request-read-timeout-ms)",
+                     (long long)(r->read_timeout_ns / 1000000));
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += REAP_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* The request bytes as one contiguous range: the received slice itself when gRPC delivered it in one piece (no
+ * copy), else a copy. *owned is the slice to unref afterwards. */
+static int request_bytes(grpc_byte_buffer *bb, grpc_slice *owned, const uint8_t **p, size_t *len)
+{
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1) {
+        *owned = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    } else {
+        grpc_byte_buffer_reader rd;
+        if (!grpc_byte_buffer_reader_init(&rd, bb))
+            return -1;
+        *owned = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+    }
+    *p = GRPC_SLICE_START_PTR(*owned);
+    *len = GRPC_SLICE_LENGTH(*owned);
+    return 0;
+}
+
+/* Decodes, dispatches and replies; runs on a worker thread once the body of an admitted call is in. */
 static void handle(call_t *c)
 {
     qv_rpc_t *r = c->rpc;
-    c->started_ns = mono_ns();
-    const method_t *m = find_method(r, c->details.method);
-    if (c->over_limit) {
-        c->ctx.method = m ? m->path : NULL;
-        char msg[128];
-        snprintf(msg, sizeof msg, "server busy: %d calls in flight (--max-inflight); retry with backoff",
-                 r->max_inflight);
-        send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
-        return;
-    }
-    if (!m || !m->fn) {
-        send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
-        return;
-    }
-    c->ctx.method = m->path;
-    c->ctx.deadline_ns = deadline_ns(c->details.deadline);
-    char denied[192];
-    int auth = authorize(c, m, denied, sizeof denied);
-    if (auth != GRPC_STATUS_OK) {
-        send_reply(c, auth, denied);
-        return;
-    }
+    const method_t *m = c->m;
     if (!c->payload) {
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
         return;
     }
-    grpc_byte_buffer_reader rd;
-    if (!grpc_byte_buffer_reader_init(&rd, c->payload)) {
+    grpc_slice in;
+    const uint8_t *bytes;
+    size_t len;
+    if (request_bytes(c->payload, &in, &bytes, &len)) {
         send_reply(c, GRPC_STATUS_INTERNAL, "cannot read the request");
         return;
     }
-    grpc_slice in = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    const uint8_t *bytes = GRPC_SLICE_START_PTR(in);
-    size_t len = GRPC_SLICE_LENGTH(in);
+    grpc_byte_buffer_destroy(c->payload); /* the slice keeps the bytes alive; the handler needs no second copy */
+    c->payload = NULL;
     ProtobufCMessage *req = NULL;
-    int wire = qv_pb_depth_ok(m->md->input, bytes, len, MAX_DEPTH);
-    if (wire == 0)
+    size_t decoded = 0;
+    int verdict = qv_pb_check(m->md->input, bytes, len, &decoded);
+    if (verdict == QV_PB_OK)
         req = protobuf_c_message_unpack(m->md->input, NULL, len, bytes);
     grpc_slice_unref(in);
-    if (wire == -2) {
+    char msg[192];
+    switch (verdict) {
+    case QV_PB_OK:
+        break;
+    case QV_PB_NUL:
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "a string field contains a NUL byte (U+0000), which is not supported");
         return;
+    case QV_PB_UNKNOWN:
+        snprintf(msg, sizeof msg, "request carries more than %d unknown fields", QV_PB_MAX_UNKNOWN);
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+        return;
+    case QV_PB_BUDGET:
+        snprintf(msg, sizeof msg,
+                 "request of %zu bytes would decode to about %zu bytes, over the %dx budget; send fewer, larger items",
+                 len, decoded, QV_PB_DECODE_FACTOR);
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
+        return;
+    default:
+        break;
     }
     if (!req) {
-        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message (or nested too deeply)");
+        snprintf(msg, sizeof msg, "malformed request message (or nested deeper than %d levels)", QV_PB_MAX_DEPTH);
+        send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg);
         return;
     }
     ProtobufCMessage *resp = NULL;
     qv_err_t err;
     qv_err_clear(&err);
+    c->ctx.resp_budget = (size_t)r->max_msg;
     int rc = m->fn(r->app, &c->ctx, req, &resp, &err);
     protobuf_c_message_free_unpacked(req, NULL);
     if (rc == QV_OK && resp) {
@@ -308,6 +410,38 @@ static void handle(call_t *c)
     }
 }
 
+/* Admission on the headers: method, API key, slot. Returns GRPC_STATUS_OK with a slot held, or a status (msg
+ * filled) to answer at once without reading the body. */
+static int admit(call_t *c, char *msg, size_t msglen)
+{
+    qv_rpc_t *r = c->rpc;
+    const method_t *m = find_method(r, c->details.method);
+    if (!m || !m->fn) {
+        snprintf(msg, msglen, "unknown method");
+        return GRPC_STATUS_UNIMPLEMENTED;
+    }
+    c->m = m;
+    c->ctx.method = m->path;
+    c->ctx.deadline_ns = deadline_ns(c->details.deadline);
+    int auth = authorize(c, m, msg, msglen);
+    if (auth != GRPC_STATUS_OK)
+        return auth;
+    /* Backpressure: every admitted call holds memory (its request message) until it is answered, so their number
+     * is bounded; Admin calls have their own reserve so a saturated server can still be looked at. */
+    atomic_int *slot = m->admin ? &r->admin_inflight : &r->inflight;
+    int limit = m->admin ? QV_RPC_ADMIN_SLOTS : r->max_inflight;
+    if (atomic_fetch_add(slot, 1) >= limit) {
+        atomic_fetch_sub(slot, 1);
+        if (m->admin)
+            snprintf(msg, msglen, "server busy: %d admin calls in flight; retry with backoff", limit);
+        else
+            snprintf(msg, msglen, "server busy: %d calls in flight (--max-inflight); retry with backoff", limit);
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    c->slot = slot;
+    return GRPC_STATUS_OK;
+}
+
 static void on_requested(call_t *c, bool ok)
 {
     qv_rpc_t *r = c->rpc;
@@ -316,10 +450,7 @@ static void on_requested(call_t *c, bool ok)
         return;
     }
     post_request(r); /* keep PREPOSTED waiting */
-    /* Backpressure: every accepted call holds memory (its request message) until it is answered, so their number
-     * is bounded; a call beyond the bound is refused without waiting for a handler. */
-    c->counted = true;
-    bool over = atomic_fetch_add(&r->inflight, 1) >= r->max_inflight;
+    c->started_ns = mono_ns();
     grpc_op close_op;
     memset(&close_op, 0, sizeof close_op);
     close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -327,17 +458,25 @@ static void on_requested(call_t *c, bool ok)
     atomic_fetch_add(&c->pending, 1);
     if (grpc_call_start_batch(c->call, &close_op, 1, &c->close_tag, NULL) != GRPC_CALL_OK)
         call_done_one(c);
-    /* A call over the bound still has its message read (so the client sees a clean status, not a reset stream while
-     * it is sending) but is answered RESOURCE_EXHAUSTED at once instead of being queued for a worker. */
-    c->over_limit = over;
+    char msg[192];
+    int st = admit(c, msg, sizeof msg);
+    if (st != GRPC_STATUS_OK) {
+        /* answered without reading the body: the REQUESTED reference becomes the SENT batch's */
+        send_reply(c, st, msg);
+        call_done_one(c);
+        return;
+    }
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->payload;
     c->state = ST_READ;
+    reading_add(c);
     /* the REQUESTED reference becomes the READ batch's reference */
-    if (grpc_call_start_batch(c->call, &op, 1, &c->main_tag, NULL) != GRPC_CALL_OK)
+    if (grpc_call_start_batch(c->call, &op, 1, &c->main_tag, NULL) != GRPC_CALL_OK) {
+        reading_remove(c);
         call_done_one(c);
+    }
 }
 
 static void *worker(void *arg)
@@ -369,6 +508,12 @@ static void *worker(void *arg)
             on_requested(c, ev.success);
             break;
         case ST_READ:
+            if (reading_remove(c)) { /* the reaper cancelled it: the client has its DEADLINE_EXCEEDED */
+                if (r->observe)
+                    r->observe(c->ctx.method, GRPC_STATUS_DEADLINE_EXCEEDED, mono_ns() - c->started_ns);
+                call_done_one(c);
+                break;
+            }
             if (!ev.success) {
                 call_done_one(c);
                 break;
@@ -393,6 +538,7 @@ static void add_methods(qv_rpc_t *r, const ProtobufCServiceDescriptor *sd, const
         char short_name[128];
         snprintf(short_name, sizeof short_name, "%s/%s", sd->short_name, sd->methods[i].name);
         m->role = QV_ROLE_ADMIN; /* a method without a handler entry is refused anyway; be strict */
+        m->admin = strcmp(sd->short_name, "Admin") == 0;
         for (const qv_handler_t *h = handlers; h->name; h++)
             if (strcmp(h->name, short_name) == 0) {
                 m->fn = h->fn;
@@ -413,14 +559,20 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     r->keys = opts->keys;
     r->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : 64;
     atomic_init(&r->inflight, 0);
+    atomic_init(&r->admin_inflight, 0);
+    r->read_timeout_ns = (int64_t)(opts->request_read_timeout_ms > 0 ? opts->request_read_timeout_ms : 10000) * 1000000;
     r->max_msg = opts->max_message_bytes;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    pthread_condattr_t ca_mono;
+    pthread_condattr_init(&ca_mono);
+    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca_mono);
+    pthread_condattr_destroy(&ca_mono);
     atomic_init(&r->stopping, false);
     for (const ProtobufCServiceDescriptor *const *s = opts->services; *s; s++)
         add_methods(r, *s, opts->handlers);
 
-    grpc_arg args[2];
+    grpc_arg args[3];
     memset(args, 0, sizeof args);
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -428,7 +580,10 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = opts->max_message_bytes;
-    grpc_channel_args ca = {2, args};
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+    args[2].value.integer = opts->max_streams_per_connection > 0 ? opts->max_streams_per_connection : 32;
+    grpc_channel_args ca = {3, args};
     r->server = grpc_server_create(&ca, NULL);
     r->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(r->server, r->cq, NULL);
@@ -451,10 +606,16 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
         while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
             ;
         grpc_completion_queue_destroy(r->cq);
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
         free(r);
         return qv_err_set(err, QV_EIO, "cannot listen on %s", opts->listen);
     }
     grpc_server_start(r->server);
+    if (pthread_create(&r->reaper, NULL, reaper, r) != 0) {
+        qv_log(QV_LOG_ERROR, "rpc.reaper", "cannot start the request-read reaper thread");
+        r->reaper_stop = true; /* qv_rpc_stop does not join it */
+    }
     for (int i = 0; i < PREPOSTED; i++)
         post_request(r);
     r->nworkers = opts->threads > 0 ? opts->threads : 1;
@@ -476,7 +637,7 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms)
     atomic_store(&r->stopping, true);
     grpc_server_shutdown_and_notify(r->server, r->cq, &shutdown_tag);
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += grace_ms / 1000;
     until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -494,7 +655,12 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms)
                 pthread_cond_wait(&r->cv, &r->mu);
         }
     }
+    bool join_reaper = !r->reaper_stop;
+    r->reaper_stop = true;
+    pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    if (join_reaper)
+        pthread_join(r->reaper, NULL);
     grpc_completion_queue_shutdown(r->cq);
     for (int i = 0; i < r->nworkers; i++)
         pthread_join(r->workers[i], NULL);

@@ -5,7 +5,15 @@
  * serves every call; N worker threads run grpc_completion_queue_next and the handlers, which may block (a write
  * waits for its group commit, a search for its scan). Every call walks REQUESTED -> READ -> SENT, with a second
  * batch (RECV_CLOSE_ON_SERVER) posted up front so the handler sees a client's cancellation; the call is freed when
- * both batches have completed. */
+ * both batches have completed.
+ *
+ * Admission happens on the headers, before a byte of the body is read: the method is looked up, the API key in the
+ * initial metadata checked, and a slot taken; a call that fails any of these is answered at once and its body is
+ * never read, so unauthenticated or excess calls cost no memory and hold no slot. Slots: --max-inflight for the
+ * Quiver service, and a separate reserve of QV_RPC_ADMIN_SLOTS for the Admin service (Health, Stats, ...), so an
+ * operator can always see a saturated server. A body that has not arrived within request_read_timeout_ms of the
+ * headers ends the call with DEADLINE_EXCEEDED (a reaper thread watches the calls being read), so body-less calls
+ * cannot hold slots. The body is then checked against a decode budget (qv_pb_check) before protobuf-c allocates. */
 #ifndef QV_RPC_H
 #define QV_RPC_H
 
@@ -21,7 +29,20 @@ typedef struct {
     atomic_bool cancelled; /* set when the client cancels or disconnects */
     qv_arena_t arena;      /* freed after the response is sent */
     const char *method;    /* "/quiver.v1.Quiver/Search" */
+    size_t resp_budget;    /* bytes the response may still take (starts at the message limit); see qv_call_charge */
 } qv_call_ctx_t;
+
+/* Charges `bytes` of response against the call's budget before a handler builds them, so no response grows past
+ * the message limit in memory first. Returns QV_OK, or QV_ETOOBIG with a message naming the limit and `hint` (how
+ * to ask for less: "page with Scroll", "lower k", ...). */
+static inline int qv_call_charge(qv_call_ctx_t *ctx, size_t bytes, const char *hint, qv_err_t *err)
+{
+    if (bytes <= ctx->resp_budget) {
+        ctx->resp_budget -= bytes;
+        return QV_OK;
+    }
+    return qv_err_set(err, QV_ETOOBIG, "response would exceed the message limit (--max-message-mb); %s", hint);
+}
 
 /* A handler decodes nothing and encodes nothing: it gets the unpacked request and returns the response message
  * (allocated from ctx->arena, or static), or a QV_E* code with err filled. */
@@ -40,7 +61,9 @@ typedef struct {
     const char *listen;                             /* host:port */
     int threads;                                    /* worker threads */
     int max_message_bytes;                          /* receive and send limit */
-    int max_inflight;                               /* calls accepted and not finished; beyond: RESOURCE_EXHAUSTED */
+    int max_inflight;                               /* calls admitted and not finished; beyond: RESOURCE_EXHAUSTED */
+    int request_read_timeout_ms;                    /* body must arrive this soon after the headers (0: 10000) */
+    int max_streams_per_connection;                 /* HTTP/2 concurrent streams one connection may open (0: 32) */
     const ProtobufCServiceDescriptor *const *services; /* NULL-terminated */
     const qv_handler_t *handlers;                   /* NULL-name-terminated */
     void *app;
@@ -62,9 +85,25 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms);
 /* Maps a QV_E* code to a grpc_status_code (server/status.c; the only place this mapping exists). */
 int qv_status_of(int qv_code);
 
-/* Nesting depth check of an untrusted protobuf message before unpacking (protobuf-c recurses without a limit):
- * returns 0 if well-formed enough to unpack and nested at most max_depth levels, -1 if malformed or nested deeper,
- * -2 if a string field holds a NUL byte (protobuf-c would truncate it there). */
-int qv_pb_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int max_depth);
+#define QV_RPC_ADMIN_SLOTS 8 /* calls of the Admin service admitted beyond --max-inflight */
+
+/* Limits of the pre-unpack walk over an untrusted request (server/pbcheck.c). */
+#define QV_PB_MAX_DEPTH 64        /* protobuf-c recurses without a limit */
+#define QV_PB_MAX_UNKNOWN 256     /* unknown fields a request may carry (newer clients' fields, not a flood) */
+#define QV_PB_DECODE_FACTOR 16    /* memory protobuf-c may allocate per request byte ... */
+#define QV_PB_DECODE_SLACK (1 << 20) /* ... plus this much */
+
+typedef enum {
+    QV_PB_OK = 0,
+    QV_PB_MALFORMED = -1, /* bad framing, a group, or nested deeper than the limit */
+    QV_PB_NUL = -2,       /* a string field holds a NUL byte (protobuf-c would truncate it there) */
+    QV_PB_UNKNOWN = -3,   /* more than QV_PB_MAX_UNKNOWN unknown fields */
+    QV_PB_BUDGET = -4,    /* protobuf-c would allocate more than the decode budget */
+} qv_pb_verdict_t;
+
+/* Walks an untrusted protobuf message along its descriptors before protobuf-c unpacks it, and estimates what the
+ * unpack would allocate (every message struct, string, repeated array and unknown field, with malloc overhead).
+ * Returns a qv_pb_verdict_t; *decoded (may be NULL) gets the estimate in bytes. */
+int qv_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, size_t *decoded);
 
 #endif

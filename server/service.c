@@ -222,31 +222,81 @@ static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     return QV_OK;
 }
 
-/* Fills a Point message for (seg,row); the read lock is held. */
+/* Wire bytes of one entry of a repeated message field beyond its payload: key and length prefix. */
+#define ENTRY_OVERHEAD 16
+
+/* Charges the attributes just built for one point or hit against the response budget. */
+static int charge_attrs(qv_call_ctx_t *ctx, ProtobufCMessage *const *attrs, size_t n, const char *hint, qv_err_t *err)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += protobuf_c_message_get_packed_size(attrs[i]) + ENTRY_OVERHEAD;
+    return qv_call_charge(ctx, bytes, hint, err);
+}
+
+/* Fills a Point message for (seg,row), charging it to the response budget before copying; the read lock is held.
+ * Returns QV_ENOMEM or QV_ETOOBIG (err filled). */
 static int point_out(qv_call_ctx_t *ctx, const qv_schema_t *s, const qv_segment_t *seg, uint32_t row, bool vectors,
-                     Quiver__V1__Point **out)
+                     const char *hint, Quiver__V1__Point **out, qv_err_t *err)
 {
     qv_arena_t *ar = &ctx->arena;
+    qv_str_t id = qv_strcol_get(&seg->ids, row), text = qv_strcol_get(&seg->text, row);
+    int rc = qv_call_charge(ctx, ENTRY_OVERHEAD + id.len + text.len + (vectors ? s->dim * sizeof(float) : 0), hint,
+                            err);
+    if (rc)
+        return rc;
     Quiver__V1__Point *p = qv_arena_alloc(ar, sizeof *p);
     if (!p)
-        return QV_ENOMEM;
+        return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
     quiver__v1__point__init(p);
-    qv_str_t id = qv_strcol_get(&seg->ids, row), text = qv_strcol_get(&seg->text, row);
     p->id = qv_arena_strndup(ar, id.p, id.len);
     p->text = qv_arena_strndup(ar, text.p, text.len);
     if (!p->id || !p->text)
-        return QV_ENOMEM;
+        return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
     if (vectors) {
         p->vector = qv_arena_array(ar, s->dim, sizeof(float));
         if (!p->vector)
-            return QV_ENOMEM;
+            return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         memcpy(p->vector, qv_seg_vector(seg, row), s->dim * sizeof(float));
         p->n_vector = s->dim;
     }
     p->attributes = (Quiver__V1__Point__AttributesEntry **)qv_conv_row_attrs(ar, s, seg, row, &p->n_attributes, false);
     if (!p->attributes)
-        return QV_ENOMEM;
+        return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+    if ((rc = charge_attrs(ctx, (ProtobufCMessage *const *)p->attributes, p->n_attributes, hint, err)) != QV_OK)
+        return rc;
     *out = p;
+    return QV_OK;
+}
+
+typedef struct {
+    qv_str_t id;
+    uint32_t pos;
+} id_at_t;
+
+static int id_at_cmp(const void *a, const void *b)
+{
+    const id_at_t *x = a, *y = b;
+    int c = memcmp(x->id.p, y->id.p, x->id.len < y->id.len ? x->id.len : y->id.len);
+    if (c)
+        return c;
+    if (x->id.len != y->id.len)
+        return x->id.len < y->id.len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* Marks ids that repeat an earlier one in the request (dup[i] = true), so each point is returned once. */
+static int mark_duplicates(const qv_str_t *ids, size_t n, bool *dup)
+{
+    id_at_t *ord = malloc((n ? n : 1) * sizeof *ord);
+    if (!ord)
+        return QV_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ord[i] = (id_at_t){ids[i], (uint32_t)i};
+    qsort(ord, n, sizeof *ord, id_at_cmp);
+    for (size_t i = 1; i < n; i++)
+        dup[ord[i].pos] = ord[i - 1].id.len == ord[i].id.len && memcmp(ord[i - 1].id.p, ord[i].id.p, ord[i].id.len) == 0;
+    free(ord);
     return QV_OK;
 }
 
@@ -281,19 +331,22 @@ static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Protobu
         if (!r || !r->points)
             rc = qv_err_set(err, QV_ENOMEM, "out of memory");
     }
+    bool *dup = NULL;
+    if (rc == QV_OK && (!(dup = qv_arena_array(&ctx->arena, req->n_ids ? req->n_ids : 1, sizeof *dup)) ||
+                        mark_duplicates(ids, req->n_ids, dup) != QV_OK))
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
     if (rc == QV_OK) {
         qv_coll_rdlock(c);
         for (size_t i = 0; i < req->n_ids && rc == QV_OK; i++) {
-            qv_idslot_t *slot = qv_idmap_get(&c->ids, ids[i]);
+            qv_idslot_t *slot = dup[i] ? NULL : qv_idmap_get(&c->ids, ids[i]);
             if (!slot)
                 continue;
-            rc = point_out(ctx, c->schema, slot->seg, slot->row, req->with_vectors, &r->points[r->n_points]);
+            rc = point_out(ctx, c->schema, slot->seg, slot->row, req->with_vectors,
+                           "ask for fewer ids per Get, or leave out with_vectors", &r->points[r->n_points], err);
             if (rc == QV_OK)
                 r->n_points++;
         }
         qv_coll_unlock(c);
-        if (rc)
-            qv_err_set(err, rc, "out of memory");
     }
     qv_coll_release(c);
     if (rc)
@@ -335,31 +388,36 @@ typedef struct {
     bool with_attributes, with_vectors, with_text;
 } search_opts_t;
 
+/* Builds the hits of one query, charging each to the response budget before copying it. Returns QV_ENOMEM or
+ * QV_ETOOBIG (err filled). */
 static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opts_t *o, const qv_hit_t *hits,
-                      uint32_t n, Quiver__V1__SearchResponse *r)
+                      uint32_t n, Quiver__V1__SearchResponse *r, qv_err_t *err)
 {
+    static const char hint[] = "lower k (or the batch size), or leave out with_text / with_vectors / with_attributes";
     qv_arena_t *ar = &ctx->arena;
+    int rc;
     r->hits = qv_arena_array(ar, n ? n : 1, sizeof *r->hits);
     if (!r->hits)
-        return QV_ENOMEM;
+        return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
     for (uint32_t i = 0; i < n; i++) {
+        qv_str_t id = qv_strcol_get(&hits[i].seg->ids, hits[i].row);
+        qv_str_t t = o->with_text ? qv_strcol_get(&hits[i].seg->text, hits[i].row) : (qv_str_t){NULL, 0};
+        size_t bytes = ENTRY_OVERHEAD + id.len + t.len + (o->with_vectors ? s->dim * sizeof(float) : 0);
+        if ((rc = qv_call_charge(ctx, bytes, hint, err)) != QV_OK)
+            return rc;
         Quiver__V1__Hit *h = qv_arena_alloc(ar, sizeof *h);
         if (!h)
-            return QV_ENOMEM;
+            return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         quiver__v1__hit__init(h);
-        qv_str_t id = qv_strcol_get(&hits[i].seg->ids, hits[i].row);
         h->id = qv_arena_strndup(ar, id.p, id.len);
         h->score = hits[i].score;
         if (!h->id)
-            return QV_ENOMEM;
-        if (o->with_text) {
-            qv_str_t t = qv_strcol_get(&hits[i].seg->text, hits[i].row);
-            if (!(h->text = qv_arena_strndup(ar, t.p, t.len)))
-                return QV_ENOMEM;
-        }
+            return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        if (o->with_text && !(h->text = qv_arena_strndup(ar, t.p, t.len)))
+            return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         if (o->with_vectors) {
             if (!(h->vector = qv_arena_array(ar, s->dim, sizeof(float))))
-                return QV_ENOMEM;
+                return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
             memcpy(h->vector, qv_seg_vector(hits[i].seg, hits[i].row), s->dim * sizeof(float));
             h->n_vector = s->dim;
         }
@@ -367,7 +425,9 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
             h->attributes = (Quiver__V1__Hit__AttributesEntry **)qv_conv_row_attrs(ar, s, hits[i].seg, hits[i].row,
                                                                                    &h->n_attributes, true);
             if (!h->attributes)
-                return QV_ENOMEM;
+                return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+            if ((rc = charge_attrs(ctx, (ProtobufCMessage *const *)h->attributes, h->n_attributes, hint, err)))
+                return rc;
         }
         r->hits[i] = h;
         r->n_hits = i + 1;
@@ -425,8 +485,8 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
                               .cancelled = &ctx->cancelled};
         uint32_t n = 0;
         rc = qv_search(c, app->pool, &sr, hits, &n, err);
-        if (rc == QV_OK && build_hits(ctx, c->schema, o, hits, n, out[i]) != QV_OK)
-            rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        if (rc == QV_OK)
+            rc = build_hits(ctx, c->schema, o, hits, n, out[i], err);
         qv_coll_unlock(c);
     }
     free(hits);
@@ -538,17 +598,16 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
         qv_coll_rdlock(c);
         rc = qv_scroll(c, f, after, limit, refs, &n, &more, err);
         for (uint32_t i = 0; rc == QV_OK && i < n; i++) {
-            rc = point_out(ctx, c->schema, refs[i].seg, refs[i].row, req->with_vectors, &r->points[i]);
+            rc = point_out(ctx, c->schema, refs[i].seg, refs[i].row, req->with_vectors,
+                           "lower limit and page with next_cursor, or leave out with_vectors", &r->points[i], err);
             r->n_points = i + 1;
         }
         if (rc == QV_OK && more && n) {
             qv_str_t last = qv_strcol_get(&refs[n - 1].seg->ids, refs[n - 1].row);
             if (!(r->next_cursor = qv_arena_strndup(&ctx->arena, last.p, last.len)))
-                rc = QV_ENOMEM;
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         }
         qv_coll_unlock(c);
-        if (rc)
-            qv_err_set(err, rc, "out of memory building the response");
     }
     free(refs);
     qv_filter_free(f);
@@ -565,6 +624,13 @@ static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     (void)m;
     RESP(Quiver__V1__HealthResponse, quiver__v1__health_response__init, r);
     r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_SERVING;
+    char why[256];
+    if (qv_store_failed(app->store, why, sizeof why)) {
+        r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_NOT_SERVING;
+        r->reason = qv_arena_strndup(&ctx->arena, why, strlen(why));
+        if (!r->reason)
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
     r->version = QV_VERSION;
     r->role = (char *)app->role;
     *resp = &r->base;

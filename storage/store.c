@@ -18,6 +18,7 @@
 
 #include "index/hnsw.h"
 #include "storage/indexer.h"
+#include "storage/rocks_log.h"
 
 #define DEFAULT_SEAL_ROWS 100000
 #define DEFAULT_SEAL_WAL_BYTES (256ull << 20)
@@ -272,7 +273,7 @@ int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
     char *e = NULL;
     rocksdb_write(st->db, st->wsync, b, &e);
     if (e) {
-        st->failed = true;
+        qv__store_fail(st, "storage write failed: %s", e);
         qv_err_set(err, QV_EIO, "storage write failed: %s", e);
         rocksdb_free(e);
         return QV_EIO;
@@ -882,7 +883,7 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
             if (arc) {
                 /* Durable but not fully applied: memory no longer matches the log. Stop taking writes; a restart
                  * replays the log and gets it right. */
-                st->failed = true;
+                qv__store_fail(st, "write logged but not applied (%s)", qv_strerror(arc));
                 w->rc = qv_err_set(w->err, QV_EUNAVAIL, "write logged but not applied (%s); restart required",
                                    qv_strerror(arc));
             }
@@ -897,10 +898,10 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
      * fails the store, not the write. */
     for (qv_writer_t *w = first;; w = w->next) {
         qv_coll_t *c = w->coll;
-        if (!c->dropped && !st->failed &&
+        if (!c->dropped && !atomic_load(&st->failed) &&
             (c->growing->rows >= st->opts.seal_rows || c->wal_growing >= st->opts.seal_wal_bytes))
             seal_async(st, c);
-        if (!c->dropped && !st->failed)
+        if (!c->dropped && !atomic_load(&st->failed))
             qv__maybe_auto_compact(st, c);
         if (w == last)
             break;
@@ -940,9 +941,10 @@ int qv__commit(qv_store_t *st, qv_writer_t *w)
     }
     pthread_mutex_unlock(&st->q_mu);
 
-    if (st->failed) {
+    if (atomic_load(&st->failed)) {
         for (qv_writer_t *x = w;; x = x->next) {
-            x->rc = qv_err_set(x->err, QV_EUNAVAIL, "store failed after a storage error; restart required");
+            x->rc = qv_err_set(x->err, QV_EUNAVAIL, "store failed after a storage error (%s); restart required",
+                               st->fail_reason);
             if (x == last)
                 break;
         }
@@ -1054,6 +1056,74 @@ int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
 
 static const char *cf_names[CF_COUNT] = {"default", "meta", "wal", "seg", "keys", "del", "idx"};
 
+void qv__store_fail(qv_store_t *st, const char *fmt, ...)
+{
+    if (atomic_flag_test_and_set(&st->fail_claimed))
+        return; /* the first failure is the cause; later ones are its consequences */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->fail_reason, sizeof st->fail_reason, fmt, ap);
+    va_end(ap);
+    atomic_store(&st->failed, true); /* seq_cst: publishes fail_reason to whoever sees the flag */
+    qv__store_log(st, "store.failed", "reason=\"%s\" (writes are refused until a restart)", st->fail_reason);
+}
+
+bool qv_store_failed(qv_store_t *st, char *reason, size_t reason_len)
+{
+    if (!atomic_load(&st->failed))
+        return false;
+    if (reason && reason_len)
+        snprintf(reason, reason_len, "%s", st->fail_reason);
+    return true;
+}
+
+void qv_store_salvage_report(qv_store_t *st, qv_store_salvage_t *out) { *out = st->salvage; }
+
+/* Names the damage RocksDB refused to open over, from our own reading of its logs. */
+static void corruption_message(qv_store_t *st, const char *rocks_msg, qv_err_t *err)
+{
+    qv_rocks_log_report_t rep;
+    qv_err_t serr;
+    if (qv_rocks_log_scan_dir(st->path, &rep, &serr) == QV_OK && rep.file[0])
+        qv_err_set(err, QV_ECORRUPT,
+                   "DATA_LOSS: RocksDB log %s/%s is damaged at byte %llu with %llu intact write batches (%llu "
+                   "operations) after it (%s); the store did not open. Restore from a copy, or start with --salvage "
+                   "to recover everything before the damage and lose those batches",
+                   st->path, rep.file, (unsigned long long)rep.offset, (unsigned long long)rep.batches_after,
+                   (unsigned long long)rep.ops_after, rocks_msg);
+    else
+        qv_err_set(err, QV_ECORRUPT, "DATA_LOSS: the store at %s is damaged (%s); the store did not open. Restore "
+                   "from a copy, or start with --salvage to recover what RocksDB can", st->path, rocks_msg);
+}
+
+/* --salvage: reads the logs; if they are damaged, keeps a copy of them and opens in point-in-time mode (recover up
+ * to the damage). */
+static int prepare_salvage(qv_store_t *st, qv_err_t *err)
+{
+    qv_rocks_log_report_t rep;
+    struct stat sb;
+    if (stat(st->path, &sb) != 0)
+        return QV_OK; /* a new store */
+    int rc = qv_rocks_log_scan_dir(st->path, &rep, err);
+    if (rc || !rep.file[0] || rep.torn_tail_only)
+        return rc;
+    qv_store_salvage_t *sv = &st->salvage;
+    sv->salvaged = true;
+    snprintf(sv->file, sizeof sv->file, "%s", rep.file);
+    sv->offset = rep.offset;
+    sv->batches_lost = rep.batches_after;
+    sv->ops_lost = rep.ops_after;
+    snprintf(sv->kept, sizeof sv->kept, "%.*s/salvage-%lld", (int)(strlen(st->path) - 3), st->path,
+             (long long)time(NULL));
+    if ((rc = qv_rocks_log_keep(st->path, sv->kept, err)) != QV_OK)
+        return rc;
+    rocksdb_options_set_wal_recovery_mode(st->dbopts, 2 /* kPointInTimeRecovery */);
+    qv__store_log(st, "store.salvage", "log=%s offset=%llu batches_lost=%llu ops_lost=%llu kept=%s", sv->file,
+                  (unsigned long long)sv->offset, (unsigned long long)sv->batches_lost,
+                  (unsigned long long)sv->ops_lost, sv->kept);
+    return QV_OK;
+}
+
 int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
 {
     *out = NULL;
@@ -1090,18 +1160,30 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
      * index blobs); 6.2 s of a 1M x 128 store's open after kill -9 went to that replay (bench/restart). A bound on
      * the total makes RocksDB flush the oldest column family instead, so recovery replays at most this much. */
     rocksdb_options_set_max_total_wal_size(st->dbopts, (uint64_t)128 << 20);
+    /* A torn last record was never acknowledged and is dropped; damage anywhere else in the log would silently drop
+     * every acknowledged write after it under RocksDB's default (point-in-time) mode, so it stops the open instead
+     * unless the operator asked to salvage. */
+    rocksdb_options_set_wal_recovery_mode(st->dbopts, 0 /* kTolerateCorruptedTailRecords */);
+    int rc = QV_OK;
+    if (opts->salvage)
+        rc = prepare_salvage(st, err);
     const rocksdb_options_t *cfopts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++)
         cfopts[i] = st->dbopts;
     char *e = NULL;
-    st->db = rocksdb_open_column_families(st->dbopts, st->path, CF_COUNT, cf_names, cfopts, st->cf, &e);
-    if (e) {
-        qv_err_set(err, QV_EIO, "cannot open the store at %s: %s", st->path, e);
+    if (rc == QV_OK)
+        st->db = rocksdb_open_column_families(st->dbopts, st->path, CF_COUNT, cf_names, cfopts, st->cf, &e);
+    if (e || rc) {
+        if (e && strstr(e, "Corruption"))
+            corruption_message(st, e, err);
+        else if (e)
+            qv_err_set(err, QV_EIO, "cannot open the store at %s: %s", st->path, e);
+        rc = rc ? rc : strstr(e, "Corruption") ? QV_ECORRUPT : QV_EIO;
         rocksdb_free(e);
         rocksdb_options_destroy(st->dbopts);
         free(st->path);
         free(st);
-        return QV_EIO;
+        return rc;
     }
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
@@ -1112,7 +1194,7 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
         qv_store_close(st);
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     }
-    int rc = qv__store_recover(st, err);
+    rc = qv__store_recover(st, err);
     if (rc == QV_OK && (qv__indexer_start(st->indexer) != QV_OK || qv__indexer_start(st->sealer) != QV_OK))
         rc = qv_err_set(err, QV_ENOMEM, "cannot start the indexer thread");
     if (rc) {
@@ -1129,7 +1211,7 @@ void qv_store_close(qv_store_t *st)
         return;
     qv__indexer_destroy(st->sealer); /* first: work in flight may still write through the store */
     /* Persist what is frozen but not yet written, so the next start replays only the growing segments' WAL. */
-    for (size_t i = 0; st->db && !st->failed && i < st->ncolls; i++) {
+    for (size_t i = 0; st->db && !atomic_load(&st->failed) && i < st->ncolls; i++) {
         qv_coll_t *c = st->colls[i];
         bool pending = false;
         qv_coll_rdlock(c); /* a compaction finishing on the indexer thread may swap the list */

@@ -21,7 +21,12 @@
  * loads schemas, manifests, segment blobs, delete bitmaps and the id map, then replays each collection's WAL.
  *
  * After a failed RocksDB write the store is marked failed: the outcome of that write is unknown, so every later
- * write gets QV_EUNAVAIL until a restart recovers from what is on disk. */
+ * write gets QV_EUNAVAIL until a restart recovers from what is on disk; qv_store_failed says so and why (Health,
+ * metrics and the etcd registration follow it).
+ *
+ * RocksDB opens with kTolerateCorruptedTailRecords: a torn last record (never acknowledged) is dropped, damage
+ * anywhere else stops the open with QV_ECORRUPT, naming the log file, the byte offset and the intact batches after
+ * it (storage/rocks_log.h); qv_store_opts_t.salvage opts into recovering up to the damage. */
 #ifndef QV_STORE_H
 #define QV_STORE_H
 
@@ -57,6 +62,10 @@ typedef struct {
     qv_store_graph_fn graph_build; /* NULL: every graph is built on the CPU */
     void *graph_ctx;
     const char *graph_builder;     /* its name in logs, e.g. "gpu" */
+    /* Open even when RocksDB's log is damaged before its tail: recover what precedes the damage, keep a copy of the
+     * logs in path/salvage-<time>/ and report the loss (qv_store_salvage_report). Without it such a store refuses to
+     * open with QV_ECORRUPT naming the file. */
+    bool salvage;
 } qv_store_opts_t;
 
 typedef struct qv_coll {
@@ -81,6 +90,20 @@ typedef struct qv_coll {
 int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err);
 /* Closes RocksDB and frees every collection. No call may be running. */
 void qv_store_close(qv_store_t *st);
+
+/* True once a storage error has failed the store; reason (may be NULL) gets why. Any thread. */
+bool qv_store_failed(qv_store_t *st, char *reason, size_t reason_len);
+
+/* What --salvage gave up at open (all zero when the logs were intact or salvage was not asked for). */
+typedef struct {
+    bool salvaged;            /* the logs were damaged and the store opened anyway */
+    char file[64];            /* the damaged log */
+    uint64_t offset;
+    uint64_t batches_lost;    /* intact write batches after the damage */
+    uint64_t ops_lost;        /* RocksDB operations in them */
+    char kept[512];           /* where the original logs were copied */
+} qv_store_salvage_t;
+void qv_store_salvage_report(qv_store_t *st, qv_store_salvage_t *out);
 
 /* Creates a collection from a validated schema (qv_schema_validate); the store takes ownership of s on success.
  * QV_EEXIST if the name is taken. */

@@ -64,8 +64,15 @@ struct qv_store {
     /* owned by the commit leader (or by recovery, before any writer exists) */
     uint64_t seq;
     uint32_t next_coll_id;
-    bool failed;
+    /* set once by qv__store_fail (any thread), read by every writer and by qv_store_failed */
+    atomic_bool failed;
+    atomic_flag fail_claimed;  /* the first qv__store_fail writes fail_reason, then sets failed (release) */
+    char fail_reason[256];
+    qv_store_salvage_t salvage; /* written by qv_store_open only */
 };
+
+/* Marks the store failed (every later write gets QV_EUNAVAIL) and records why; the first reason wins. */
+void qv__store_fail(qv_store_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Key builders: return the key length. */
 static inline size_t key_coll(uint8_t *k, char tag, uint32_t coll)

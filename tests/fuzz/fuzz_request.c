@@ -2,29 +2,64 @@
  * messages with the deepest and widest nesting, quiver.v1.UpsertRequest (points, attribute maps, keyword lists) and
  * quiver.v1.SearchRequest (recursive filters).
  *
- * The server unpacks only what qv_pb_depth_ok accepts at depth 64. For each message type: the depth walk must not
- * crash or read out of bounds; whatever it accepts and protobuf-c unpacks must pack again to bytes that the depth walk
- * accepts (nesting is a property of the message, not of its encoding) and that unpack to the same packed size (see
- * the note on field number 0 below); and everything is freed (LeakSanitizer). */
+ * The server unpacks only what qv_pb_check accepts. For each message type: the walk must not crash or read out of
+ * bounds; its estimate must bound what protobuf-c really allocates (counted by an allocator that charges malloc's
+ * overhead as the walk does), so the decode budget holds; whatever it accepts and protobuf-c unpacks must pack
+ * again to bytes that the walk does not call malformed (nesting is a property of the message, not of its encoding)
+ * and that unpack to the same packed size (see the note on field number 0 below); and everything is freed
+ * (LeakSanitizer). */
 #include <string.h>
 
 #include "fuzz.h"
 #include "quiver/v1/quiver.pb-c.h"
 #include "server/rpc.h"
 
-#define MAX_DEPTH 64 /* as server/rpc.c */
+typedef struct {
+    size_t live, peak;
+} counted_t;
+
+/* Each block carries its size in front, so frees can be charged back. */
+static void *counted_alloc(void *ud, size_t n)
+{
+    counted_t *c = ud;
+    size_t *b = malloc(n + sizeof(size_t));
+    if (!b)
+        return NULL;
+    *b = n;
+    c->live += n + 16;
+    if (c->live > c->peak)
+        c->peak = c->live;
+    return b + 1;
+}
+
+static void counted_free(void *ud, void *p)
+{
+    counted_t *c = ud;
+    if (!p)
+        return;
+    size_t *b = (size_t *)p - 1;
+    c->live -= *b + 16;
+    free(b);
+}
 
 static void one(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size)
 {
-    if (qv_pb_depth_ok(d, data, size, MAX_DEPTH) != 0)
+    size_t estimate = 0;
+    int verdict = qv_pb_check(d, data, size, &estimate);
+    if (verdict == QV_PB_MALFORMED || verdict == QV_PB_NUL || verdict == QV_PB_UNKNOWN)
         return;
-    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, size, data);
+    counted_t cnt = {0, 0};
+    ProtobufCAllocator al = {counted_alloc, counted_free, &cnt};
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &al, size, data);
+    /* the estimate bounds the real peak, whether or not the budget would have admitted the request */
+    FUZZ_CHECK(cnt.peak <= estimate);
     if (!m)
         return;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(n ? n : 1);
     FUZZ_CHECK(protobuf_c_message_pack(m, buf) == n);
-    FUZZ_CHECK(qv_pb_depth_ok(d, buf, n, MAX_DEPTH) == 0);
+    int again = qv_pb_check(d, buf, n, NULL);
+    FUZZ_CHECK(again != QV_PB_MALFORMED && again != QV_PB_NUL);
     /* protobuf-c 1.4 accepts field number 0 when its key is a non-minimal varint (0x81 0x00) and keeps it as an
      * unknown field (at any nesting level), but rejects the minimal key it packs it back with; so the second unpack
      * may fail. Anything it does unpack packs to the same size. */
@@ -34,7 +69,7 @@ static void one(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
         protobuf_c_message_free_unpacked(m2, NULL);
     }
     free(buf);
-    protobuf_c_message_free_unpacked(m, NULL);
+    protobuf_c_message_free_unpacked(m, &al);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -43,8 +78,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     one(&quiver__v1__upsert_request__descriptor, data, size);
     one(&quiver__v1__search_request__descriptor, data, size);
-    /* a zero or negative depth budget accepts nothing */
-    FUZZ_CHECK(qv_pb_depth_ok(&quiver__v1__search_request__descriptor, data, size, 0) != 0);
     return 0;
 }
 
@@ -173,8 +206,19 @@ void qv_fuzz_seeds(qv_fuzz_add_fn add, void *ctx)
 
     /* nesting just under and just over the limit (the request itself is level 1) */
     static Quiver__V1__Filter chain[80];
-    sr.filter = negations(MAX_DEPTH - 4, chain, &f_eq);
+    sr.filter = negations(QV_PB_MAX_DEPTH - 4, chain, &f_eq);
     add_packed(add, ctx, &sr.base);
-    sr.filter = negations(MAX_DEPTH + 4, chain, &f_eq);
+    sr.filter = negations(QV_PB_MAX_DEPTH + 4, chain, &f_eq);
     add_packed(add, ctx, &sr.base);
+
+    /* unknown fields (field 15, varint 0) inside the request and inside a point: just under the limit */
+    uint8_t unk[2 * 200 + 8];
+    size_t n = 0;
+    unk[n++] = 0x12; /* points = 2, length-delimited */
+    unk[n++] = 2 * 50;
+    for (int i = 0; i < 50; i++)
+        unk[n++] = 0x78, unk[n++] = 0;
+    for (int i = 0; i < 150; i++)
+        unk[n++] = 0x78, unk[n++] = 0;
+    add(ctx, unk, n);
 }

@@ -1,0 +1,396 @@
+"""Abuse and storage faults against a real quiverd (issue 12): admission before the body is read, the decode and
+response budgets, storage faults injected with libfiu, and damage in the middle of RocksDB's log.
+
+RSS figures are read from /proc/PID/status (VmHWM, the peak resident size), so a test sees the worst moment of a
+request, not what is left after it."""
+import glob
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+
+from qvtest import SC, Server, expect_error, pb, pbg, point, wait_for
+
+KEYS = {"read": "r" * 24, "write": "w" * 24, "admin": "a" * 24}
+MiB = 1 << 20
+
+
+def vm_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def own_channel(addr):
+    """A channel on a connection of its own (gRPC Python shares subchannels between channels by default)."""
+    return grpc.insecure_channel(addr, options=[("grpc.use_local_subchannel_pool", 1),
+                                                ("grpc.max_send_message_length", 64 * MiB),
+                                                ("grpc.max_receive_message_length", 64 * MiB)])
+
+
+def raw_unary(ch, path):
+    return ch.unary_unary(path, request_serializer=None, response_deserializer=None)
+
+
+class BodylessCalls:
+    """n calls that send their headers and then nothing: a request iterator that blocks until release()."""
+
+    def __init__(self, addrs, path, n, key=None):
+        self.gate = threading.Event()
+        self.chans = [own_channel(a) for a in addrs]
+        md = [("authorization", f"Bearer {key}")] if key else None
+        self.futures = []
+        for i in range(n):
+            mc = self.chans[i % len(self.chans)].stream_unary(path, request_serializer=None,
+                                                              response_deserializer=None)
+            self.futures.append(mc.future(self._never(), metadata=md))
+
+    def _never(self):
+        self.gate.wait()
+        return
+        yield  # noqa: unreachable: makes this a generator that yields nothing
+
+    def outcomes(self, timeout):
+        out = []
+        for f in self.futures:
+            try:
+                f.result(timeout=timeout)
+                out.append(SC.OK)
+            except grpc.FutureTimeoutError:
+                out.append(None)
+            except grpc.RpcError as e:
+                out.append(e.code())
+        return out
+
+    def release(self):
+        self.gate.set()
+        for f in self.futures:
+            f.cancel()
+        for c in self.chans:
+            c.close()
+
+
+def health_ms(addr):
+    ch = own_channel(addr)
+    try:
+        t0 = time.monotonic()
+        h = pbg.AdminStub(ch).Health(pb.HealthRequest(), timeout=5)
+        return (time.monotonic() - t0) * 1000, h
+    finally:
+        ch.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# admission before reading
+# ---------------------------------------------------------------------------------------------------------------------
+def test_unauthenticated_bodyless_calls_hold_nothing(make_server, tmp_path):
+    kf = tmp_path / "keys"
+    kf.write_text("".join(f"{k} {role}\n" for role, k in KEYS.items()))
+    srv = make_server(extra=["--api-keys", str(kf), "--max-inflight", "16"]).start()
+    ch = own_channel(srv.addr)
+    md = [("authorization", f"Bearer {KEYS['admin']}")]
+    q = pbg.QuiverStub(ch)
+    q.CreateCollection(pb.CreateCollectionRequest(name="h", dim=2, metric=pb.METRIC_L2), metadata=md, timeout=10)
+    q.Upsert(pb.UpsertRequest(collection="h", points=[point("a", [1.0, 2.0])]), metadata=md, timeout=10)
+    calls = BodylessCalls([srv.addr] * 4, "/quiver.v1.Quiver/Search", 80)
+    try:
+        # every one is refused on its headers, without the server waiting for a body
+        codes = calls.outcomes(timeout=5)
+        assert codes == [SC.UNAUTHENTICATED] * 80, codes
+        ms, h = health_ms(srv.addr)
+        assert h.status == pb.HealthResponse.STATUS_SERVING and ms < 1000, ms
+        r = q.Search(pb.SearchRequest(collection="h", vector=[1.0, 2.0], k=1), metadata=md, timeout=5)
+        assert [x.id for x in r.hits] == ["a"]
+    finally:
+        calls.release()
+        ch.close()
+
+
+def test_authenticated_bodyless_calls_time_out_and_health_keeps_a_slot(make_server):
+    srv = make_server(extra=["--max-inflight", "16", "--request-read-timeout-ms", "1500"]).start()
+    c = srv.client
+    c.create("h", 2)
+    c.upsert("h", [point("a", [1.0, 2.0])])
+    calls = BodylessCalls([srv.addr] * 4, "/quiver.v1.Quiver/Search", 80)
+    try:
+        time.sleep(0.3)
+        # the Quiver slots are full of calls waiting for bodies; Admin calls have their own
+        ms, h = health_ms(srv.addr)
+        assert h.status == pb.HealthResponse.STATUS_SERVING and ms < 1000, ms
+        t0 = time.monotonic()
+        codes = calls.outcomes(timeout=10)
+        waited = time.monotonic() - t0
+        # 16 admitted and timed out; the rest refused at once on their headers (or admitted later, as slots free)
+        assert set(codes) <= {SC.DEADLINE_EXCEEDED, SC.RESOURCE_EXHAUSTED}, codes
+        assert codes.count(SC.DEADLINE_EXCEEDED) >= 16, codes
+        assert waited < 8, waited
+        r = c.search("h", [1.0, 2.0], 1)
+        assert [x.id for x in r.hits] == ["a"]
+    finally:
+        calls.release()
+
+
+def test_over_limit_calls_are_refused_without_reading_the_body(make_server):
+    srv = make_server(extra=["--max-inflight", "4", "--request-read-timeout-ms", "5000"]).start()
+    c = srv.client
+    c.create("h", 2)
+    calls = BodylessCalls([srv.addr] * 2, "/quiver.v1.Quiver/Search", 4)
+    try:
+        time.sleep(0.3)
+        ch = own_channel(srv.addr)
+        big = pb.UpsertRequest(collection="h", points=[point(f"p{i}", [1.0, 2.0], text="x" * 4096)
+                                                       for i in range(4000)])
+        rss0 = vm_kib(srv.proc.pid, "VmHWM")
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as ei:
+            pbg.QuiverStub(ch).Upsert(big, timeout=10)
+        assert ei.value.code() == SC.RESOURCE_EXHAUSTED and "--max-inflight" in ei.value.details()
+        assert time.monotonic() - t0 < 2
+        # the 16 MiB body was never taken in
+        assert vm_kib(srv.proc.pid, "VmHWM") - rss0 < 12 * 1024
+        ch.close()
+    finally:
+        calls.release()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# decode and response budgets
+# ---------------------------------------------------------------------------------------------------------------------
+def test_unknown_field_flood_is_refused_before_decoding(make_server):
+    srv = make_server().start()
+    body = b"\x78\x00" * (4 * MiB)  # 8 MiB of unknown field 15 = 0
+    pid = srv.proc.pid
+    rss0 = vm_kib(pid, "VmHWM")
+    results = [None] * 4
+
+    def send(i):
+        ch = own_channel(srv.addr)
+        try:
+            raw_unary(ch, "/quiver.v1.Admin/Health")(body, timeout=30)
+            results[i] = (SC.OK, "")
+        except grpc.RpcError as e:
+            results[i] = (e.code(), e.details())
+        finally:
+            ch.close()
+
+    ts = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    grown = (vm_kib(pid, "VmHWM") - rss0) / 1024
+    assert all(code == SC.INVALID_ARGUMENT and "unknown fields" in msg for code, msg in results), results
+    assert grown < 64, f"peak RSS grew {grown:.0f} MiB for 4 x 8 MiB bodies"
+    # a few unknown fields (a newer client's) are fine
+    ms, h = health_ms(srv.addr)
+    ch = own_channel(srv.addr)
+    assert raw_unary(ch, "/quiver.v1.Admin/Health")(b"\x78\x01" * 8, timeout=5) is not None
+    ch.close()
+
+
+def test_get_deduplicates_ids_and_responses_stop_at_the_budget(make_server):
+    srv = make_server(extra=["--max-message-mb", "4"]).start()
+    c = srv.client
+    c.create("t", 2)
+    big = "y" * (256 * 1024)
+    c.upsert("t", [point(f"p{i}", [float(i), 1.0], text=big) for i in range(10)])
+    c.upsert("t", [point(f"q{i}", [float(i), 2.0], text=big) for i in range(10)])
+    pid = srv.proc.pid
+    rss0 = vm_kib(pid, "VmHWM")
+    t0 = time.monotonic()
+    r = c.q.Get(pb.GetRequest(collection="t", ids=["p1"] * 10000), timeout=10)
+    assert [p.id for p in r.points] == ["p1"] and len(r.points[0].text) == len(big)
+    # 20 points x 256 KiB = 5 MiB > 4 MiB: refused as it is built, naming the limit and what to do
+    ids = [f"p{i}" for i in range(10)] + [f"q{i}" for i in range(10)]
+    expect_error(lambda: c.q.Get(pb.GetRequest(collection="t", ids=ids), timeout=10), SC.RESOURCE_EXHAUSTED,
+                 names=["--max-message-mb", "fewer ids"])
+    expect_error(lambda: c.q.Search(pb.SearchRequest(collection="t", vector=[0.0, 0.0], k=20, with_text=True),
+                                       timeout=10), SC.RESOURCE_EXHAUSTED, names=["lower k"])
+    expect_error(lambda: c.q.Scroll(pb.ScrollRequest(collection="t", limit=20), timeout=10),
+                 SC.RESOURCE_EXHAUSTED, names=["next_cursor"])
+    assert time.monotonic() - t0 < 3
+    assert (vm_kib(pid, "VmHWM") - rss0) / 1024 < 64
+    # what fits is still served
+    r = c.q.Search(pb.SearchRequest(collection="t", vector=[0.0, 0.0], k=10, with_text=True), timeout=10)
+    assert len(r.hits) == 10
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# storage faults (libfiu) and log damage
+# ---------------------------------------------------------------------------------------------------------------------
+class FiuServer(Server):
+    """quiverd under fiu-run: POSIX calls fail on demand (fiu-ctrl)."""
+
+    def cmdline(self):
+        return ["fiu-run", "-x"] + super().cmdline()
+
+    def fiu(self, *args):
+        subprocess.run(["fiu-ctrl"] + list(args) + [str(self.proc.pid)], check=True, timeout=10)
+
+
+@pytest.mark.skipif(not shutil.which("fiu-run"), reason="fiu-utils not installed (tools/deps.sh --test)")
+# The fault is a failed fdatasync (RocksDB's sync of its log on every acknowledged write). Failing write() itself
+# cannot be confined to files with fiu's POSIX preloader (gRPC's sockets and wake-up fds fail with it); the
+# disk-full test below covers failed writes for real.
+@pytest.mark.parametrize("fault", ["posix/io/sync/fdatasync"])
+def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault):
+    srv = FiuServer(binary=quiverd, seal_rows=200, extra=["--metrics-listen", "off"])
+    try:
+        srv.start()
+        c = srv.client
+        c.create("f", 4)
+        acked = {}
+        stop = threading.Event()
+        errors = []
+
+        def writer(w):
+            i = 0
+            cl = srv.new_client()
+            while not stop.is_set():
+                pid = f"w{w}-{i}"
+                vec = [float(w), float(i), 1.0, 0.5]
+                try:
+                    cl.upsert("f", [point(pid, vec)])
+                    acked[pid] = vec
+                except grpc.RpcError as e:
+                    errors.append(e.code())
+                    if e.code() == SC.UNAVAILABLE:
+                        time.sleep(0.05)
+                i += 1
+            cl.close()
+
+        ts = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in ts:
+            t.start()
+        assert wait_for(lambda: len(acked) >= 500, timeout=60)  # past two seals: blobs and manifests written too
+        srv.fiu("-c", f"enable name={fault},failinfo=5")  # EIO
+        h = None
+
+        def failed():
+            nonlocal h
+            _, h = health_ms(srv.addr)
+            return h.status == pb.HealthResponse.STATUS_NOT_SERVING
+
+        assert wait_for(failed, timeout=30), "Health still SERVING after the fault"
+        assert "storage write failed" in h.reason, h.reason
+        time.sleep(0.3)
+        stop.set()
+        for t in ts:
+            t.join()
+        assert SC.UNAVAILABLE in errors or SC.INTERNAL in errors, errors
+        n_acked = len(acked)
+        # every later write is refused with a status that says why
+        expect_error(lambda: c.upsert("f", [point("late", [0.0, 0.0, 0.0, 0.0])]), SC.UNAVAILABLE,
+                     names=["restart"])
+        srv.fiu("-c", f"disable name={fault}")
+        srv.kill9()
+        srv.start()
+        c = srv.client
+        got = c.get_map("f", list(acked), with_vectors=True)
+        missing = [p for p in acked if p not in got]
+        assert not missing, f"{len(missing)} of {n_acked} acknowledged points lost, e.g. {missing[:5]}"
+        for p, vec in acked.items():
+            assert list(got[p].vector) == pytest.approx(vec)
+    finally:
+        srv.cleanup()
+
+
+def _log_files(data):
+    return sorted(glob.glob(os.path.join(data, "db", "*.log")), key=os.path.getsize)
+
+
+def test_damage_in_the_middle_of_the_log_refuses_start_then_salvage_reports(make_server):
+    srv = make_server(extra=["--metrics-listen", "off"]).start()
+    c = srv.client
+    c.create("d", 4)
+    for i in range(300):  # one synced write batch each
+        c.upsert("d", [point(f"p{i}", [float(i), 0.0, 1.0, 2.0])])
+    srv.kill9()
+    log = _log_files(srv.data)[-1]
+    size = os.path.getsize(log)
+    assert size > 40000, size
+    with open(log, "r+b") as f:  # damage one record about a third of the way in
+        f.seek(size // 3)
+        b = f.read(16)
+        f.seek(size // 3)
+        f.write(bytes(x ^ 0x5A for x in b))
+    with pytest.raises(RuntimeError):
+        srv.start(timeout=30)
+    text = srv._this_start_log()
+    assert "DATA_LOSS" in text and os.path.basename(log) in text and "--salvage" in text, text[-2000:]
+    srv.flags.append("--salvage")
+    srv.start()
+    text = srv._this_start_log()
+    assert "store.salvaged" in text and "batches_lost=" in text, text[-2000:]
+    lost = int(text.split("batches_lost=")[1].split()[0])
+    assert lost > 50, text[-2000:]
+    n = srv.client.count("d")
+    assert 0 < n < 300 and n + lost >= 295, (n, lost)
+    assert glob.glob(os.path.join(srv.data, "salvage-*", os.path.basename(log)))
+
+
+def test_torn_tail_is_not_damage(make_server):
+    srv = make_server(extra=["--metrics-listen", "off"]).start()
+    c = srv.client
+    c.create("d", 4)
+    for i in range(50):
+        c.upsert("d", [point(f"p{i}", [float(i), 0.0, 1.0, 2.0])])
+    srv.kill9()
+    log = _log_files(srv.data)[-1]
+    size = os.path.getsize(log)
+    with open(log, "r+b") as f:  # the last write half on disk: a crash in the middle of it (never acknowledged)
+        f.truncate(size - 20)
+    srv.start()
+    assert srv.client.count("d") == 49
+
+
+def test_disk_full_is_a_clear_error_and_corrupts_nothing(make_server, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        srv = make_server(extra=["--metrics-listen", "off"])
+        srv.data = str(mnt / "data")
+        srv.start()
+        c = srv.client
+        c.create("full", 64)
+        acked = {}
+        code = None
+        for i in range(100000):
+            pts = [point(f"p{i}-{j}", [float(i), float(j)] + [0.25] * 62, text="z" * 2000) for j in range(50)]
+            try:
+                c.upsert("full", pts)
+                acked.update((p.id, p.vector[0]) for p in pts)
+            except grpc.RpcError as e:
+                code, msg = e.code(), e.details()
+                break
+        assert code in (SC.UNAVAILABLE, SC.RESOURCE_EXHAUSTED), (code, msg)
+        time.sleep(0.5)
+        if srv.running:
+            assert "space" in msg, msg
+            _, h = health_ms(srv.addr)
+            assert h.status == pb.HealthResponse.STATUS_NOT_SERVING and "space" in h.reason, h.reason
+        else:
+            # Debian's librocksdb 7.8.3 is built with assertions, and a log append that fails with ENOSPC trips
+            # one in its WritableFileWriter (a sync after the failed append) before the error reaches us: the process
+            # aborts instead of reporting. Pinned here so a change is noticed; what must hold either way is below.
+            assert "sync_without_flush_called_" in srv.log_tail(), srv.log_tail()
+        srv.kill9()
+        # the fault clears: the same files on a disk with room
+        roomy = tmp_path / "roomy"
+        shutil.copytree(mnt / "data", roomy)
+        srv.data = str(roomy)
+        srv.start()
+        got = srv.client.get_map("full", list(acked), with_vectors=True)
+        missing = [p for p in acked if p not in got]
+        assert not missing, f"{len(missing)} of {len(acked)} acknowledged points lost, e.g. {missing[:5]}"
+    finally:
+        srv.kill9()
+        subprocess.run(["umount", "-l", str(mnt)])
