@@ -51,6 +51,8 @@ static int check_value(vctx_t *x, qv_value_t *v, const qv_field_t *fd)
     return QV_OK;
 }
 
+static void sort_values(qv_filter_t *f, int type);
+
 static int validate(vctx_t *x, qv_filter_t *f, int depth)
 {
     if (depth > QV_FILTER_DEPTH_MAX)
@@ -106,6 +108,7 @@ static int validate(vctx_t *x, qv_filter_t *f, int depth)
         if (rc)
             return rc;
     }
+    sort_values(f, fd->type);
     return QV_OK;
 }
 
@@ -117,9 +120,96 @@ int qv_filter_validate(qv_filter_t *f, const qv_schema_t *s, qv_err_t *err)
 
 static bool str_eq(qv_str_t a, qv_str_t b) { return a.len == b.len && memcmp(a.p, b.p, a.len) == 0; }
 
+/* any_of lists longer than this are sorted at validation and probed by binary search (up to QV_FILTER_VALUES_MAX
+ * values, a row-by-row linear probe would cost 10,000 comparisons per row). */
+#define PROBE_LINEAR_MAX 8
+
+static int str_cmp(qv_str_t a, qv_str_t b)
+{
+    int c = memcmp(a.p, b.p, a.len < b.len ? a.len : b.len);
+    return c ? c : (a.len > b.len) - (a.len < b.len);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = ((const qv_value_t *)a)->i, y = ((const qv_value_t *)b)->i;
+    return (x > y) - (x < y);
+}
+
+static int cmp_f64(const void *a, const void *b)
+{
+    double x = ((const qv_value_t *)a)->d, y = ((const qv_value_t *)b)->d;
+    return (x > y) - (x < y);
+}
+
+static int cmp_kw(const void *a, const void *b) { return str_cmp(((const qv_value_t *)a)->kw, ((const qv_value_t *)b)->kw); }
+
+static void sort_values(qv_filter_t *f, int type)
+{
+    if (f->nvalues <= PROBE_LINEAR_MAX)
+        return;
+    if (type == QV_FT_INT64)
+        qsort(f->values, f->nvalues, sizeof *f->values, cmp_i64);
+    else if (type == QV_FT_DOUBLE)
+        qsort(f->values, f->nvalues, sizeof *f->values, cmp_f64);
+    else if (type == QV_FT_KEYWORD || type == QV_FT_KEYWORDS)
+        qsort(f->values, f->nvalues, sizeof *f->values, cmp_kw);
+}
+
+/* Binary search over values sorted by sort_values; cmp(key, vals[m]) < 0 when key sorts first. */
+#define BSEARCH_VALUES(vals, nv, CMP)          \
+    do {                                       \
+        uint32_t lo = 0, hi = (nv);            \
+        while (lo < hi) {                      \
+            uint32_t m = lo + (hi - lo) / 2;   \
+            int c = CMP(&(vals)[m]);           \
+            if (c == 0)                        \
+                return true;                   \
+            if (c < 0)                         \
+                hi = m;                        \
+            else                               \
+                lo = m + 1;                    \
+        }                                      \
+        return false;                          \
+    } while (0)
+
+static bool has_i64(const qv_value_t *vals, uint32_t nv, int64_t key)
+{
+#define CMP_I64(v) ((key > (v)->i) - (key < (v)->i))
+    BSEARCH_VALUES(vals, nv, CMP_I64);
+#undef CMP_I64
+}
+
+static bool has_f64(const qv_value_t *vals, uint32_t nv, double key)
+{
+#define CMP_F64(v) ((key > (v)->d) - (key < (v)->d))
+    BSEARCH_VALUES(vals, nv, CMP_F64);
+#undef CMP_F64
+}
+
+static bool has_kw(const qv_value_t *vals, uint32_t nv, qv_str_t key)
+{
+#define CMP_KW(v) str_cmp(key, (v)->kw)
+    BSEARCH_VALUES(vals, nv, CMP_KW);
+#undef CMP_KW
+}
+
 /* Does the value of column c at row r equal one of vals? The row has a value (present bit checked by caller). */
 static bool match_any(const qv_column_t *c, uint32_t r, const qv_value_t *vals, uint32_t nv)
 {
+    if (nv > PROBE_LINEAR_MAX) { /* sorted at validation */
+        switch (c->type) {
+        case QV_FT_INT64: return has_i64(vals, nv, c->i64[r]);
+        case QV_FT_DOUBLE: return has_f64(vals, nv, c->f64[r]);
+        case QV_FT_KEYWORD: return has_kw(vals, nv, qv_strcol_get(&c->str, r));
+        case QV_FT_KEYWORDS:
+            for (uint32_t e = c->kw_off[r]; e < c->kw_off[r + 1]; e++)
+                if (has_kw(vals, nv, qv_strcol_get(&c->str, e)))
+                    return true;
+            return false;
+        default: break;
+        }
+    }
     switch (c->type) {
     case QV_FT_INT64:
         for (uint32_t i = 0; i < nv; i++)

@@ -29,6 +29,7 @@ typedef struct {
     qv_coll_t *c;
     const qv_search_req_t *req; /* NULL when counting */
     const qv_filter_t *filter;
+    qv_stop_t when;             /* the request's deadline and cancellation */
     block_t *blocks;
     size_t nblocks;
     atomic_size_t next;
@@ -87,13 +88,10 @@ static bool should_stop(scan_t *sc)
 {
     if (atomic_load_explicit(&sc->stop, memory_order_relaxed))
         return true;
-    const qv_search_req_t *req = sc->req;
-    if (!req)
-        return false;
     int why = 0;
-    if (req->cancelled && atomic_load_explicit(req->cancelled, memory_order_relaxed))
+    if (sc->when.cancelled && atomic_load_explicit(sc->when.cancelled, memory_order_relaxed))
         why = QV_ECANCELLED;
-    else if (req->deadline_ns && qv_now_ns() > req->deadline_ns)
+    else if (sc->when.deadline_ns && qv_now_ns() > sc->when.deadline_ns)
         why = QV_ETIMEDOUT;
     if (why)
         atomic_store(&sc->stop, why);
@@ -204,7 +202,7 @@ int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_
               qv_err_t *err)
 {
     *nhits = 0;
-    scan_t sc = {.c = c, .req = req, .filter = req->filter};
+    scan_t sc = {.c = c, .req = req, .filter = req->filter, .when = {req->deadline_ns, req->cancelled}};
     if (make_blocks(c, !req->exact, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int tasks = task_count(pool, sc.nblocks), rc = QV_OK;
@@ -250,13 +248,14 @@ int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, q
     return qv_search(c, pool, &exact, hits, nhits, err);
 }
 
-int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t *count, qv_err_t *err)
+int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
+             qv_err_t *err)
 {
     if (!filter) {
         *count = c->live;
         return QV_OK;
     }
-    scan_t sc = {.c = c, .filter = filter};
+    scan_t sc = {.c = c, .filter = filter, .when = stop};
     if (make_blocks(c, false, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), err);
@@ -304,17 +303,20 @@ static void sift_up(qv_rowref_t *h, uint32_t i)
     }
 }
 
-int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_rowref_t *out,
-              uint32_t *n, bool *more, qv_err_t *err)
+int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
+              qv_rowref_t *out, uint32_t *n, bool *more, qv_err_t *err)
 {
-    (void)err;
-    scan_t sc = {.c = c, .filter = filter};
+    scan_t sc = {.c = c, .filter = filter, .when = stop};
+    atomic_init(&sc.stop, 0);
     uint64_t bits[BLOCK_WORDS];
     uint32_t held = 0;
     uint64_t candidates = 0;
     for (size_t i = 0; i <= c->nsealed; i++) {
         qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
         for (uint32_t r0 = 0; r0 < s->rows; r0 += QV_FILTER_BLOCK) {
+            if (should_stop(&sc))
+                return qv_err_set(err, atomic_load(&sc.stop), "%s during the scroll",
+                                  atomic_load(&sc.stop) == QV_ETIMEDOUT ? "deadline exceeded" : "cancelled by the client");
             block_t b = {s, r0, s->rows - r0 < QV_FILTER_BLOCK ? s->rows - r0 : QV_FILTER_BLOCK, NULL};
             size_t words = allowed_bits(&sc, &b, bits);
             for (size_t w = 0; w < words; w++)

@@ -42,8 +42,16 @@ int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_
 int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
                     qv_err_t *err);
 
-/* Counts live rows passing the filter (NULL: all live rows). */
-int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, uint64_t *count, qv_err_t *err);
+/* When a long read gives up: a CLOCK_MONOTONIC deadline (0: none) and the client's cancellation flag (may be NULL).
+ * Scans check both once per block of QV_FILTER_BLOCK rows. */
+typedef struct {
+    int64_t deadline_ns;
+    const atomic_bool *cancelled;
+} qv_stop_t;
+
+/* Counts live rows passing the filter (NULL: all live rows). QV_ETIMEDOUT / QV_ECANCELLED per stop. */
+int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
+             qv_err_t *err);
 
 /* Scroll: the live rows passing the filter whose id sorts after `after` (byte order; empty: from the start), the
  * `limit` smallest ids, ascending. *more tells whether further rows exist. The read lock is held by the caller. */
@@ -51,8 +59,8 @@ typedef struct {
     qv_segment_t *seg;
     uint32_t row;
 } qv_rowref_t;
-int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_rowref_t *out,
-              uint32_t *n, bool *more, qv_err_t *err);
+int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
+              qv_rowref_t *out, uint32_t *n, bool *more, qv_err_t *err);
 
 /* CLOCK_MONOTONIC now, in ns. */
 int64_t qv_now_ns(void);

@@ -13,7 +13,9 @@
 #include "server/rpc.h"
 
 #define MALLOC_OVERHEAD 16 /* glibc chunk header and alignment, per allocation */
-#define SCAN_RECORD 32     /* protobuf-c's ScannedMember, one per field occurrence while unpacking a message */
+/* protobuf-c's ScannedMember (32 bytes), one per field occurrence while it unpacks a message, kept in slabs that
+ * double in size: up to twice that */
+#define SCAN_RECORD 64
 #define UNKNOWN_RECORD 24  /* sizeof(ProtobufCMessageUnknownField) */
 
 typedef struct {

@@ -368,7 +368,7 @@ static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     rc = qv_conv_filter(req->filter, c->schema, &f, err);
     if (rc == QV_OK) {
         qv_coll_rdlock(c);
-        rc = qv_count(c, app->pool, f, &n, err);
+        rc = qv_count(c, app->pool, f, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, &n, err);
         qv_coll_unlock(c);
     }
     qv_filter_free(f);
@@ -596,7 +596,7 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
         uint32_t n = 0;
         bool more = false;
         qv_coll_rdlock(c);
-        rc = qv_scroll(c, f, after, limit, refs, &n, &more, err);
+        rc = qv_scroll(c, f, after, limit, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, refs, &n, &more, err);
         for (uint32_t i = 0; rc == QV_OK && i < n; i++) {
             rc = point_out(ctx, c->schema, refs[i].seg, refs[i].row, req->with_vectors,
                            "lower limit and page with next_cursor, or leave out with_vectors", &r->points[i], err);

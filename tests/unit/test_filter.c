@@ -1,7 +1,7 @@
 /* Filters (query/filter.c).
  *
  * Evaluation: a random segment (3000 rows, every field type, ~20% of rows lacking each attribute, values from small
- * domains so equality hits) and 1500 random filter trees (eq / any_of / range with open, closed, one-sided and
+ * domains so equality hits) and 1500 random filter trees (eq / any_of with short and long lists / range with open, closed, one-sided and
  * infinite bounds, INT64 values given for DOUBLE fields, nested all / any / negate up to depth 4). qv_filter_eval over
  * every block, and over odd-sized sub-blocks, must equal a naive per-row evaluator written here from the documented
  * semantics (a row lacking the field fails every condition on it; KEYWORDS match when any element matches; ranges
@@ -218,7 +218,8 @@ static qv_filter_t *gen_filter(uint64_t *rng, int depth)
         f->hi = rng_chance(rng, 70) ? gen_bound(rng) : f->lo; /* lo == hi: a point or an empty range */
         return f;
     }
-    f->nvalues = f->kind == QV_F_EQ ? 1 : 1 + rng_below(rng, 4);
+    /* any_of: mostly short lists (linear probe), sometimes long ones (sorted at validation, binary search) */
+    f->nvalues = f->kind == QV_F_EQ ? 1 : rng_chance(rng, 25) ? 9 + rng_below(rng, 40) : 1 + rng_below(rng, 4);
     f->values = calloc(f->nvalues, sizeof *f->values);
     for (uint32_t v = 0; v < f->nvalues; v++)
         f->values[v] = gen_value(rng, field);

@@ -908,7 +908,7 @@ static void *reader_main(void *arg)
         qv_err_t err;
         qv_coll_rdlock(r->c);
         qv_search_req_t req = {.query = q, .k = 10};
-        if (qv_count(r->c, r->pool, NULL, &count, &err) != QV_OK || count > NWRITERS * PER_WRITER)
+        if (qv_count(r->c, r->pool, NULL, (qv_stop_t){0, NULL}, &count, &err) != QV_OK || count > NWRITERS * PER_WRITER)
             r->errors++;
         if (qv_search_exact(r->c, r->pool, &req, hits, &nhits, &err) != QV_OK || nhits > 10 ||
             (count >= 10 && nhits != 10))
@@ -1157,7 +1157,7 @@ static void check_count(qv_coll_t *c, qv_pool_t *pool, const mcoll_t *mc, const 
         want += mc->pts[key].live && ref_eval(f, &mc->pts[key]);
     qv_err_t err;
     qv_coll_rdlock(c);
-    assert_int_equal(qv_count(c, pool, f, &got, &err), QV_OK);
+    assert_int_equal(qv_count(c, pool, f, (qv_stop_t){0, NULL}, &got, &err), QV_OK);
     qv_coll_unlock(c);
     if (got != want)
         fail_msg("count: %llu, model %llu", (unsigned long long)got, (unsigned long long)want);
@@ -1202,6 +1202,63 @@ static void run_searches(qv_store_t *st, qv_pool_t *pool, mcoll_t *mcs, int n, u
         free(ref);
         qv_coll_release(c);
     }
+}
+
+/* Count and Scroll give up per block when the deadline passes or the client cancels, and say which. */
+static void test_long_reads_stop(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    qv_store_t *st = open_store(dir, 1000, 0);
+    mcoll_t mc;
+    mcoll_init(&mc, "stop", 4, QV_METRIC_L2, true, 3000);
+    create_coll(st, &mc);
+    qv_coll_t *c = get_coll(st, "stop");
+    uint64_t rng = 99, seq;
+    qv_err_t err;
+    uint32_t keys[100];
+    for (uint32_t base = 0; base < mc.nkeys; base += 100) {
+        for (uint32_t j = 0; j < 100; j++)
+            keys[j] = base + j;
+        assert_int_equal(model_upsert(st, c, &mc, keys, 100, &rng, &seq, &err), QV_OK);
+    }
+    qv_pool_t *pool = qv_pool_create(1);
+    qv_filter_t *f = qv_filter_new(QV_F_NOT); /* not(any_of(kw, ...)): a filter, so Count scans */
+    f->nkids = 1;
+    f->kids = calloc(1, sizeof *f->kids);
+    f->kids[0] = qv_filter_new(QV_F_IN);
+    f->kids[0]->field_name = (qv_str_t){"kw", 2};
+    f->kids[0]->nvalues = 1;
+    f->kids[0]->values = calloc(1, sizeof *f->kids[0]->values);
+    f->kids[0]->values[0] = (qv_value_t){.type = QV_FT_KEYWORD, .kw = {"none", 4}};
+    assert_int_equal(qv_filter_validate(f, c->schema, &err), QV_OK);
+    atomic_bool cancelled;
+    atomic_init(&cancelled, false);
+    uint64_t n = 0;
+    qv_rowref_t refs[10];
+    uint32_t got;
+    bool more;
+    qv_coll_rdlock(c);
+    assert_int_equal(qv_count(c, pool, f, (qv_stop_t){qv_now_ns() + 60000000000LL, &cancelled}, &n, &err), QV_OK);
+    assert_int_equal(n, mc.nkeys);
+    assert_int_equal(qv_count(c, pool, f, (qv_stop_t){1, NULL}, &n, &err), QV_ETIMEDOUT);
+    assert_non_null(strstr(err.msg, "deadline"));
+    assert_int_equal(qv_scroll(c, f, (qv_str_t){"", 0}, 10, (qv_stop_t){1, NULL}, refs, &got, &more, &err),
+                     QV_ETIMEDOUT);
+    atomic_store(&cancelled, true);
+    assert_int_equal(qv_count(c, pool, f, (qv_stop_t){0, &cancelled}, &n, &err), QV_ECANCELLED);
+    assert_int_equal(qv_scroll(c, f, (qv_str_t){"", 0}, 10, (qv_stop_t){0, &cancelled}, refs, &got, &more, &err),
+                     QV_ECANCELLED);
+    assert_non_null(strstr(err.msg, "cancelled"));
+    assert_int_equal(qv_scroll(c, f, (qv_str_t){"", 0}, 10, (qv_stop_t){0, NULL}, refs, &got, &more, &err), QV_OK);
+    assert_int_equal(got, 10);
+    qv_coll_unlock(c);
+    qv_filter_free(f);
+    qv_pool_destroy(pool);
+    qv_coll_release(c);
+    qv_store_close(st);
+    free(mc.pts);
+    remove_tmpdir(dir);
 }
 
 static void test_search(void **state)
@@ -1549,6 +1606,7 @@ int main(void)
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_reopen_cycles),
         cmocka_unit_test(test_concurrent_writers),
+        cmocka_unit_test(test_long_reads_stop),
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_corruption_on_reopen),
     };
