@@ -28,7 +28,14 @@ static void usage(FILE *out)
             "  --listen HOST:PORT     address to serve gRPC on (default 127.0.0.1:7700)\n"
             "  --data DIR             data directory, created if missing (default ./quiver-data)\n"
             "  --threads N            gRPC worker threads (default 16)\n"
-            "  --max-inflight N       calls accepted and not yet answered; more get RESOURCE_EXHAUSTED (default 64)\n"
+            "  --max-inflight N       calls admitted and not yet answered; more get RESOURCE_EXHAUSTED at once, their\n"
+            "                         body unread (default 64). Admin calls (Health, Stats, ...) have 8 slots of their own\n"
+            "  --request-read-timeout-ms N  a request body must arrive within N ms of its headers, else\n"
+            "                         DEADLINE_EXCEEDED (default 10000)\n"
+            "  --max-streams-per-connection N  concurrent calls one client connection may open (default 32)\n"
+            "  --salvage              open a store whose RocksDB log is damaged before its tail: recover what precedes\n"
+            "                         the damage, copy the logs to DIR/salvage-<time>/ and log what was lost. Without\n"
+            "                         it such a store refuses to start (DATA_LOSS, naming the file)\n"
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
@@ -72,7 +79,13 @@ static void usage(FILE *out)
             "  --shard-tls-ca FILE    coordinator: call shards over TLS, verifying them with this CA\n"
             "  --shard-tls-cert FILE --shard-tls-key FILE  coordinator: client certificate for mutual TLS to shards\n"
             "  --shard-api-key KEY    coordinator: send `authorization: Bearer KEY` to shards\n"
-            "  --shard-timeout-ms N   coordinator: deadline of shard calls when the client sets none (default 60000)\n"
+            "  --shard-timeout-ms N   coordinator: deadline of shard calls when the client sets none (default 5000)\n"
+            "  --shard-max-inflight N coordinator: calls in flight to one shard server; more wait while the shard\n"
+            "                         makes progress, else fail UNAVAILABLE (allow_partial: answered without it).\n"
+            "                         Below --threads, so a hung shard cannot hold every handler thread (default:\n"
+            "                         --threads less a quarter, at least 1 less). After 5 consecutive failures\n"
+            "                         (UNAVAILABLE or DEADLINE_EXCEEDED) a shard's circuit breaker opens: calls to it\n"
+            "                         fail at once, and one probe call goes through every 1000 ms until one succeeds\n"
             "  --help                 this text\n");
 }
 
@@ -101,7 +114,8 @@ int main(int argc, char **argv)
     double cmp_ratio = 0.3;
     const char *metrics_listen = "127.0.0.1:9700";
     bool metrics_explicit = false;
-    long max_inflight = 64;
+    long max_inflight = 64, read_timeout_ms = 10000, max_streams = 32;
+    bool salvage = false;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     const char *model_dir = NULL, *embed_device = "auto";
     qv_gpu_mode_t gpu_mode = QV_GPU_MODE_AUTO;
@@ -109,11 +123,12 @@ int main(int argc, char **argv)
     long cmp_small = 8;
     const char *shards_list = NULL, *etcd = NULL, *etcd_prefix = "/quiver", *shard_name = NULL, *advertise = NULL;
     const char *shard_ca = NULL, *shard_cert = NULL, *shard_key = NULL, *shard_api_key = NULL;
-    long etcd_poll_ms = 1000, etcd_ttl = 10, shard_timeout_ms = 60000;
+    long etcd_poll_ms = 1000, etcd_ttl = 10, shard_timeout_ms = 5000, shard_max_inflight = 0;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
-           O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU };
+           O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
+           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -132,6 +147,9 @@ int main(int argc, char **argv)
         {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
         {"metrics-listen", required_argument, NULL, O_METRICS},
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
+        {"request-read-timeout-ms", required_argument, NULL, O_READ_TIMEOUT},
+        {"max-streams-per-connection", required_argument, NULL, O_STREAMS},
+        {"salvage", no_argument, NULL, O_SALVAGE},
         {"api-keys", required_argument, NULL, O_KEYS},
         {"model-dir", required_argument, NULL, O_MODEL},
         {"embed-device", required_argument, NULL, O_EMB_DEV},
@@ -152,6 +170,7 @@ int main(int argc, char **argv)
         {"shard-tls-key", required_argument, NULL, O_SHARD_KEY},
         {"shard-api-key", required_argument, NULL, O_SHARD_KEYS},
         {"shard-timeout-ms", required_argument, NULL, O_SHARD_TIMEOUT},
+        {"shard-max-inflight", required_argument, NULL, O_SHARD_INFLIGHT},
         {"gpu", required_argument, NULL, O_GPU},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -192,6 +211,9 @@ int main(int argc, char **argv)
         case O_TLS_KEY: tls_key = optarg; break;
         case O_TLS_CA: tls_ca = optarg; break;
         case O_INFLIGHT: max_inflight = parse_num("--max-inflight", optarg, 1, 1000000); break;
+        case O_READ_TIMEOUT: read_timeout_ms = parse_num("--request-read-timeout-ms", optarg, 1, 3600000); break;
+        case O_STREAMS: max_streams = parse_num("--max-streams-per-connection", optarg, 1, 100000); break;
+        case O_SALVAGE: salvage = true; break;
         case O_METRICS:
             metrics_listen = optarg;
             metrics_explicit = true;
@@ -230,6 +252,7 @@ int main(int argc, char **argv)
         case O_SHARD_KEY: shard_key = optarg; break;
         case O_SHARD_KEYS: shard_api_key = optarg; break;
         case O_SHARD_TIMEOUT: shard_timeout_ms = parse_num("--shard-timeout-ms", optarg, 1, 86400000); break;
+        case O_SHARD_INFLIGHT: shard_max_inflight = parse_num("--shard-max-inflight", optarg, 1, 1023); break;
         case O_GPU:
             if (qv_gpu_parse_mode(optarg, &gpu_mode) != 0) {
                 fprintf(stderr, "quiverd: --gpu expects auto|off|require\n");
@@ -257,6 +280,11 @@ int main(int argc, char **argv)
         ((shard_ca || shard_cert || shard_api_key) && !coordinator) || ((shard_name || advertise) && !shard)) {
         fprintf(stderr, "quiverd: --shards and --shard-tls-*/--shard-api-key are coordinator flags, --shard-name and "
                         "--advertise shard flags, and --etcd belongs to either\n");
+        return 2;
+    }
+    if (coordinator && shard_max_inflight >= threads) {
+        fprintf(stderr, "quiverd: --shard-max-inflight %ld must be below --threads %ld, so that a hung shard leaves "
+                        "handler threads for the others and for Health\n", shard_max_inflight, threads);
         return 2;
     }
     if (!shard_cert != !shard_key || (shard_cert && !shard_ca)) {
@@ -313,7 +341,8 @@ int main(int argc, char **argv)
         qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,
                              .etcd_poll_ms = (int)etcd_poll_ms, .threads = (int)threads,
                              .max_inflight = (int)max_inflight, .max_message_bytes = (int)(max_msg_mb << 20),
-                             .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms, .keys = keys,
+                             .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms,
+                             .shard_max_inflight = (int)shard_max_inflight, .keys = keys,
                              .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem,
                              .shard_api_key = shard_api_key, .sigs = &sigs};
         int rc = 0;
@@ -363,7 +392,8 @@ int main(int argc, char **argv)
                           .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
                           .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small,
-                          .graph_build = gpu ? qv_gpu_graph_build : NULL, .graph_ctx = gpu, .graph_builder = "gpu"};
+                          .graph_build = gpu ? qv_gpu_graph_build : NULL, .graph_ctx = gpu, .graph_builder = "gpu",
+                          .salvage = salvage};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {
@@ -372,6 +402,13 @@ int main(int argc, char **argv)
         return 1;
     }
     qv_log(QV_LOG_INFO, "store.open", "data=%s ms=%lld", data, (long long)((qv_now_ns() - t0) / 1000000));
+    qv_store_salvage_t sv;
+    qv_store_salvage_report(store, &sv);
+    if (sv.salvaged)
+        qv_log(QV_LOG_WARN, "store.salvaged",
+               "log=%s offset=%llu batches_lost=%llu ops_lost=%llu kept=%s (acknowledged writes after the damage "
+               "are gone; the original logs are kept)", sv.file, (unsigned long long)sv.offset,
+               (unsigned long long)sv.batches_lost, (unsigned long long)sv.ops_lost, sv.kept);
     qv_pool_t *pool = qv_pool_create((int)scan_threads - 1);
     if (!pool) {
         qv_log(QV_LOG_ERROR, "pool.create_failed", "threads=%ld", scan_threads);
@@ -422,6 +459,7 @@ int main(int argc, char **argv)
     qv_rpc_opts_t ro = {.listen = listen, .threads = (int)threads, .max_message_bytes = (int)(max_msg_mb << 20),
                         .services = qv_services, .handlers = qv_handlers, .app = &app,
                         .observe = qv_metrics_observe, .max_inflight = (int)max_inflight, .keys = keys,
+                        .request_read_timeout_ms = (int)read_timeout_ms, .max_streams_per_connection = (int)max_streams,
                         .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem};
     qv_rpc_t *rpc;
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
@@ -452,8 +490,19 @@ int main(int argc, char **argv)
             qv_log(QV_LOG_ERROR, "etcd.register_failed", "msg=\"%s\"", err.msg);
     }
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    /* Wait for a stop signal; meanwhile, a store that fails leaves etcd so coordinators stop routing to it (Health
+     * and quiver_store_failed say why). */
+    int sig = -1;
+    while (sig < 0) {
+        struct timespec tick = {0, 200 * 1000000L};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        char why[256];
+        if (reg && qv_store_failed(store, why, sizeof why)) {
+            qv_log(QV_LOG_ERROR, "etcd.deregistered", "reason=\"store failed: %s\"", why);
+            qv_shard_unregister(reg);
+            reg = NULL;
+        }
+    }
     qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
     qv_shard_unregister(reg);
     qv_rpc_stop(rpc, (int)grace_ms);

@@ -5,12 +5,26 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "server/log.h"
+
 #define POLL_MS 5 /* how often a waiting fan-out looks at the incoming call's cancelled flag */
+/* With a client deadline, a call whose answer the client can do without (allow_partial) ends this much earlier:
+ * a tenth of the time left, at most 200 ms. Without it a late shard's call and the client's deadline expire
+ * together, and the client gets DEADLINE_EXCEEDED instead of the partial answer it asked for. */
+#define PARTIAL_RESERVE_MAX_NS (200 * 1000000LL)
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void *pb_alloc(void *data, size_t size) { return qv_arena_alloc(data, size ? size : 1); }
 static void pb_free(void *data, void *p) { (void)data, (void)p; }
@@ -32,6 +46,13 @@ qv_shard_t *qv_shard_open(const qv_client_t *cl, const char *name, const char *a
         return NULL;
     }
     atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca_mono;
+    pthread_condattr_init(&ca_mono);
+    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->slot_cv, &ca_mono);
+    pthread_condattr_destroy(&ca_mono);
+    s->breaker = QV_BREAKER_CLOSED;
     /* Reconnect quickly after a shard restarts: gRPC's defaults back off from 1 s up to 120 s, which would keep
      * a restarted shard "unavailable" long after it is back. */
     grpc_arg args[5];
@@ -69,9 +90,136 @@ void qv_shard_unref(qv_shard_t *s)
     if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
         return;
     grpc_channel_destroy(s->ch);
+    pthread_cond_destroy(&s->slot_cv);
+    pthread_mutex_destroy(&s->mu);
     free(s->name);
     free(s->addr);
     free(s);
+}
+
+/* ---- the breaker and the concurrency limit (design in client.h) ---- */
+
+#define STALL_NS (QV_SHARD_STALL_MS * 1000000LL)
+#define COOLDOWN_NS (QV_BREAKER_COOLDOWN_MS * 1000000LL)
+
+static const char *breaker_name(qv_breaker_t b)
+{
+    return b == QV_BREAKER_OPEN ? "open" : b == QV_BREAKER_HALF_OPEN ? "half_open" : "closed";
+}
+
+void qv_shard_health(qv_shard_t *s, qv_shard_health_t *out)
+{
+    pthread_mutex_lock(&s->mu);
+    qv_breaker_t b = s->breaker;
+    out->state = breaker_name(b);
+    out->failures = s->failures;
+    out->inflight = (uint32_t)s->inflight;
+    out->reachable = b == QV_BREAKER_CLOSED && !s->last_unavailable;
+    pthread_mutex_unlock(&s->mu);
+    /* a local read of the channel's state: with try_to_connect 0 it starts no connection attempt */
+    if (grpc_channel_check_connectivity_state(s->ch, 0) == GRPC_CHANNEL_TRANSIENT_FAILURE)
+        out->reachable = false;
+}
+
+/* Takes one of the shard's slots for a call, or refuses it (false, with the reason in msg) when the breaker is
+ * open, when it is half-open and its probe is already in flight, or when the shard is at --shard-max-inflight and
+ * stalled or the call's deadline (CLOCK_MONOTONIC ns) passes while it waits for a slot (*late then). *probe: this
+ * call is the half-open probe. */
+static bool call_begin(const qv_client_t *cl, qv_shard_t *s, int64_t deadline_ns, bool *probe, bool *late, char *msg,
+                       size_t size)
+{
+    int64_t now = mono_ns(), waited_from = now;
+    bool ok = false;
+    *probe = *late = false;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        if (s->breaker == QV_BREAKER_OPEN && now - s->opened_ns >= COOLDOWN_NS) {
+            s->breaker = QV_BREAKER_HALF_OPEN;
+            s->probing = false;
+        }
+        if (s->breaker == QV_BREAKER_OPEN || (s->breaker == QV_BREAKER_HALF_OPEN && s->probing)) {
+            snprintf(msg, size, "shard %s: circuit open after %" PRIu32 " consecutive failures; probing every %d ms",
+                     s->name, s->failures, QV_BREAKER_COOLDOWN_MS);
+            break;
+        }
+        if (s->inflight < cl->shard_max_inflight) {
+            ok = true;
+            break;
+        }
+        if (now - s->progress_ns >= STALL_NS) {
+            snprintf(msg, size,
+                     "shard %s: %d calls in flight from this coordinator (its --shard-max-inflight limit) and none "
+                     "has ended for %" PRId64 " ms",
+                     s->name, s->inflight, (now - s->progress_ns) / 1000000);
+            break;
+        }
+        if (now >= deadline_ns) {
+            snprintf(msg, size,
+                     "the deadline passed after %" PRId64 " ms waiting for one of the %d calls in flight to shard %s "
+                     "(its --shard-max-inflight limit) to end",
+                     (now - waited_from) / 1000000, s->inflight, s->name);
+            *late = true;
+            break;
+        }
+        int64_t until = s->progress_ns + STALL_NS;
+        if (deadline_ns < until)
+            until = deadline_ns;
+        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        pthread_cond_timedwait(&s->slot_cv, &s->mu, &ts);
+        now = mono_ns();
+    }
+    if (ok) {
+        if (s->breaker == QV_BREAKER_HALF_OPEN)
+            *probe = s->probing = true;
+        if (s->inflight++ == 0)
+            s->progress_ns = now; /* a stall is measured from when calls became pending */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+typedef enum {
+    END_ANSWERED, /* the shard answered, with any status but the two below: it is alive */
+    END_FAILED,   /* UNAVAILABLE (no connection, or the shard says so) or DEADLINE_EXCEEDED */
+    END_UNKNOWN,  /* cancelled by this coordinator, or the batch did not complete: says nothing about the shard */
+} call_end_t;
+
+/* Gives back the call's slot and feeds its outcome to the breaker. */
+static void call_end(qv_shard_t *s, bool probe, call_end_t end, const qv_sub_t *sub)
+{
+    int64_t now = mono_ns();
+    bool opened = false, closed = false;
+    pthread_mutex_lock(&s->mu);
+    s->inflight--;
+    s->progress_ns = now;
+    if (probe)
+        s->probing = false;
+    if (end == END_ANSWERED) {
+        closed = s->breaker != QV_BREAKER_CLOSED;
+        s->breaker = QV_BREAKER_CLOSED;
+        s->failures = 0;
+    } else if (end == END_FAILED) {
+        s->failures++;
+        if (s->breaker == QV_BREAKER_CLOSED && s->failures >= QV_BREAKER_FAILURES) {
+            s->breaker = QV_BREAKER_OPEN;
+            s->opened_ns = now;
+            opened = true;
+        } else if (probe && s->breaker == QV_BREAKER_HALF_OPEN) {
+            s->breaker = QV_BREAKER_OPEN; /* still failing: another cool-down */
+            s->opened_ns = now;
+        }
+    }
+    if (end != END_UNKNOWN)
+        s->last_unavailable = sub->status == GRPC_STATUS_UNAVAILABLE;
+    uint32_t failures = s->failures;
+    pthread_cond_broadcast(&s->slot_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (opened)
+        qv_log(QV_LOG_WARN, "cluster.breaker_open",
+               "name=%s addr=%s failures=%" PRIu32 " cooldown_ms=%d msg=\"%.200s\"", s->name, s->addr, failures,
+               QV_BREAKER_COOLDOWN_MS, sub->details);
+    else if (closed)
+        qv_log(QV_LOG_INFO, "cluster.breaker_closed", "name=%s addr=%s", s->name, s->addr);
 }
 
 typedef struct {
@@ -80,14 +228,17 @@ typedef struct {
     grpc_metadata_array md_initial, md_trailing;
     grpc_status_code status;
     grpc_slice details;
+    bool probe; /* the half-open probe of its shard's breaker */
     bool started, done;
 } out_t;
 
-static int64_t mono_ns(void)
+static call_end_t end_of(const out_t *o, bool ok)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (!ok || o->status == GRPC_STATUS_CANCELLED)
+        return END_UNKNOWN;
+    if (o->status == GRPC_STATUS_UNAVAILABLE || o->status == GRPC_STATUS_DEADLINE_EXCEEDED)
+        return END_FAILED;
+    return END_ANSWERED;
 }
 
 static void finish(qv_call_ctx_t *ctx, qv_sub_t *s, int status, const char *msg, size_t len)
@@ -155,7 +306,9 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
         free(outs);
         return;
     }
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(left, GPR_TIMESPAN));
+    int64_t deadline_ns = now + left, reserve = ctx->deadline_ns ? left / 10 : 0;
+    if (reserve > PARTIAL_RESERVE_MAX_NS)
+        reserve = PARTIAL_RESERVE_MAX_NS;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_metadata auth;
     memset(&auth, 0, sizeof auth);
@@ -173,6 +326,20 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             fail(ctx, s, GRPC_STATUS_UNAVAILABLE, msg);
             continue;
         }
+        int64_t until = s->may_miss ? deadline_ns - reserve : deadline_ns;
+        char why[320];
+        bool late;
+        if (!call_begin(cl, s->shard, until, &o->probe, &late, why, sizeof why)) {
+            fail(ctx, s, late ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE, why);
+            continue;
+        }
+        int64_t rest = until - mono_ns();
+        if (rest <= 0) { /* nothing left (spent waiting for a slot): not the shard's failure */
+            fail(ctx, s, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the shard call");
+            call_end(s->shard, o->probe, END_UNKNOWN, s);
+            continue;
+        }
+        gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(rest, GPR_TIMESPAN));
         size_t sz = protobuf_c_message_get_packed_size(s->req);
         grpc_slice payload = grpc_slice_malloc(sz);
         protobuf_c_message_pack(s->req, GRPC_SLICE_START_PTR(payload));
@@ -202,6 +369,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
         ops[5].data.recv_status_on_client.status_details = &o->details;
         if (grpc_call_start_batch(o->call, ops, 6, o, NULL) != GRPC_CALL_OK) {
             fail(ctx, s, GRPC_STATUS_INTERNAL, "cannot start the shard call");
+            call_end(s->shard, o->probe, END_UNKNOWN, s);
             continue;
         }
         o->started = true;
@@ -217,6 +385,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             size_t i = (size_t)(o - outs);
             o->done = true;
             collect(ctx, &subs[i], o, ev.success);
+            call_end(subs[i].shard, o->probe, end_of(o, ev.success), &subs[i]);
             pending--;
         } else if (!cancel_sent && atomic_load(&ctx->cancelled)) {
             for (size_t i = 0; i < n; i++)

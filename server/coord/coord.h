@@ -19,6 +19,8 @@ typedef struct {
     int etcd_poll_ms;            /* how often the shard map and collection metadata are re-read */
     int threads, max_inflight, max_message_bytes, grace_ms;
     int64_t shard_timeout_ms;    /* deadline of shard calls when the client set none */
+    int shard_max_inflight;      /* calls in flight to one shard server, below threads (0: threads less a quarter,
+                                  * at least 1 less) */
     const qv_keys_t *keys;       /* API keys for incoming calls (NULL: none) */
     const char *tls_cert_pem, *tls_key_pem, *tls_client_ca_pem;
     char *shard_ca_pem;          /* TLS to shards */

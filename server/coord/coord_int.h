@@ -64,7 +64,7 @@ typedef struct {
 
     pthread_t poller;
     pthread_mutex_t poll_mu; /* guards stop */
-    pthread_cond_t poll_cv;
+    pthread_cond_t poll_cv;  /* CLOCK_MONOTONIC */
     bool stop;
     bool etcd_down; /* poller thread only: for logging transitions */
 } qv_coord_t;

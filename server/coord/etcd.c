@@ -379,7 +379,7 @@ struct qv_etcd_reg {
     int ttl;
     pthread_t thread;
     pthread_mutex_t mu; /* guards stop, lease */
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     bool stop;
     int64_t lease;
 };
@@ -420,8 +420,9 @@ static void *reg_main(void *arg)
         r->lease = lease;
         /* renew at a third of the TTL; retry sooner while etcd is unreachable */
         int wait_ms = rc == QV_OK ? r->ttl * 1000 / 3 : 500;
+        /* cv runs on CLOCK_MONOTONIC: a wall-clock step back must not delay the renewal past the lease's TTL */
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += wait_ms / 1000;
         until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
@@ -450,7 +451,11 @@ int qv_etcd_register_start(const char *url, const char *key, const char *value, 
     r->value = strdup(value);
     r->ttl = ttl_s < 3 ? 3 : ttl_s;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    pthread_condattr_t ca_mono;
+    pthread_condattr_init(&ca_mono);
+    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca_mono);
+    pthread_condattr_destroy(&ca_mono);
     if (!r->key || !r->value || pthread_create(&r->thread, NULL, reg_main, r) != 0) {
         qv_etcd_close(r->etcd);
         free(r->key);

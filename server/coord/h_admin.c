@@ -169,15 +169,64 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, 
     return QV_OK;
 }
 
+/* Health reports every member as this coordinator sees it (breaker state, failures, calls in flight) without
+ * calling any shard, so it answers at once even while a shard hangs. It says NOT_SERVING only when no shard is
+ * reachable at all: a cluster with some shards down still serves (allow_partial reads, writes to the others). */
 static int h_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
                     qv_err_t *err)
 {
-    (void)a, (void)msg;
+    qv_coord_t *co = a;
+    (void)msg;
     RESP(Quiver__V1__HealthResponse, quiver__v1__health_response__init, r);
     r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_SERVING;
     r->version = QV_COORD_VERSION;
     r->role = "coordinator";
     *resp = &r->base;
+    const char **names;
+    qv_shard_t **shards;
+    size_t n;
+    qv_err_t merr;
+    int rc = qv_members_get(co, ctx, &names, &shards, &n, &merr);
+    if (rc == QV_ENOMEM)
+        return qv_err_set(err, rc, "%s", merr.msg);
+    if (rc) { /* no member: no shard map yet, or none registered */
+        r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_NOT_SERVING;
+        r->reason = qv_arena_strndup(&ctx->arena, merr.msg, strlen(merr.msg));
+        if (!r->reason)
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+        return QV_OK;
+    }
+    Quiver__V1__ShardHealth *sh = qv_arena_array(&ctx->arena, n, sizeof *sh);
+    r->shards = qv_arena_array(&ctx->arena, n, sizeof *r->shards);
+    size_t reachable = 0;
+    for (size_t i = 0; sh && r->shards && i < n; i++) {
+        qv_shard_health_t h;
+        qv_shard_health(shards[i], &h);
+        quiver__v1__shard_health__init(&sh[i]);
+        sh[i].name = (char *)names[i];
+        sh[i].address = qv_arena_strndup(&ctx->arena, shards[i]->addr, strlen(shards[i]->addr));
+        sh[i].reachable = h.reachable;
+        sh[i].state = (char *)h.state;
+        sh[i].consecutive_failures = h.failures;
+        sh[i].inflight = h.inflight;
+        r->shards[i] = &sh[i];
+        reachable += h.reachable;
+        if (!sh[i].address)
+            sh = NULL;
+    }
+    qv_members_release(shards, n);
+    if (!sh || !r->shards)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    r->n_shards = n;
+    if (!reachable) {
+        char reason[200];
+        snprintf(reason, sizeof reason,
+                 "none of the %zu shard servers is reachable: each has its breaker open or half-open, or its last "
+                 "call ended UNAVAILABLE (see shards)", n);
+        r->status = QUIVER__V1__HEALTH_RESPONSE__STATUS__STATUS_NOT_SERVING;
+        if (!(r->reason = qv_arena_strndup(&ctx->arena, reason, strlen(reason))))
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
     return QV_OK;
 }
 

@@ -5,8 +5,10 @@
  * first, by score: L2 ascending, IP and COSINE descending; equal scores keep the lower shard first. Each shard
  * returns its own top k, so the merged first k are the global top k. A shard that fails or is late fails the query
  * (UNAVAILABLE / DEADLINE_EXCEEDED naming it) unless the request sets allow_partial; then the answer carries
- * partial = true and missing_shards. Input the shards reject (bad k, dimension, filter) is refused by all of them
- * alike and passes through with the standalone server's status and message.
+ * partial = true and missing_shards, and the shard calls end a little before the client's deadline (client.c), so
+ * that a late shard makes the answer partial instead of the whole call late. Input the shards reject (bad k,
+ * dimension, filter) is refused by all of them alike and passes through with the standalone server's status and
+ * message.
  *
  * Scroll passes the cursor through: each shard returns its `limit` smallest ids after the cursor, in order; the
  * coordinator takes the `limit` smallest of all, and the last of them is the next cursor when anything remains
@@ -32,6 +34,8 @@ static int fan_route(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, const c
     qv_sub_t *subs = qv_subs_same(ctx, rt->names, rt->shards, rt->nservers, method, req, rd);
     if (!subs)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < rt->nservers; i++)
+        subs[i].may_miss = allow_partial;
     qv_fanout(&co->client, ctx, subs, rt->nservers);
     int rc = qv_outcome(ctx, subs, rt->nservers, allow_partial, missing, nmissing, what, err);
     if (rc == QV_ENOTFOUND)

@@ -552,15 +552,9 @@ static void *poller_main(void *arg)
             qv_log(QV_LOG_INFO, "etcd.reachable", "prefix=%s", co->prefix);
         co->etcd_down = rc != QV_OK;
         pthread_mutex_lock(&co->poll_mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        int ms = co->cfg->etcd_poll_ms;
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        /* poll_cv runs on CLOCK_MONOTONIC: a wall-clock step must not stall (or hurry) the polling */
+        int64_t next = mono_ns() + co->cfg->etcd_poll_ms * 1000000LL;
+        struct timespec until = {(time_t)(next / 1000000000), (long)(next % 1000000000)};
         while (!co->stop && pthread_cond_timedwait(&co->poll_cv, &co->poll_mu, &until) == 0)
             ;
     }
@@ -581,7 +575,11 @@ int qv_meta_start(qv_coord_t *co, qv_err_t *err)
         co->etcd_down = true;
     }
     pthread_mutex_init(&co->poll_mu, NULL);
-    pthread_cond_init(&co->poll_cv, NULL);
+    pthread_condattr_t ca_mono;
+    pthread_condattr_init(&ca_mono);
+    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&co->poll_cv, &ca_mono);
+    pthread_condattr_destroy(&ca_mono);
     if (pthread_create(&co->poller, NULL, poller_main, co) != 0)
         return qv_err_set(err, QV_ENOMEM, "cannot start the etcd poller thread");
     return QV_OK;

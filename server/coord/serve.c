@@ -91,6 +91,10 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     co.client.key_pem = cfg->shard_key_pem;
     co.client.max_message_bytes = cfg->max_message_bytes;
     co.client.default_timeout_ns = cfg->shard_timeout_ms * 1000000LL;
+    /* below --threads, so that a hung shard leaves handler threads for the other shards and for Health */
+    int quarter = cfg->threads / 4 > 1 ? cfg->threads / 4 : 1;
+    int per_shard = cfg->shard_max_inflight > 0 ? cfg->shard_max_inflight : cfg->threads - quarter;
+    co.client.shard_max_inflight = per_shard > 0 ? per_shard : 1; /* --threads 1 leaves no thread to spare */
     if (cfg->shard_api_key) {
         size_t n = strlen(cfg->shard_api_key) + 8;
         if ((co.client.api_key = malloc(n)))
@@ -131,8 +135,10 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     size_t nm = co.nmembers;
     pthread_mutex_unlock(&co.mu);
     qv_log(QV_LOG_INFO, "server.start",
-           "role=coordinator listen=%s port=%d membership=%s shards=%zu threads=%d tls=%s shard_tls=%s auth=%s",
+           "role=coordinator listen=%s port=%d membership=%s shards=%zu threads=%d shard_max_inflight=%d "
+           "shard_timeout_ms=%lld tls=%s shard_tls=%s auth=%s",
            cfg->listen, qv_rpc_port(rpc), cfg->etcd ? cfg->etcd : "static", nm, cfg->threads,
+           co.client.shard_max_inflight, (long long)cfg->shard_timeout_ms,
            cfg->tls_cert_pem ? (cfg->tls_client_ca_pem ? "mutual" : "on") : "off", cfg->shard_ca_pem ? "on" : "off",
            cfg->keys ? "api-keys" : "off");
     int sig = 0;
