@@ -340,7 +340,9 @@ int main(int argc, char **argv)
     if (coordinator) { /* no store, no scan pool, no metrics endpoint (its gauges read the store) */
         qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,
                              .etcd_poll_ms = (int)etcd_poll_ms, .threads = (int)threads,
-                             .max_inflight = (int)max_inflight, .max_message_bytes = (int)(max_msg_mb << 20),
+                             .max_inflight = (int)max_inflight, .request_read_timeout_ms = (int)read_timeout_ms,
+                             .max_streams_per_connection = (int)max_streams,
+                             .max_message_bytes = (int)(max_msg_mb << 20),
                              .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms,
                              .shard_max_inflight = (int)shard_max_inflight, .keys = keys,
                              .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem,

@@ -18,6 +18,7 @@ typedef struct {
     const char *etcd_prefix;     /* keys live under this prefix (default /quiver) */
     int etcd_poll_ms;            /* how often the shard map and collection metadata are re-read */
     int threads, max_inflight, max_message_bytes, grace_ms;
+    int request_read_timeout_ms, max_streams_per_connection; /* as for every role: server/rpc.h */
     int64_t shard_timeout_ms;    /* deadline of shard calls when the client set none */
     int shard_max_inflight;      /* calls in flight to one shard server, below threads (0: threads less a quarter,
                                   * at least 1 less) */

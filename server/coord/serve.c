@@ -122,8 +122,10 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     handlers[nh] = (qv_handler_t){NULL, NULL, 0};
     qv_rpc_opts_t ro = {.listen = cfg->listen, .threads = cfg->threads, .max_message_bytes = cfg->max_message_bytes,
                         .services = qv_services, .handlers = handlers, .app = &co, .observe = qv_metrics_observe,
-                        .max_inflight = cfg->max_inflight, .keys = cfg->keys, .tls_cert_pem = cfg->tls_cert_pem,
-                        .tls_key_pem = cfg->tls_key_pem, .tls_client_ca_pem = cfg->tls_client_ca_pem};
+                        .max_inflight = cfg->max_inflight, .request_read_timeout_ms = cfg->request_read_timeout_ms,
+                        .max_streams_per_connection = cfg->max_streams_per_connection, .keys = cfg->keys,
+                        .tls_cert_pem = cfg->tls_cert_pem, .tls_key_pem = cfg->tls_key_pem,
+                        .tls_client_ca_pem = cfg->tls_client_ca_pem};
     qv_rpc_t *rpc;
     if (qv_rpc_start(&ro, &rpc, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "server.listen_failed", "listen=%s msg=\"%s\"", cfg->listen, err.msg);
