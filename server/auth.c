@@ -1,5 +1,6 @@
 #include "server/auth.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@ typedef struct {
     char key[257];
     size_t len;
     int role;
+    int line; /* where the key file holds it (for the duplicate message) */
 } entry_t;
 
 struct qv_keys {
@@ -25,7 +27,8 @@ const char *qv_role_name(int role)
     }
 }
 
-char *qv_read_file(const char *path, size_t max, qv_err_t *err)
+/* Reads at most max bytes of path into a malloc'd buffer with a NUL after them; *len gets the byte count. */
+static char *read_all(const char *path, size_t max, size_t *len, qv_err_t *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -41,49 +44,136 @@ char *qv_read_file(const char *path, size_t max, qv_err_t *err)
         return NULL;
     }
     buf[n] = '\0';
+    *len = n;
     return buf;
 }
 
-int qv_keys_load(const char *path, qv_keys_t **out, qv_err_t *err)
+char *qv_read_file(const char *path, size_t max, qv_err_t *err)
+{
+    size_t len;
+    return read_all(path, max, &len, err);
+}
+
+/* The separators of a key file: what isspace() means in the C locale, minus '\n' (the line end). Spelled out rather
+ * than isspace() so a locale cannot change what a key file means. */
+static bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Parses one line (no '\n'): 0 with *role -1 for a blank or comment line, 0 with the key in e for a key line, or
+ * QV_EINVAL with err set. */
+static int parse_line(const char *line, size_t len, const char *name, int lineno, entry_t *e, int *role,
+                      qv_err_t *err)
+{
+    *role = -1;
+    size_t i = 0;
+    while (i < len && blank(line[i]))
+        i++;
+    if (i == len || line[i] == '#')
+        return QV_OK;
+    size_t key = i;
+    while (i < len && !blank(line[i]))
+        i++;
+    size_t klen = i - key;
+    while (i < len && blank(line[i]))
+        i++;
+    size_t r = i;
+    while (i < len && !blank(line[i]))
+        i++;
+    size_t rlen = i - r;
+    while (i < len && blank(line[i]))
+        i++;
+    if (rlen == 0)
+        return qv_err_set(err, QV_EINVAL, "%s line %d: expected `KEY read|write|admin`, found no role", name, lineno);
+    if (i < len)
+        return qv_err_set(err, QV_EINVAL, "%s line %d: unexpected text after the role", name, lineno);
+    if (klen < 16 || klen > 256)
+        return qv_err_set(err, QV_EINVAL, "%s line %d: the key is %zu bytes, keys are 16..256 bytes", name, lineno,
+                          klen);
+    for (size_t b = 0; b < klen; b++) {
+        unsigned char c = (unsigned char)line[key + b];
+        if (c < 0x21 || c > 0x7e)
+            return qv_err_set(err, QV_EINVAL,
+                              "%s line %d: byte %zu of the key is 0x%02x, keys are printable non-space ASCII", name,
+                              lineno, b + 1, c);
+    }
+    const char *rs = line + r;
+    int ro = rlen == 4 && memcmp(rs, "read", 4) == 0    ? QV_ROLE_READ
+             : rlen == 5 && memcmp(rs, "write", 5) == 0 ? QV_ROLE_WRITE
+             : rlen == 5 && memcmp(rs, "admin", 5) == 0 ? QV_ROLE_ADMIN
+                                                        : -1;
+    if (ro < 0)
+        return qv_err_set(err, QV_EINVAL, "%s line %d: the role must be read, write or admin", name, lineno);
+    memcpy(e->key, line + key, klen);
+    e->key[klen] = '\0';
+    e->len = klen;
+    e->line = lineno;
+    *role = ro;
+    return QV_OK;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    int c = memcmp(x->key, y->key, x->len);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* QV_OK when no key appears twice (one role per key), else QV_EINVAL naming both lines. */
+static int check_unique(const qv_keys_t *k, const char *name, qv_err_t *err)
+{
+    if (k->n < 2)
+        return QV_OK;
+    const entry_t **sorted = malloc(k->n * sizeof *sorted);
+    if (!sorted)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < k->n; i++)
+        sorted[i] = &k->e[i];
+    qsort(sorted, k->n, sizeof *sorted, entry_cmp);
+    int rc = QV_OK;
+    for (size_t i = 1; i < k->n && rc == QV_OK; i++)
+        if (sorted[i]->len == sorted[i - 1]->len && memcmp(sorted[i]->key, sorted[i - 1]->key, sorted[i]->len) == 0)
+            rc = qv_err_set(err, QV_EINVAL, "%s line %d: the key of line %d again", name, sorted[i]->line,
+                            sorted[i - 1]->line);
+    free(sorted);
+    return rc;
+}
+
+int qv_keys_parse(const char *text, size_t len, const char *name, qv_keys_t **out, qv_err_t *err)
 {
     *out = NULL;
-    char *text = qv_read_file(path, 1 << 20, err);
-    if (!text)
-        return QV_EINVAL;
     qv_keys_t *k = calloc(1, sizeof *k);
-    int rc = k ? QV_OK : qv_err_set(err, QV_ENOMEM, "out of memory");
-    int lineno = 0;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); rc == QV_OK && line;
-         line = strtok_r(NULL, "\n", &save)) {
+    if (!k)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    int rc = QV_OK, lineno = 0;
+    for (size_t at = 0; rc == QV_OK && at < len;) {
+        const char *nl = memchr(text + at, '\n', len - at);
+        size_t ll = nl ? (size_t)(nl - (text + at)) : len - at;
+        const char *line = text + at;
+        at += ll + (nl != NULL);
         lineno++;
-        char key[300], role[32], extra[2];
-        while (*line == ' ' || *line == '\t')
-            line++;
-        if (*line == '#' || *line == '\0' || *line == '\r')
-            continue;
-        int f = sscanf(line, "%299s %31s %1s", key, role, extra);
-        size_t len = strlen(key);
-        int r = strcmp(role, "read") == 0 ? QV_ROLE_READ : strcmp(role, "write") == 0 ? QV_ROLE_WRITE
-                : strcmp(role, "admin") == 0 ? QV_ROLE_ADMIN : -1;
-        if (f != 2 || r < 0 || len < 16 || len > 256) {
-            rc = qv_err_set(err, QV_EINVAL, "%s line %d: expected `KEY read|write|admin` with a 16..256 byte key",
-                            path, lineno);
+        if (memchr(line, '\0', ll)) {
+            rc = qv_err_set(err, QV_EINVAL, "%s line %d: a NUL byte", name, lineno);
             break;
         }
-        entry_t *e = realloc(k->e, (k->n + 1) * sizeof *e);
-        if (!e) {
+        entry_t e;
+        int role;
+        rc = parse_line(line, ll, name, lineno, &e, &role, err);
+        if (rc != QV_OK || role < 0)
+            continue; /* an error ends the loop; a blank or comment line holds no key */
+        entry_t *grown = realloc(k->e, (k->n + 1) * sizeof *grown);
+        if (!grown) {
             rc = qv_err_set(err, QV_ENOMEM, "out of memory");
             break;
         }
-        k->e = e;
-        memcpy(e[k->n].key, key, len + 1);
-        e[k->n].len = len;
-        e[k->n].role = r;
-        k->n++;
+        k->e = grown;
+        e.role = role;
+        k->e[k->n++] = e;
     }
-    free(text);
     if (rc == QV_OK && k->n == 0)
-        rc = qv_err_set(err, QV_EINVAL, "%s holds no keys", path);
+        rc = qv_err_set(err, QV_EINVAL, "%s holds no keys", name);
+    if (rc == QV_OK)
+        rc = check_unique(k, name, err);
     if (rc) {
         qv_keys_free(k);
         return rc;
@@ -92,12 +182,25 @@ int qv_keys_load(const char *path, qv_keys_t **out, qv_err_t *err)
     return QV_OK;
 }
 
+int qv_keys_load(const char *path, qv_keys_t **out, qv_err_t *err)
+{
+    *out = NULL;
+    size_t len;
+    char *text = read_all(path, 1 << 20, &len, err);
+    if (!text)
+        return QV_EINVAL;
+    int rc = qv_keys_parse(text, len, path, out, err);
+    explicit_bzero(text, len); /* the file's keys: not left behind in freed memory */
+    free(text);
+    return rc;
+}
+
 void qv_keys_free(qv_keys_t *k)
 {
     if (!k)
         return;
     if (k->e)
-        memset(k->e, 0, k->n * sizeof *k->e);
+        explicit_bzero(k->e, k->n * sizeof *k->e); /* a memset before free() may be optimised away */
     free(k->e);
     free(k);
 }

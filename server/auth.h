@@ -1,7 +1,10 @@
 /* API keys and roles.
  *
- * Key file (--api-keys FILE): one key per line, `KEY ROLE`, ROLE one of read, write, admin; blank lines and lines
- * starting with # are ignored; keys are 16..256 printable non-space ASCII bytes. Clients send
+ * Key file (--api-keys FILE): one key per line, `KEY ROLE`, ROLE one of read, write, admin, separated by whitespace
+ * (space, \t, \r, \v, \f: the C locale's isspace, so "\r\n" line ends work); blank lines (whitespace only) and lines
+ * whose first non-blank byte is # are ignored; keys are 16..256 printable non-space ASCII bytes (0x21..0x7e), each
+ * key at most once. Any other line (a missing or unknown role, text after the role, a short, long or non-ASCII key,
+ * a NUL byte) fails the whole file with a message naming its line, never the key. Clients send
  * `authorization: Bearer KEY` metadata. Roles are ordered: write includes read, admin includes both. Without a key
  * file every call is allowed (a server on loopback for one application); with one, every method but Admin.Health
  * needs a key. */
@@ -16,7 +19,12 @@ enum { QV_ROLE_PUBLIC = 0, QV_ROLE_READ = 1, QV_ROLE_WRITE = 2, QV_ROLE_ADMIN = 
 
 typedef struct qv_keys qv_keys_t;
 
+/* Reads and parses a key file (at most 1 MiB). On success *out is owned by the caller (qv_keys_free). Returns QV_OK,
+ * QV_EINVAL (unreadable, or a bad line: err names the file and line), QV_ENOMEM. */
 int qv_keys_load(const char *path, qv_keys_t **out, qv_err_t *err);
+/* Parses key-file text of len bytes (need not be NUL-terminated; NUL bytes are rejected); `name` labels messages.
+ * Same results as qv_keys_load. */
+int qv_keys_parse(const char *text, size_t len, const char *name, qv_keys_t **out, qv_err_t *err);
 void qv_keys_free(qv_keys_t *k);
 /* Role of a presented key, or -1 if unknown. Compares against every key in constant time per key. */
 int qv_keys_role(const qv_keys_t *k, const char *key, size_t len);

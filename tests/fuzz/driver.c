@@ -50,6 +50,13 @@ static void corpus_add(void *ctx, const uint8_t *data, size_t size)
     c->items[c->n++] = (input_t){copy, size};
 }
 
+static void corpus_free(corpus_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->items[i].data);
+    free(c->items);
+}
+
 /* ---- reporting the failing input ---- */
 
 static const char *prog_name = "fuzz";
@@ -257,8 +264,7 @@ static int run_files(int argc, char **argv, int first)
         free(buf);
         run_one(one.items[0].data, one.items[0].len);
         printf("%s: %s (%zu bytes) ok\n", prog_name, argv[i], n);
-        free(one.items[0].data);
-        free(one.items);
+        corpus_free(&one);
     }
     return 0;
 }
@@ -299,10 +305,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: no seeds\n", prog_name);
         return 1;
     }
-    if (seed_dir)
-        return write_seeds(&seeds, seed_dir);
-    if (optind < argc)
-        return run_files(argc, argv, optind);
+    if (seed_dir || optind < argc) { /* seeds freed here too, or LeakSanitizer fails a reproducing run */
+        int rc = seed_dir ? write_seeds(&seeds, seed_dir) : run_files(argc, argv, optind);
+        corpus_free(&seeds);
+        return rc;
+    }
 
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -339,8 +346,6 @@ int main(int argc, char **argv)
            prog_name, seeds.n, it, it, (unsigned long long)seed, longest, elapsed(&t0));
     free(buf);
     free(prev);
-    for (size_t i = 0; i < seeds.n; i++)
-        free(seeds.items[i].data);
-    free(seeds.items);
+    corpus_free(&seeds);
     return 0;
 }

@@ -227,8 +227,10 @@ def test_get_deduplicates_ids_and_responses_stop_at_the_budget(make_server):
 class FiuServer(Server):
     """quiverd under fiu-run: POSIX calls fail on demand (fiu-ctrl)."""
 
+    use_fiu = True
+
     def cmdline(self):
-        return ["fiu-run", "-x"] + super().cmdline()
+        return (["fiu-run", "-x"] if self.use_fiu else []) + super().cmdline()
 
     def fiu(self, *args):
         subprocess.run(["fiu-ctrl"] + list(args) + [str(self.proc.pid)], check=True, timeout=10)
@@ -290,6 +292,7 @@ def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault)
                      names=["restart"])
         srv.fiu("-c", f"disable name={fault}")
         srv.kill9()
+        srv.use_fiu = False  # the fault has cleared: restart as a plain process
         srv.start()
         c = srv.client
         got = c.get_map("f", list(acked), with_vectors=True)
@@ -314,7 +317,7 @@ def test_damage_in_the_middle_of_the_log_refuses_start_then_salvage_reports(make
     srv.kill9()
     log = _log_files(srv.data)[-1]
     size = os.path.getsize(log)
-    assert size > 40000, size
+    assert size > 15000, size
     with open(log, "r+b") as f:  # damage one record about a third of the way in
         f.seek(size // 3)
         b = f.read(16)

@@ -8,21 +8,24 @@
  * Formats (byte-exact where binary; all little-endian):
  *   fvecs  per record: int32 d, then d float32.           id = record number.
  *   bvecs  per record: int32 d, then d uint8.             id = record number.
- *   npy    NumPy .npy v1/v2/v3: "\x93NUMPY", major, minor, header length (u16 for v1, u32 after), a Python dict
- *          literal {'descr': '<f4'|'<f8'|'|u1'|'|i1', 'fortran_order': False, 'shape': (N, D)}, then N*D items
- *          in C order.                                    id = row number.
+ *   npy    NumPy .npy v1/v2/v3: "\x93NUMPY", major, minor, header length (u16 for v1, u32 after), the header: a
+ *          Python dict literal {'descr': '<f4'|'<f8'|'|u1'|'|i1', 'fortran_order': False, 'shape': (N, D)}
+ *          padded with spaces and ending in '\n' (so at least 1 byte; the preamble and header within 1 MiB), then
+ *          N*D items in C order.                          id = row number.
  *   jsonl  one JSON object per line: {"id": "a" | 7, "vector": [..], "text": "..", other keys = attributes typed by
- *          the collection's schema}; blank lines are skipped. id absent: the record number.
+ *          the collection's schema}; blank lines are skipped; strings may not hold \u0000. id absent: the record
+ *          number.
  *   csv    a header row, then one row per record; RFC 4180 quoting ("a,b", "say ""hi""") within a line; the vector
  *          is one column of floats separated by spaces, commas or semicolons (optionally in brackets) or the
  *          columns v0..v{D-1}; other columns are attributes typed by the schema (KEYWORDS: values separated by '|';
- *          BOOL: true/false/1/0/yes/no; an empty cell is an absent attribute). No id column: the record number.
+ *          BOOL: true/false/1/0/yes/no; an empty cell is an absent attribute). No id column: the record number. A
+ *          column the load uses (id, vector, text, v<d>, a field) appears once in the header; no NUL bytes.
  *   tsv    as csv with tabs and no quoting.
  * Record numbers count every record (bad ones included) from 0, so ids stay stable across --skip-bad and --resume.
  *
- * A bad record (wrong dimension, bad JSON, a non-numeric or non-finite value, a truncated final record) is consumed
- * and reported with its line number (text) or byte offset (binary); framing that cannot be resynchronised (an fvecs
- * dimension header that is negative or absurd) is fatal. */
+ * A bad record (wrong dimension, bad JSON, a non-numeric or non-finite value, a NUL byte in a csv/tsv line, a
+ * truncated final record) is consumed and reported with its line number (text) or byte offset (binary); framing that
+ * cannot be resynchronised (an fvecs dimension header that is negative or absurd) is fatal. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -288,6 +291,56 @@ static int next_vecs(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, cha
 }
 
 /* ---- npy ---- */
+
+/* The value of 'key' in the header dict: the first non-blank byte after `'key'`, blanks and a ':'; NULL when the dict
+ * has no such key or no ':' after it. */
+static const char *npy_value(const char *dict, const char *key)
+{
+    const char *k = strstr(dict, key);
+    if (!k)
+        return NULL;
+    const char *p = k + strlen(key);
+    while (*p == ' ')
+        p++;
+    if (*p != ':')
+        return NULL;
+    p++;
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+/* Whether *p is c; if so, advances *p past it and the blanks after it. */
+static bool npy_char(const char **p, char c)
+{
+    if (**p != c)
+        return false;
+    for ((*p)++; **p == ' ';)
+        (*p)++;
+    return true;
+}
+
+/* A decimal count at *p (digits only: no sign), advancing *p past it and the blanks after it. */
+static bool npy_count(const char **p, unsigned long long *out)
+{
+    const char *s = *p;
+    if (!isdigit((unsigned char)*s))
+        return false;
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    if (errno)
+        return false;
+    while (*end == ' ')
+        end++;
+    *p = end;
+    return true;
+}
+
+/* The preamble and header dict of an .npy file (format in the comment at the top). Every length is checked against
+ * the bytes read before the dict is looked at, and the dict is parsed as a NUL-terminated string of exactly its
+ * declared length: a header length of 0, one that runs past the file or past MAX_HEADER, or a header that does not
+ * end with '\n' is rejected with a message saying which. */
 static int npy_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_off)
 {
     uint8_t *h = malloc(MAX_HEADER);
@@ -295,71 +348,92 @@ static int npy_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *da
         return qv__say(msg, ml, "out of memory");
     ssize_t n = pread(fd, h, MAX_HEADER, 0);
     int rc = -1;
-    if (n < 10 || memcmp(h, "\x93NUMPY", 6) != 0) {
+    if (n < 0) {
+        qv__say(msg, ml, "npy: read error: %s", strerror(errno));
+        goto out;
+    }
+    if (n < 8 || memcmp(h, "\x93NUMPY", 6) != 0) {
         qv__say(msg, ml, "npy: not a NumPy .npy file (bad magic)");
         goto out;
     }
     size_t hlen, pre;
     if (h[6] == 1) {
-        hlen = (size_t)h[8] | (size_t)h[9] << 8;
         pre = 10;
     } else if (h[6] == 2 || h[6] == 3) {
-        if (n < 12) {
-            qv__say(msg, ml, "npy: truncated header");
-            goto out;
-        }
-        hlen = (size_t)h[8] | (size_t)h[9] << 8 | (size_t)h[10] << 16 | (size_t)h[11] << 24;
         pre = 12;
     } else {
         qv__say(msg, ml, "npy: unsupported format version %u.%u", h[6], h[7]);
         goto out;
     }
+    if ((size_t)n < pre) {
+        qv__say(msg, ml, "npy: the file ends inside the %zu-byte preamble (%zd bytes)", pre, n);
+        goto out;
+    }
+    hlen = (size_t)h[8] | (size_t)h[9] << 8;
+    if (pre == 12)
+        hlen |= (size_t)h[10] << 16 | (size_t)h[11] << 24;
+    if (hlen == 0) {
+        qv__say(msg, ml, "npy: header length 0 (a header holds at least the dict and a '\\n')");
+        goto out;
+    }
+    if (hlen > MAX_HEADER - pre) {
+        qv__say(msg, ml, "npy: header of %zu bytes, over the 1 MiB this loader accepts", hlen);
+        goto out;
+    }
     if (pre + hlen > (size_t)n) {
-        qv__say(msg, ml, "npy: header of %zu bytes runs past the end of the file (or over 1 MiB)", hlen);
+        qv__say(msg, ml, "npy: header of %zu bytes runs past the end of the file (%zd bytes)", hlen, n);
         goto out;
     }
     char *dict = (char *)h + pre;
-    dict[hlen - 1] = '\0'; /* the header ends with '\n' */
-    char *descr = strstr(dict, "'descr'");
-    char *fo = strstr(dict, "'fortran_order'");
-    char *shape = strstr(dict, "'shape'");
-    if (!descr || !fo || !shape) {
-        qv__say(msg, ml, "npy: header lacks descr, fortran_order or shape: %.200s", dict);
+    if (dict[hlen - 1] != '\n') {
+        qv__say(msg, ml, "npy: the %zu-byte header does not end with '\\n'", hlen);
         goto out;
     }
-    char *q = strchr(descr + 7, '\'');
-    if (!q) {
-        qv__say(msg, ml, "npy: bad descr in header");
+    dict[hlen - 1] = '\0';
+    if (memchr(dict, '\0', hlen - 1)) {
+        qv__say(msg, ml, "npy: NUL byte in the header");
         goto out;
     }
-    q++;
-    if (strncmp(q, "<f4'", 4) == 0) {
+    const char *descr = npy_value(dict, "'descr'");
+    const char *fo = npy_value(dict, "'fortran_order'");
+    const char *shape = npy_value(dict, "'shape'");
+    if (dict[0] != '{' || !descr || !fo || !shape) {
+        qv__say(msg, ml, "npy: header is not a dict with descr, fortran_order and shape: %.200s", dict);
+        goto out;
+    }
+    if (strncmp(descr, "'<f4'", 5) == 0) {
         in->npy_type = NPY_F4;
         in->npy_item = 4;
-    } else if (strncmp(q, "<f8'", 4) == 0) {
+    } else if (strncmp(descr, "'<f8'", 5) == 0) {
         in->npy_type = NPY_F8;
         in->npy_item = 8;
-    } else if (strncmp(q, "|u1'", 4) == 0) {
+    } else if (strncmp(descr, "'|u1'", 5) == 0) {
         in->npy_type = NPY_U1;
         in->npy_item = 1;
-    } else if (strncmp(q, "|i1'", 4) == 0) {
+    } else if (strncmp(descr, "'|i1'", 5) == 0) {
         in->npy_type = NPY_I1;
         in->npy_item = 1;
     } else {
-        qv__say(msg, ml, "npy: unsupported dtype '%.8s' (supported: <f4, <f8, |u1, |i1)", q);
+        in->npy_item = 0;
+    }
+    const char *after = descr + 5;
+    while (*after == ' ')
+        after++;
+    if (in->npy_item == 0 || (*after != ',' && *after != '}')) {
+        qv__say(msg, ml, "npy: unsupported dtype %.8s (supported: '<f4', '<f8', '|u1', '|i1')", descr);
         goto out;
     }
-    char *colon = strchr(fo, ':');
-    while (colon && isspace((unsigned char)colon[1]))
-        colon++;
-    if (!colon || strncmp(colon + 1, "False", 5) != 0) {
+    if (strncmp(fo, "False", 5) != 0 || isalnum((unsigned char)fo[5])) {
         qv__say(msg, ml, "npy: fortran_order arrays are not supported (save with np.ascontiguousarray)");
         goto out;
     }
-    char *lp = strchr(shape, '(');
+    /* (rows, cols) with an optional trailing comma; anything else (1-D, 3-D, a sign) is not a matrix we load */
+    const char *p = shape;
     unsigned long long rows = 0, cols = 0;
-    int got = lp ? sscanf(lp, "(%llu , %llu", &rows, &cols) : 0;
-    if (got != 2) {
+    bool ok = npy_char(&p, '(') && npy_count(&p, &rows) && npy_char(&p, ',') && npy_count(&p, &cols);
+    if (ok)
+        npy_char(&p, ',');
+    if (!ok || *p != ')') {
         qv__say(msg, ml, "npy: expected a 2-D array of shape (rows, %u), header says %.60s", in->dim, shape);
         goto out;
     }
@@ -367,9 +441,14 @@ static int npy_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *da
         qv__say(msg, ml, "npy: the array has %llu columns, the collection has dim %u", cols, in->dim);
         goto out;
     }
-    in->npy_rows = rows;
+    uint64_t row_bytes = (uint64_t)in->dim * in->npy_item;
     *data_off = pre + hlen;
-    uint64_t want = *data_off + rows * cols * in->npy_item;
+    if (row_bytes && rows > (UINT64_MAX - *data_off) / row_bytes) {
+        qv__say(msg, ml, "npy: shape (%llu, %llu) is larger than any file", rows, cols);
+        goto out;
+    }
+    in->npy_rows = rows;
+    uint64_t want = *data_off + rows * row_bytes;
     if (in->size > want)
         fprintf(stderr, "quiver: note: npy: %" PRIu64 " bytes after the %llu rows the header declares; ignored\n",
                 in->size - want, rows);
@@ -481,6 +560,15 @@ int qv_input_open(const char *path, const qv_input_opts_t *o, const qv_pos_t *re
         if (resume->offset < data_off || resume->offset > in->size) {
             qv__say(msg, msglen, "the checkpoint's offset %" PRIu64 " is outside the data (%" PRIu64 "..%" PRIu64 ")",
                     resume->offset, data_off, in->size);
+            qv_input_close(in);
+            return -1;
+        }
+        /* Every record and every line before the offset took at least one of its bytes, so a checkpoint with more
+         * is corrupt (and a row near 2^64 would wrap the default ids). npy rows are checked exactly below. */
+        if ((o->fmt != QV_FMT_NPY && resume->row > resume->offset - data_off) || resume->line > resume->offset) {
+            qv__say(msg, msglen,
+                    "the checkpoint's row %" PRIu64 " or line %" PRIu64 " cannot come before byte offset %" PRIu64,
+                    resume->row, resume->line, resume->offset);
             qv_input_close(in);
             return -1;
         }

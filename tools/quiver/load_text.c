@@ -174,7 +174,9 @@ int qv__next_jsonl(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, qv_po
             continue; /* blank line: no record */
         uint64_t rec = in->row++, lineno = in->line;
         json_error_t je;
-        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+        /* No JSON_ALLOW_NUL: ids, text and keywords travel as C strings, which a \u0000 would cut short (an id
+         * "a\u0000b" would silently become "a"), so such a record is bad JSON to us */
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
         if (!o) {
             qv__say(msg, ml, "jsonl line %" PRIu64 ": bad JSON: %s (column %d)", lineno, je.text, je.column);
             return QV_IN_BAD;
@@ -249,6 +251,7 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
     char *h = malloc(MAX_HEADER + 1);
     if (!h)
         return qv__say(msg, ml, "out of memory");
+    int *field_col = NULL; /* per schema field: the column holding it, or -1 */
     ssize_t n = pread(fd, h, MAX_HEADER, 0);
     int rc = -1;
     if (n <= 0) {
@@ -266,6 +269,10 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
     h[hl] = '\0';
     if (hl && h[hl - 1] == '\r')
         h[--hl] = '\0';
+    if (memchr(h, '\0', hl)) {
+        qv__say(msg, ml, "%s line 1 (header): a NUL byte", fmt);
+        goto out;
+    }
     char *line = h;
     if (strncmp(line, "\xEF\xBB\xBF", 3) == 0) /* UTF-8 byte order mark */
         line += 3;
@@ -299,16 +306,23 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
         qv__say(msg, ml, "out of memory");
         goto out;
     }
+    /* A column that the load uses (id, text, vector, v<d>, a schema field) may appear once: with two, one of them
+     * would be dropped silently (or, for a field, sent twice in one point). Unused names may repeat. */
     in->id_col = in->text_col = in->vec_col = -1;
     for (size_t i = 0; i < in->ncols; i++) {
         const char *c = in->colnames[i];
         in->col_field[i] = -1;
-        if (strcmp(c, in->o.id_field) == 0 && in->id_col < 0)
-            in->id_col = (int)i;
-        else if (strcmp(c, in->o.text_field) == 0 && in->text_col < 0)
-            in->text_col = (int)i;
-        else if (strcmp(c, in->o.vector_field) == 0 && in->vec_col < 0)
-            in->vec_col = (int)i;
+        int *role = strcmp(c, in->o.id_field) == 0       ? &in->id_col
+                    : strcmp(c, in->o.text_field) == 0   ? &in->text_col
+                    : strcmp(c, in->o.vector_field) == 0 ? &in->vec_col
+                                                         : NULL;
+        if (role && *role >= 0) {
+            qv__say(msg, ml, "%s: column '%s' appears twice in the header (columns %d and %zu)", fmt, c, *role + 1,
+                    i + 1);
+            goto out;
+        }
+        if (role)
+            *role = (int)i;
     }
     if (in->id_col < 0 && in->o.id_field_set) {
         qv__say(msg, ml, "%s: no column '%s' (--id-field) in the header", fmt, in->o.id_field);
@@ -332,9 +346,16 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
             char name[16];
             snprintf(name, sizeof name, "v%u", d);
             in->vcols[d] = -1;
-            for (size_t i = 0; i < in->ncols; i++)
-                if (strcmp(in->colnames[i], name) == 0)
-                    in->vcols[d] = (int)i;
+            for (size_t i = 0; i < in->ncols; i++) {
+                if (strcmp(in->colnames[i], name) != 0)
+                    continue;
+                if (in->vcols[d] >= 0) {
+                    qv__say(msg, ml, "%s: column '%s' appears twice in the header (columns %d and %zu)", fmt, name,
+                            in->vcols[d] + 1, i + 1);
+                    goto out;
+                }
+                in->vcols[d] = (int)i;
+            }
             if (in->vcols[d] < 0) {
                 qv__say(msg, ml,
                         "%s: no vector column: the header needs a column '%s' or the columns v0..v%u (no '%s')", fmt,
@@ -343,6 +364,13 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
             }
         }
     }
+    field_col = malloc((in->o.info->n_fields ? in->o.info->n_fields : 1) * sizeof *field_col);
+    if (!field_col) {
+        qv__say(msg, ml, "out of memory");
+        goto out;
+    }
+    for (size_t f = 0; f < in->o.info->n_fields; f++)
+        field_col[f] = -1;
     for (size_t i = 0; i < in->ncols; i++) {
         if ((int)i == in->id_col || (int)i == in->text_col || (int)i == in->vec_col)
             continue;
@@ -351,12 +379,22 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
             is_v |= in->vcols[d] == (int)i;
         if (is_v)
             continue;
-        in->col_field[i] = qv__field_index(in, in->colnames[i]);
-        if (in->col_field[i] < 0)
+        int fi = qv__field_index(in, in->colnames[i]);
+        if (fi < 0) {
             qv__warn_once(in, "column", in->colnames[i], "");
+            continue;
+        }
+        if (field_col[fi] >= 0) {
+            qv__say(msg, ml, "%s: column '%s' appears twice in the header (columns %d and %zu)", fmt,
+                    in->colnames[i], field_col[fi] + 1, i + 1);
+            goto out;
+        }
+        in->col_field[i] = fi;
+        field_col[fi] = (int)i;
     }
     rc = 0;
 out:
+    free(field_col);
     free(h);
     return rc;
 }
@@ -508,6 +546,10 @@ int qv__next_csv(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, qv_pos_
         if (i == len)
             continue;
         uint64_t rec = in->row++;
+        if (memchr(line, '\0', len)) { /* cells are C strings: it would cut the line short */
+            qv__say(msg, ml, "%s line %" PRIu64 ": a NUL byte", qv_fmt_name(in->o.fmt), in->line);
+            return QV_IN_BAD;
+        }
         if (parse_csv_record(in, line, rec, in->line, a, out, msg, ml) != 0)
             return strcmp(msg, "out of memory") == 0 ? QV_IN_FATAL : QV_IN_BAD;
         return QV_IN_ROW;
