@@ -72,7 +72,7 @@ static size_t physical(const uint8_t *data, size_t len, size_t off, int *type, c
     return h + n;
 }
 
-/* Scans a whole file, resynchronising at block boundaries after damage. Intact batches before the first damage
+/* Scans a whole file, resynchronising byte by byte after damage (a record is intact only if its checksum holds). Intact batches before the first damage
  * count as good (rep->batches, rep->last_good_seq) unless all_lost; those after it, or all when all_lost, count in
  * *lost_batches / *lost_ops. Returns the offset of the first damage, or len if none. */
 static size_t scan(const uint8_t *data, size_t len, bool all_lost, qv_rocks_log_report_t *rep, uint64_t *lost_batches,
@@ -97,10 +97,14 @@ static size_t scan(const uint8_t *data, size_t len, bool all_lost, qv_rocks_log_
             bool zeros = true; /* preallocated or padded space: the rest of the block is zeros */
             for (size_t i = off; i < off + in_block && i < len && zeros; i++)
                 zeros = data[i] == 0;
-            if (!zeros && damage == len)
+            if (zeros) {
+                off += in_block < len - off ? in_block : len - off;
+                continue;
+            }
+            if (damage == len)
                 damage = off;
             in_frag = false;
-            off += in_block < len - off ? in_block : len - off;
+            off++; /* resynchronise: the next offset whose header and checksum hold */
             continue;
         }
         off += sz;

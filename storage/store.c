@@ -1105,7 +1105,7 @@ static int prepare_salvage(qv_store_t *st, qv_err_t *err)
     if (stat(st->path, &sb) != 0)
         return QV_OK; /* a new store */
     int rc = qv_rocks_log_scan_dir(st->path, &rep, err);
-    if (rc || !rep.file[0] || rep.torn_tail_only)
+    if (rc || !rep.file[0])
         return rc;
     qv_store_salvage_t *sv = &st->salvage;
     sv->salvaged = true;
