@@ -58,6 +58,18 @@ char *qv_read_file(const char *path, size_t max, qv_err_t *err)
  * than isspace() so a locale cannot change what a key file means. */
 static bool blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
+/* The next blank-separated token of line[*i..len): its start; *i moves past it, so its length is *i - start (0 at
+ * the end of the line). */
+static size_t token(const char *line, size_t len, size_t *i)
+{
+    while (*i < len && blank(line[*i]))
+        (*i)++;
+    size_t start = *i;
+    while (*i < len && !blank(line[*i]))
+        (*i)++;
+    return start;
+}
+
 /* Parses one line (no '\n'): 0 with *role -1 for a blank or comment line, 0 with the key in e for a key line, or
  * QV_EINVAL with err set. */
 static int parse_line(const char *line, size_t len, const char *name, int lineno, entry_t *e, int *role,
@@ -65,25 +77,14 @@ static int parse_line(const char *line, size_t len, const char *name, int lineno
 {
     *role = -1;
     size_t i = 0;
-    while (i < len && blank(line[i]))
-        i++;
-    if (i == len || line[i] == '#')
+    size_t key = token(line, len, &i), klen = i - key;
+    if (klen == 0 || line[key] == '#')
         return QV_OK;
-    size_t key = i;
-    while (i < len && !blank(line[i]))
-        i++;
-    size_t klen = i - key;
-    while (i < len && blank(line[i]))
-        i++;
-    size_t r = i;
-    while (i < len && !blank(line[i]))
-        i++;
-    size_t rlen = i - r;
-    while (i < len && blank(line[i]))
-        i++;
+    size_t r = token(line, len, &i), rlen = i - r;
+    size_t extra = token(line, len, &i);
     if (rlen == 0)
         return qv_err_set(err, QV_EINVAL, "%s line %d: expected `KEY read|write|admin`, found no role", name, lineno);
-    if (i < len)
+    if (i > extra)
         return qv_err_set(err, QV_EINVAL, "%s line %d: unexpected text after the role", name, lineno);
     if (klen < 16 || klen > 256)
         return qv_err_set(err, QV_EINVAL, "%s line %d: the key is %zu bytes, keys are 16..256 bytes", name, lineno,

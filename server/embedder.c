@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "query/embed/model.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -38,18 +39,11 @@ struct qv_embedder {
     int64_t max_wait_ns;
     pthread_t thread;
     pthread_mutex_t mu; /* guards queue, n, cap, stopping, and every request's remaining/rc/err */
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     item_t *queue;
     size_t n, cap;
     bool stopping;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int by_len(const void *a, const void *b)
 {
@@ -102,19 +96,11 @@ static void *batcher(void *arg)
         if (e->stopping)
             break;
         /* wait for a fuller batch, at most max_wait after the first sequence arrived */
-        int64_t until = now_ns() + e->max_wait_ns;
+        int64_t until = qv_mono_ns() + e->max_wait_ns;
         while (!e->stopping && e->n < (size_t)e->max_batch) {
-            int64_t left = until - now_ns();
-            if (left <= 0)
+            if (until - qv_mono_ns() <= 0)
                 break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += left / 1000000000;
-            ts.tv_nsec += left % 1000000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = qv_mono_ts(until);
             if (pthread_cond_timedwait(&e->cv, &e->mu, &ts) != 0)
                 break;
         }
@@ -188,7 +174,7 @@ int qv_embedder_start(const char *dir, int max_batch, int max_wait_us, int threa
     e->buf = malloc((size_t)e->max_batch * e->dim * sizeof(float));
     e->seqs = malloc((size_t)e->max_batch * sizeof *e->seqs);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
+    qv_cond_init_mono(&e->cv); /* the batch window is timed on CLOCK_MONOTONIC */
     if (!e->take || !e->buf || !e->seqs || pthread_create(&e->thread, NULL, batcher, e) != 0) {
         if (e->gm)
             e->gpu->api->embed_free(e->gm);

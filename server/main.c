@@ -409,8 +409,8 @@ int main(int argc, char **argv)
     if (sv.salvaged)
         qv_log(QV_LOG_WARN, "store.salvaged",
                "log=%s offset=%llu batches_lost=%llu ops_lost=%llu kept=%s (acknowledged writes after the damage "
-               "are gone; the original logs are kept)", sv.file, (unsigned long long)sv.offset,
-               (unsigned long long)sv.batches_lost, (unsigned long long)sv.ops_lost, sv.kept);
+               "are gone; the original logs are kept)", sv.damage.file, (unsigned long long)sv.damage.offset,
+               (unsigned long long)sv.damage.batches_after, (unsigned long long)sv.damage.ops_after, sv.kept);
     qv_pool_t *pool = qv_pool_create((int)scan_threads - 1);
     if (!pool) {
         qv_log(QV_LOG_ERROR, "pool.create_failed", "threads=%ld", scan_threads);

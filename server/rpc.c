@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "server/auth.h"
 #include "server/log.h"
 
@@ -85,7 +86,6 @@ struct call {
     atomic_int *slot;       /* the counter this call holds one unit of (inflight or admin_inflight), or NULL */
     call_t *rnext, *rprev;  /* on rpc->reading while its body is awaited; guarded by rpc->mu */
     bool reading;           /* guarded by rpc->mu */
-    int64_t read_until_ns;  /* guarded by rpc->mu */
     bool read_timed_out;    /* guarded by rpc->mu: the reaper cancelled the call */
     qv_call_ctx_t ctx;
 };
@@ -149,25 +149,14 @@ static int64_t deadline_ns(gpr_timespec d)
      * convert through the remaining time instead of assuming the same origin. */
     gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
     gpr_timespec left = gpr_time_sub(m, now);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t base = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    int64_t l = (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
-    int64_t dl = base + l;
+    int64_t dl = qv_mono_ns() + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
     return dl == 0 ? 1 : dl;
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void send_reply(call_t *c, int status, const char *msg)
 {
     if (c->rpc->observe)
-        c->rpc->observe(c->ctx.method ? c->ctx.method : "unknown", status, mono_ns() - c->started_ns);
+        c->rpc->observe(c->ctx.method ? c->ctx.method : "unknown", status, qv_mono_ns() - c->started_ns);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     int n = 0;
@@ -236,12 +225,12 @@ static int authorize(call_t *c, const method_t *m, char *msg, size_t msglen)
     return GRPC_STATUS_OK;
 }
 
-/* The reading list: calls admitted whose body has not arrived. The reaper ends those past their read timeout. */
+/* The reading list: calls admitted whose body has not arrived, in admission order. The reaper ends those whose
+ * started_ns is older than the read timeout; it looks at the head only, as every call has the same timeout. */
 static void reading_add(call_t *c)
 {
     qv_rpc_t *r = c->rpc;
     pthread_mutex_lock(&r->mu);
-    c->read_until_ns = mono_ns() + r->read_timeout_ns;
     c->reading = true;
     c->rnext = NULL;
     c->rprev = r->reading_tail;
@@ -253,22 +242,27 @@ static void reading_add(call_t *c)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Unlinks c from the reading list; r->mu is held. */
+static void reading_unlink(qv_rpc_t *r, call_t *c)
+{
+    if (c->rprev)
+        c->rprev->rnext = c->rnext;
+    else
+        r->reading_head = c->rnext;
+    if (c->rnext)
+        c->rnext->rprev = c->rprev;
+    else
+        r->reading_tail = c->rprev;
+    c->reading = false;
+}
+
 /* Takes c off the reading list (its READ batch completed); returns true if the reaper had cancelled it. */
 static bool reading_remove(call_t *c)
 {
     qv_rpc_t *r = c->rpc;
     pthread_mutex_lock(&r->mu);
-    if (c->reading) {
-        if (c->rprev)
-            c->rprev->rnext = c->rnext;
-        else
-            r->reading_head = c->rnext;
-        if (c->rnext)
-            c->rnext->rprev = c->rprev;
-        else
-            r->reading_tail = c->rprev;
-        c->reading = false;
-    }
+    if (c->reading)
+        reading_unlink(r, c);
     bool timed_out = c->read_timed_out;
     pthread_mutex_unlock(&r->mu);
     return timed_out;
@@ -282,28 +276,17 @@ static void *reaper(void *arg)
     qv_rpc_t *r = arg;
     pthread_mutex_lock(&r->mu);
     while (!r->reaper_stop) {
-        int64_t now = mono_ns();
-        while (r->reading_head && r->reading_head->read_until_ns <= now) {
+        int64_t now = qv_mono_ns();
+        while (r->reading_head && r->reading_head->started_ns + r->read_timeout_ns <= now) {
             call_t *c = r->reading_head;
-            r->reading_head = c->rnext;
-            if (r->reading_head)
-                r->reading_head->rprev = NULL;
-            else
-                r->reading_tail = NULL;
-            c->reading = false;
+            reading_unlink(r, c);
             c->read_timed_out = true;
             char msg[160];
             snprintf(msg, sizeof msg, "request body not received within %lld ms (--request-read-timeout-ms)",
                      (long long)(r->read_timeout_ns / 1000000));
             grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
         }
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += REAP_EVERY_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = qv_mono_ts(now + REAP_EVERY_MS * 1000000LL);
         pthread_cond_timedwait(&r->cv, &r->mu, &until);
     }
     pthread_mutex_unlock(&r->mu);
@@ -450,7 +433,7 @@ static void on_requested(call_t *c, bool ok)
         return;
     }
     post_request(r); /* keep PREPOSTED waiting */
-    c->started_ns = mono_ns();
+    c->started_ns = qv_mono_ns();
     grpc_op close_op;
     memset(&close_op, 0, sizeof close_op);
     close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -510,7 +493,7 @@ static void *worker(void *arg)
         case ST_READ:
             if (reading_remove(c)) { /* the reaper cancelled it: the client has its DEADLINE_EXCEEDED */
                 if (r->observe)
-                    r->observe(c->ctx.method, GRPC_STATUS_DEADLINE_EXCEEDED, mono_ns() - c->started_ns);
+                    r->observe(c->ctx.method, GRPC_STATUS_DEADLINE_EXCEEDED, qv_mono_ns() - c->started_ns);
                 call_done_one(c);
                 break;
             }
@@ -563,11 +546,7 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     r->read_timeout_ns = (int64_t)(opts->request_read_timeout_ms > 0 ? opts->request_read_timeout_ms : 10000) * 1000000;
     r->max_msg = opts->max_message_bytes;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca_mono;
-    pthread_condattr_init(&ca_mono);
-    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca_mono);
-    pthread_condattr_destroy(&ca_mono);
+    qv_cond_init_mono(&r->cv);
     atomic_init(&r->stopping, false);
     for (const ProtobufCServiceDescriptor *const *s = opts->services; *s; s++)
         add_methods(r, *s, opts->handlers);
@@ -636,14 +615,7 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms)
 {
     atomic_store(&r->stopping, true);
     grpc_server_shutdown_and_notify(r->server, r->cq, &shutdown_tag);
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += grace_ms / 1000;
-    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = qv_mono_ts(qv_mono_ns() + grace_ms * 1000000LL);
     pthread_mutex_lock(&r->mu);
     while (!r->shutdown_done) {
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) != 0) {

@@ -153,8 +153,6 @@ void qv_rocks_log_scan(const char *name, const uint8_t *data, size_t len, qv_roc
         scan(data, len, true, rep, &batches, &ops);
         rep->batches_after += batches;
         rep->ops_after += ops;
-        if (batches)
-            rep->torn_tail_only = false;
         return;
     }
     size_t damage = scan(data, len, false, rep, &batches, &ops);
@@ -163,80 +161,97 @@ void qv_rocks_log_scan(const char *name, const uint8_t *data, size_t len, qv_roc
         rep->offset = damage;
         rep->batches_after = batches;
         rep->ops_after = ops;
-        rep->torn_tail_only = batches == 0;
     }
 }
 
-static int log_names(const char *dbdir, char ***out, size_t *n, qv_err_t *err)
+static int by_number(const void *a, const void *b)
+{
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    size_t lx = strlen(x), ly = strlen(y); /* digits only: the shorter name is the smaller number */
+    return lx != ly ? (lx > ly) - (lx < ly) : strcmp(x, y);
+}
+
+typedef int (*log_fn)(void *ctx, const char *name, const char *path, qv_err_t *err);
+
+/* Calls fn on every NNNNNN.log file of dbdir in ascending number order, stopping at the first error. */
+static int each_log(const char *dbdir, log_fn fn, void *ctx, qv_err_t *err)
 {
     DIR *d = opendir(dbdir);
     if (!d)
         return qv_err_set(err, QV_EIO, "cannot read %s: %s", dbdir, strerror(errno));
     char **v = NULL;
-    size_t k = 0;
+    size_t n = 0;
+    int rc = QV_OK;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    while (rc == QV_OK && (e = readdir(d))) {
         size_t l = strlen(e->d_name);
         if (l < 5 || strcmp(e->d_name + l - 4, ".log") != 0 || strspn(e->d_name, "0123456789") != l - 4)
             continue;
-        char **nv = realloc(v, (k + 1) * sizeof *v);
-        if (!nv || !(nv[k] = strdup(e->d_name))) {
-            v = nv ? nv : v;
-            for (size_t i = 0; i < k; i++)
-                free(v[i]);
-            free(v);
-            closedir(d);
-            return qv_err_set(err, QV_ENOMEM, "out of memory");
-        }
-        v = nv;
-        k++;
+        char **nv = realloc(v, (n + 1) * sizeof *v);
+        if (nv)
+            v = nv;
+        if (!nv || !(v[n] = strdup(e->d_name)))
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        else
+            n++;
     }
     closedir(d);
-    /* equal-length zero-padded numbers: byte order is numeric order; sort by length first for safety */
-    for (size_t i = 1; i < k; i++)
-        for (size_t j = i; j > 0; j--) {
-            size_t a = strlen(v[j - 1]), b = strlen(v[j]);
-            if (a < b || (a == b && strcmp(v[j - 1], v[j]) <= 0))
-                break;
-            char *t = v[j - 1];
-            v[j - 1] = v[j];
-            v[j] = t;
+    if (n)
+        qsort(v, n, sizeof *v, by_number);
+    for (size_t i = 0; i < n && rc == QV_OK; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dbdir, v[i]);
+        rc = fn(ctx, v[i], path, err);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    return rc;
+}
+
+static int scan_one(void *ctx, const char *name, const char *path, qv_err_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    int rc = QV_OK;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        rc = qv_err_set(err, QV_EIO, "cannot read %s: %s", path, strerror(errno));
+    } else if (sb.st_size > 0) {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            rc = qv_err_set(err, QV_EIO, "cannot map %s: %s", path, strerror(errno));
+        } else {
+            qv_rocks_log_scan(name, m, (size_t)sb.st_size, ctx);
+            munmap(m, (size_t)sb.st_size);
         }
-    *out = v;
-    *n = k;
-    return QV_OK;
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 int qv_rocks_log_scan_dir(const char *dbdir, qv_rocks_log_report_t *rep, qv_err_t *err)
 {
     memset(rep, 0, sizeof *rep);
-    char **names;
-    size_t n;
-    int rc = log_names(dbdir, &names, &n, err);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n && rc == QV_OK; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dbdir, names[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct stat sb;
-        if (fd < 0 || fstat(fd, &sb) != 0) {
-            rc = qv_err_set(err, QV_EIO, "cannot read %s: %s", path, strerror(errno));
-        } else if (sb.st_size > 0) {
-            void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (m == MAP_FAILED) {
-                rc = qv_err_set(err, QV_EIO, "cannot map %s: %s", path, strerror(errno));
-            } else {
-                qv_rocks_log_scan(names[i], m, (size_t)sb.st_size, rep);
-                munmap(m, (size_t)sb.st_size);
-            }
-        }
-        if (fd >= 0)
-            close(fd);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    return each_log(dbdir, scan_one, rep, err);
+}
+
+static int copy_one(void *ctx, const char *name, const char *path, qv_err_t *err)
+{
+    char to[4096];
+    snprintf(to, sizeof to, "%s/%s", (const char *)ctx, name);
+    FILE *in = fopen(path, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    bool ok = in && out;
+    char buf[65536];
+    size_t k;
+    while (ok && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, k, out) == k;
+    ok = ok && !ferror(in) && fflush(out) == 0 && fsync(fileno(out)) == 0;
+    int rc = ok ? QV_OK : qv_err_set(err, QV_EIO, "cannot copy %s to %s: %s", path, to, strerror(errno));
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0 && rc == QV_OK)
+        rc = qv_err_set(err, QV_EIO, "cannot copy %s to %s: %s", path, to, strerror(errno));
     return rc;
 }
 
@@ -244,30 +259,5 @@ int qv_rocks_log_keep(const char *dbdir, const char *dest, qv_err_t *err)
 {
     if (mkdir(dest, 0755) != 0 && errno != EEXIST)
         return qv_err_set(err, QV_EIO, "cannot create %s: %s", dest, strerror(errno));
-    char **names;
-    size_t n;
-    int rc = log_names(dbdir, &names, &n, err);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n && rc == QV_OK; i++) {
-        char from[4096], to[4096];
-        snprintf(from, sizeof from, "%s/%s", dbdir, names[i]);
-        snprintf(to, sizeof to, "%s/%s", dest, names[i]);
-        FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
-        char buf[65536];
-        size_t k;
-        while (in && out && (k = fread(buf, 1, sizeof buf, in)) > 0)
-            if (fwrite(buf, 1, k, out) != k)
-                break;
-        if (!in || !out || ferror(in) || fflush(out) != 0 || fsync(fileno(out)) != 0)
-            rc = qv_err_set(err, QV_EIO, "cannot copy %s to %s: %s", from, to, strerror(errno));
-        if (in)
-            fclose(in);
-        if (out)
-            fclose(out);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc;
+    return each_log(dbdir, copy_one, (void *)dest, err);
 }

@@ -29,7 +29,6 @@ typedef struct {
     uint64_t ops_after;     /* the write operations (WriteBatch counts) of those batches */
     uint64_t last_good_seq; /* sequence number of the last intact batch before the damage */
     uint64_t batches;       /* intact write batches read in all */
-    bool torn_tail_only;    /* the only damage is a torn last record (nothing intact follows it) */
 } qv_rocks_log_report_t;
 
 /* Scans one log file's bytes. The report accumulates, so call it on the logs in ascending number order. */

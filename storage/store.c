@@ -18,7 +18,6 @@
 
 #include "index/hnsw.h"
 #include "storage/indexer.h"
-#include "storage/rocks_log.h"
 
 #define DEFAULT_SEAL_ROWS 100000
 #define DEFAULT_SEAL_WAL_BYTES (256ull << 20)
@@ -1100,27 +1099,18 @@ static void corruption_message(qv_store_t *st, const char *rocks_msg, qv_err_t *
  * to the damage). */
 static int prepare_salvage(qv_store_t *st, qv_err_t *err)
 {
-    qv_rocks_log_report_t rep;
+    qv_store_salvage_t *sv = &st->salvage;
     struct stat sb;
     if (stat(st->path, &sb) != 0)
         return QV_OK; /* a new store */
-    int rc = qv_rocks_log_scan_dir(st->path, &rep, err);
-    if (rc || !rep.file[0])
+    int rc = qv_rocks_log_scan_dir(st->path, &sv->damage, err);
+    if (rc || !sv->damage.file[0])
         return rc;
-    qv_store_salvage_t *sv = &st->salvage;
     sv->salvaged = true;
-    snprintf(sv->file, sizeof sv->file, "%s", rep.file);
-    sv->offset = rep.offset;
-    sv->batches_lost = rep.batches_after;
-    sv->ops_lost = rep.ops_after;
-    snprintf(sv->kept, sizeof sv->kept, "%.*s/salvage-%lld", (int)(strlen(st->path) - 3), st->path,
-             (long long)time(NULL));
+    snprintf(sv->kept, sizeof sv->kept, "%s/salvage-%lld", st->opts.path, (long long)time(NULL));
     if ((rc = qv_rocks_log_keep(st->path, sv->kept, err)) != QV_OK)
         return rc;
     rocksdb_options_set_wal_recovery_mode(st->dbopts, 2 /* kPointInTimeRecovery */);
-    qv__store_log(st, "store.salvage", "log=%s offset=%llu batches_lost=%llu ops_lost=%llu kept=%s", sv->file,
-                  (unsigned long long)sv->offset, (unsigned long long)sv->batches_lost,
-                  (unsigned long long)sv->ops_lost, sv->kept);
     return QV_OK;
 }
 

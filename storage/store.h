@@ -36,6 +36,7 @@
 #include "index/hnsw.h"
 #include "storage/idmap.h"
 #include "storage/record.h"
+#include "storage/rocks_log.h"
 #include "storage/segment.h"
 
 typedef struct qv_store qv_store_t;
@@ -96,12 +97,9 @@ bool qv_store_failed(qv_store_t *st, char *reason, size_t reason_len);
 
 /* What --salvage gave up at open (all zero when the logs were intact or salvage was not asked for). */
 typedef struct {
-    bool salvaged;            /* the logs were damaged and the store opened anyway */
-    char file[64];            /* the damaged log */
-    uint64_t offset;
-    uint64_t batches_lost;    /* intact write batches after the damage */
-    uint64_t ops_lost;        /* RocksDB operations in them */
-    char kept[512];           /* where the original logs were copied */
+    bool salvaged;                 /* the logs were damaged and the store opened anyway */
+    qv_rocks_log_report_t damage;  /* where, and the intact write batches after it that are lost */
+    char kept[512];                /* where the original logs were copied */
 } qv_store_salvage_t;
 void qv_store_salvage_report(qv_store_t *st, qv_store_salvage_t *out);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "server/log.h"
 
 #define POLL_MS 5 /* how often a waiting fan-out looks at the incoming call's cancelled flag */
@@ -18,13 +19,6 @@
  * a tenth of the time left, at most 200 ms. Without it a late shard's call and the client's deadline expire
  * together, and the client gets DEADLINE_EXCEEDED instead of the partial answer it asked for. */
 #define PARTIAL_RESERVE_MAX_NS (200 * 1000000LL)
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void *pb_alloc(void *data, size_t size) { return qv_arena_alloc(data, size ? size : 1); }
 static void pb_free(void *data, void *p) { (void)data, (void)p; }
@@ -47,11 +41,7 @@ qv_shard_t *qv_shard_open(const qv_client_t *cl, const char *name, const char *a
     }
     atomic_init(&s->refs, 1);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca_mono;
-    pthread_condattr_init(&ca_mono);
-    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->slot_cv, &ca_mono);
-    pthread_condattr_destroy(&ca_mono);
+    qv_cond_init_mono(&s->slot_cv);
     s->breaker = QV_BREAKER_CLOSED;
     /* Reconnect quickly after a shard restarts: gRPC's defaults back off from 1 s up to 120 s, which would keep
      * a restarted shard "unavailable" long after it is back. */
@@ -128,7 +118,7 @@ void qv_shard_health(qv_shard_t *s, qv_shard_health_t *out)
 static bool call_begin(const qv_client_t *cl, qv_shard_t *s, int64_t deadline_ns, bool *probe, bool *late, char *msg,
                        size_t size)
 {
-    int64_t now = mono_ns(), waited_from = now;
+    int64_t now = qv_mono_ns(), waited_from = now;
     bool ok = false;
     *probe = *late = false;
     pthread_mutex_lock(&s->mu);
@@ -164,9 +154,9 @@ static bool call_begin(const qv_client_t *cl, qv_shard_t *s, int64_t deadline_ns
         int64_t until = s->progress_ns + STALL_NS;
         if (deadline_ns < until)
             until = deadline_ns;
-        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        struct timespec ts = qv_mono_ts(until);
         pthread_cond_timedwait(&s->slot_cv, &s->mu, &ts);
-        now = mono_ns();
+        now = qv_mono_ns();
     }
     if (ok) {
         if (s->breaker == QV_BREAKER_HALF_OPEN)
@@ -187,7 +177,7 @@ typedef enum {
 /* Gives back the call's slot and feeds its outcome to the breaker. */
 static void call_end(qv_shard_t *s, bool probe, call_end_t end, const qv_sub_t *sub)
 {
-    int64_t now = mono_ns();
+    int64_t now = qv_mono_ns();
     bool opened = false, closed = false;
     pthread_mutex_lock(&s->mu);
     s->inflight--;
@@ -298,7 +288,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             fail(ctx, &subs[i], GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    int64_t now = mono_ns();
+    int64_t now = qv_mono_ns();
     int64_t left = ctx->deadline_ns ? ctx->deadline_ns - now : cl->default_timeout_ns;
     if (left <= 0) {
         for (size_t i = 0; i < n; i++)
@@ -333,7 +323,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             fail(ctx, s, late ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE, why);
             continue;
         }
-        int64_t rest = until - mono_ns();
+        int64_t rest = until - qv_mono_ns();
         if (rest <= 0) { /* nothing left (spent waiting for a slot): not the shard's failure */
             fail(ctx, s, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the shard call");
             call_end(s->shard, o->probe, END_UNKNOWN, s);

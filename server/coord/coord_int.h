@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "quiver/v1/quiver.pb-c.h"
 #include "server/coord/client.h"
 #include "server/coord/coord.h"
@@ -21,13 +22,6 @@
 #define QV_COORD_VERSION "0.1.0"
 #define QV_BATCH_QUERIES_MAX 1000 /* as service.c */
 #define QV_STATIC_CACHE_NS (2 * 1000000000LL) /* static mode: a collection's Describe'd metadata is reused this long */
-
-static inline int64_t qv_coord_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* A collection as the coordinator knows it; immutable once published, reference counted. */
 typedef struct {

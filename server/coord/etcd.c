@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "server/log.h"
 
 #define TIMEOUT_MS 2000L
@@ -421,14 +422,7 @@ static void *reg_main(void *arg)
         /* renew at a third of the TTL; retry sooner while etcd is unreachable */
         int wait_ms = rc == QV_OK ? r->ttl * 1000 / 3 : 500;
         /* cv runs on CLOCK_MONOTONIC: a wall-clock step back must not delay the renewal past the lease's TTL */
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = qv_mono_ts(qv_mono_ns() + wait_ms * 1000000LL);
         while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &until) == 0)
             ;
     }
@@ -451,11 +445,7 @@ int qv_etcd_register_start(const char *url, const char *key, const char *value, 
     r->value = strdup(value);
     r->ttl = ttl_s < 3 ? 3 : ttl_s;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca_mono;
-    pthread_condattr_init(&ca_mono);
-    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca_mono);
-    pthread_condattr_destroy(&ca_mono);
+    qv_cond_init_mono(&r->cv);
     if (!r->key || !r->value || pthread_create(&r->thread, NULL, reg_main, r) != 0) {
         qv_etcd_close(r->etcd);
         free(r->key);

@@ -265,7 +265,7 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
         for (size_t j = 0; j < p->n_compactions; j++)
             r->compactions[r->n_compactions++] = p->compactions[j];
     }
-    r->uptime_seconds = (uint64_t)((qv_coord_now_ns() - co->started_ns) / 1000000000);
+    r->uptime_seconds = (uint64_t)((qv_mono_ns() - co->started_ns) / 1000000000);
     *resp = &r->base;
     return QV_OK;
 }

@@ -28,13 +28,6 @@
 #include "server/coord/coord_int.h"
 #include "server/log.h"
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 uint32_t qv_shard_of(const char *id, uint32_t nshards)
 {
     return (uint32_t)(qv_checksum(id, strlen(id)) % (nshards ? nshards : 1));
@@ -94,7 +87,7 @@ static qv_cmeta_t *cmeta_new(const char *name, qv_schema_t *schema)
     m->schema = schema;
     m->nshards = schema->shards;
     m->ready = true;
-    m->fetched_ns = mono_ns();
+    m->fetched_ns = qv_mono_ns();
     return m;
 }
 
@@ -227,7 +220,7 @@ static int lookup(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name, qv_cmeta
     size_t len = strlen(name);
     if (len == 0)
         return qv_err_set(err, QV_EINVAL, "collection name is empty");
-    int64_t now = mono_ns();
+    int64_t now = qv_mono_ns();
     pthread_mutex_lock(&co->mu);
     long i = find_coll(co, name);
     qv_cmeta_t *m = NULL;
@@ -553,8 +546,8 @@ static void *poller_main(void *arg)
         co->etcd_down = rc != QV_OK;
         pthread_mutex_lock(&co->poll_mu);
         /* poll_cv runs on CLOCK_MONOTONIC: a wall-clock step must not stall (or hurry) the polling */
-        int64_t next = mono_ns() + co->cfg->etcd_poll_ms * 1000000LL;
-        struct timespec until = {(time_t)(next / 1000000000), (long)(next % 1000000000)};
+        int64_t next = qv_mono_ns() + co->cfg->etcd_poll_ms * 1000000LL;
+        struct timespec until = qv_mono_ts(next);
         while (!co->stop && pthread_cond_timedwait(&co->poll_cv, &co->poll_mu, &until) == 0)
             ;
     }
@@ -575,11 +568,7 @@ int qv_meta_start(qv_coord_t *co, qv_err_t *err)
         co->etcd_down = true;
     }
     pthread_mutex_init(&co->poll_mu, NULL);
-    pthread_condattr_t ca_mono;
-    pthread_condattr_init(&ca_mono);
-    pthread_condattr_setclock(&ca_mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&co->poll_cv, &ca_mono);
-    pthread_condattr_destroy(&ca_mono);
+    qv_cond_init_mono(&co->poll_cv);
     if (pthread_create(&co->poller, NULL, poller_main, co) != 0)
         return qv_err_set(err, QV_ENOMEM, "cannot start the etcd poller thread");
     return QV_OK;

@@ -84,7 +84,7 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     qv_coord_t co;
     memset(&co, 0, sizeof co);
     co.cfg = cfg;
-    co.started_ns = qv_coord_now_ns();
+    co.started_ns = qv_mono_ns();
     pthread_mutex_init(&co.mu, NULL);
     co.client.ca_pem = cfg->shard_ca_pem;
     co.client.cert_pem = cfg->shard_cert_pem;

@@ -16,6 +16,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,5 +33,18 @@ void qv_fuzz_seeds(qv_fuzz_add_fn add, void *ctx);
             abort();                                                                       \
         }                                                                                  \
     } while (0)
+
+/* A malloc'd copy of data[0..size) with its XXH3-64 checksum appended (size + 8 bytes), for the decoders' paths
+ * past the checksum. The caller frees it. */
+static inline uint8_t *qv_fuzz_checksummed(const uint8_t *data, size_t size)
+{
+    uint8_t *blob = malloc(size + 8);
+    FUZZ_CHECK(blob);
+    if (size)
+        memcpy(blob, data, size);
+    uint64_t sum = qv_checksum(data, size);
+    memcpy(blob + size, &sum, 8);
+    return blob;
+}
 
 #endif

@@ -151,12 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0] & 3;
     data++;
     size--;
-    uint8_t *blob = malloc(size + 8);
-    FUZZ_CHECK(blob);
-    if (size)
-        memcpy(blob, data, size);
-    uint64_t sum = qv_checksum(data, size);
-    memcpy(blob + size, &sum, 8);
+    uint8_t *blob = qv_fuzz_checksummed(data, size);
     decode(data, size, mode);
     decode(blob, size + 8, mode);
     free(blob);

@@ -54,12 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (1u << 20))
         return 0;
-    uint8_t *blob = malloc(size + 8);
-    FUZZ_CHECK(blob);
-    if (size)
-        memcpy(blob, data, size);
-    uint64_t sum = qv_checksum(data, size);
-    memcpy(blob + size, &sum, 8);
+    uint8_t *blob = qv_fuzz_checksummed(data, size);
     decode(data, size);
     decode(blob, size + 8);
     free(blob);

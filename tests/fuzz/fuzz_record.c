@@ -112,11 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const qv_schema_t *s = schema();
     decode(s, data, size);
-    uint8_t *blob = malloc(size + 8);
-    if (size)
-        memcpy(blob, data, size);
-    uint64_t sum = qv_checksum(data, size);
-    memcpy(blob + size, &sum, 8);
+    uint8_t *blob = qv_fuzz_checksummed(data, size);
     decode(s, blob, size + 8);
     free(blob);
     return 0;

@@ -37,11 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > (1u << 16))
         return 0;
     decode(data, size);
-    uint8_t *blob = malloc(size + 8);
-    if (size)
-        memcpy(blob, data, size);
-    uint64_t sum = qv_checksum(data, size);
-    memcpy(blob + size, &sum, 8);
+    uint8_t *blob = qv_fuzz_checksummed(data, size);
     decode(blob, size + 8);
     free(blob);
     return 0;

@@ -187,11 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool del = data[0] & 1;
     data++;
     size--;
-    uint8_t *blob = malloc(size + 8);
-    if (size)
-        memcpy(blob, data, size);
-    uint64_t sum = qv_checksum(data, size);
-    memcpy(blob + size, &sum, 8);
+    uint8_t *blob = qv_fuzz_checksummed(data, size);
     if (del) {
         decode_deleted(data, size);
         decode_deleted(blob, size + 8);
