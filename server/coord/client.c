@@ -89,8 +89,34 @@ void qv_shard_unref(qv_shard_t *s)
 
 /* ---- the breaker and the concurrency limit (design in client.h) ---- */
 
-#define STALL_NS (QV_SHARD_STALL_MS * 1000000LL)
 #define COOLDOWN_NS (QV_BREAKER_COOLDOWN_MS * 1000000LL)
+
+/* The shard's stall window (client.h): srtt + 4 rttvar, within [QV_SHARD_STALL_MIN_MS, QV_SHARD_STALL_MAX_MS].
+ * Called under s->mu. */
+static int64_t stall_ns(const qv_shard_t *s)
+{
+    int64_t w = s->srtt_ns + 4 * s->rttvar_ns;
+    if (w < QV_SHARD_STALL_MIN_MS * 1000000LL)
+        w = QV_SHARD_STALL_MIN_MS * 1000000LL;
+    if (w > QV_SHARD_STALL_MAX_MS * 1000000LL)
+        w = QV_SHARD_STALL_MAX_MS * 1000000LL;
+    return w;
+}
+
+/* One answered call's duration into the window's estimate (RFC 6298, gains 1/8 and 1/4). Called under s->mu. */
+static void stall_sample(qv_shard_t *s, int64_t took_ns)
+{
+    if (took_ns < 0)
+        took_ns = 0;
+    if (s->srtt_ns == 0) {
+        s->srtt_ns = took_ns;
+        s->rttvar_ns = took_ns / 2;
+        return;
+    }
+    int64_t err = took_ns - s->srtt_ns;
+    s->srtt_ns += err / 8;
+    s->rttvar_ns += ((err < 0 ? -err : err) - s->rttvar_ns) / 4;
+}
 
 static const char *breaker_name(qv_breaker_t b)
 {
@@ -136,7 +162,8 @@ static bool call_begin(const qv_client_t *cl, qv_shard_t *s, int64_t deadline_ns
             ok = true;
             break;
         }
-        if (now - s->progress_ns >= STALL_NS) {
+        int64_t stall = stall_ns(s);
+        if (now - s->progress_ns >= stall) {
             snprintf(msg, size,
                      "shard %s: %d calls in flight from this coordinator (its --shard-max-inflight limit) and none "
                      "has ended for %" PRId64 " ms",
@@ -151,7 +178,7 @@ static bool call_begin(const qv_client_t *cl, qv_shard_t *s, int64_t deadline_ns
             *late = true;
             break;
         }
-        int64_t until = s->progress_ns + STALL_NS;
+        int64_t until = s->progress_ns + stall;
         if (deadline_ns < until)
             until = deadline_ns;
         struct timespec ts = qv_mono_ts(until);
@@ -174,8 +201,9 @@ typedef enum {
     END_UNKNOWN,  /* cancelled by this coordinator, or the batch did not complete: says nothing about the shard */
 } call_end_t;
 
-/* Gives back the call's slot and feeds its outcome to the breaker. */
-static void call_end(qv_shard_t *s, bool probe, call_end_t end, const qv_sub_t *sub)
+/* Gives back the call's slot and feeds its outcome to the breaker and, when answered, its duration (from began_ns)
+ * to the stall window. */
+static void call_end(qv_shard_t *s, bool probe, call_end_t end, const qv_sub_t *sub, int64_t began_ns)
 {
     int64_t now = qv_mono_ns();
     bool opened = false, closed = false;
@@ -185,6 +213,7 @@ static void call_end(qv_shard_t *s, bool probe, call_end_t end, const qv_sub_t *
     if (probe)
         s->probing = false;
     if (end == END_ANSWERED) {
+        stall_sample(s, now - began_ns);
         closed = s->breaker != QV_BREAKER_CLOSED;
         s->breaker = QV_BREAKER_CLOSED;
         s->failures = 0;
@@ -218,7 +247,8 @@ typedef struct {
     grpc_metadata_array md_initial, md_trailing;
     grpc_status_code status;
     grpc_slice details;
-    bool probe; /* the half-open probe of its shard's breaker */
+    bool probe;       /* the half-open probe of its shard's breaker */
+    int64_t began_ns; /* CLOCK_MONOTONIC: when it got its slot */
     bool started, done;
 } out_t;
 
@@ -323,10 +353,11 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             fail(ctx, s, late ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE, why);
             continue;
         }
-        int64_t rest = until - qv_mono_ns();
+        o->began_ns = qv_mono_ns();
+        int64_t rest = until - o->began_ns;
         if (rest <= 0) { /* nothing left (spent waiting for a slot): not the shard's failure */
             fail(ctx, s, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the shard call");
-            call_end(s->shard, o->probe, END_UNKNOWN, s);
+            call_end(s->shard, o->probe, END_UNKNOWN, s, o->began_ns);
             continue;
         }
         gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(rest, GPR_TIMESPAN));
@@ -359,7 +390,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
         ops[5].data.recv_status_on_client.status_details = &o->details;
         if (grpc_call_start_batch(o->call, ops, 6, o, NULL) != GRPC_CALL_OK) {
             fail(ctx, s, GRPC_STATUS_INTERNAL, "cannot start the shard call");
-            call_end(s->shard, o->probe, END_UNKNOWN, s);
+            call_end(s->shard, o->probe, END_UNKNOWN, s, o->began_ns);
             continue;
         }
         o->started = true;
@@ -375,7 +406,7 @@ void qv_fanout(const qv_client_t *cl, qv_call_ctx_t *ctx, qv_sub_t *subs, size_t
             size_t i = (size_t)(o - outs);
             o->done = true;
             collect(ctx, &subs[i], o, ev.success);
-            call_end(subs[i].shard, o->probe, end_of(o, ev.success), &subs[i]);
+            call_end(subs[i].shard, o->probe, end_of(o, ev.success), &subs[i], o->began_ns);
             pending--;
         } else if (!cancel_sent && atomic_load(&ctx->cancelled)) {
             for (size_t i = 0; i < n; i++)

@@ -20,10 +20,14 @@
  *
  * - a concurrency limit (--shard-max-inflight, below --threads): a call that finds that many calls to the shard in
  *   flight waits for one to end, but only while the shard is making progress (a call to it ended, or the first of
- *   the calls in flight began, within the last QV_SHARD_STALL_MS) and its own deadline has not passed; otherwise it
- *   fails at once with UNAVAILABLE. A hung shard therefore pins at most the limit's worth of handler threads, the
- *   others go on serving (allow_partial searches answer without it), and a shard that is merely busy makes callers
- *   queue for a moment instead of failing them;
+ *   the calls in flight began, within its stall window) and its own deadline has not passed; otherwise it fails at
+ *   once with UNAVAILABLE. The stall window follows the shard's own answer times as TCP's retransmission timeout
+ *   follows round trips (RFC 6298: smoothed time + 4 x its mean deviation), clamped to [QV_SHARD_STALL_MIN_MS,
+ *   QV_SHARD_STALL_MAX_MS]: a shard that answers in milliseconds is declared stalled after 200 ms of silence, one
+ *   that a loaded machine slows to half a second per call is not. (A fixed 200 ms failed healthy searches of a
+ *   Debug build under 32 clients on two cores.) A hung shard therefore pins at most the limit's worth of handler
+ *   threads plus, for one window, the callers waiting on it; the others go on serving (allow_partial searches
+ *   answer without it), and a shard that is merely busy makes callers queue instead of failing them;
  * - a circuit breaker: QV_BREAKER_FAILURES consecutive failures of the shard (UNAVAILABLE, which is also what a
  *   failed connection gives, or DEADLINE_EXCEEDED; an answer of any other status, request errors included, is a
  *   sign of life and resets the count) open it, and calls fail at once with UNAVAILABLE. After
@@ -51,7 +55,8 @@
 
 #define QV_BREAKER_FAILURES 5       /* consecutive failures of a shard that open its breaker */
 #define QV_BREAKER_COOLDOWN_MS 1000 /* how long an open breaker fails calls before it lets a probe through */
-#define QV_SHARD_STALL_MS 200       /* a shard at --shard-max-inflight that ended no call this long is stalled */
+#define QV_SHARD_STALL_MIN_MS 200   /* bounds of the stall window: a shard at --shard-max-inflight that ended no */
+#define QV_SHARD_STALL_MAX_MS 2000  /* call for its window is stalled (the window follows its answer times) */
 
 typedef struct {
     char *ca_pem;             /* non-NULL: TLS to shards, verifying them with this CA */
@@ -82,6 +87,8 @@ typedef struct qv_shard {
     bool last_unavailable;   /* the last call that ended, ended UNAVAILABLE (no connection, or the shard said so) */
     int64_t opened_ns;       /* CLOCK_MONOTONIC: when the breaker last opened */
     int64_t progress_ns;     /* CLOCK_MONOTONIC: when a call to it last ended, or one began while none was in flight */
+    int64_t srtt_ns;         /* smoothed duration of its answered calls (0: none yet) */
+    int64_t rttvar_ns;       /* their smoothed mean deviation */
 } qv_shard_t;
 
 /* A shard's state for Health, read under its mutex without any network call. */

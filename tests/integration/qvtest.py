@@ -234,9 +234,10 @@ class Server:
                 break
             if not re.search(r"address|bind|in use", self._this_start_log(), re.I):
                 break
+        threads = thread_dump(self.proc.pid) if self.running else ""
         self.kill9()
         raise RuntimeError(f"quiverd did not become healthy: {last}\ncommand: {' '.join(self.cmdline())}\n"
-                           f"--- log tail ({self.log_path}) ---\n{self.log_tail()}")
+                           f"--- log tail ({self.log_path}) ---\n{self.log_tail()}{threads}")
 
     def _wait_healthy(self, timeout):
         t0 = time.monotonic()
@@ -585,6 +586,30 @@ def segment_summary(info):
     return dict(growing_rows=sum(x.rows for x in g), sealed=len(s), sealed_rows=sum(x.rows for x in s),
                 rows=sum(x.rows for x in info.segments), deleted=sum(x.deleted_rows for x in info.segments),
                 states=sorted(x.state for x in info.segments))
+
+
+def thread_dump(pid):
+    """Where a process that hangs is waiting: each thread's name, state and kernel wait channel from /proc, and the
+    user stacks when gdb is installed. For the failure message of a start that never became healthy."""
+    out = [f"\n--- threads of pid {pid} ---"]
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int) if os.path.isdir(f"/proc/{pid}/task") else []:
+        def rd(name):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                    return f.read().strip()
+            except OSError:
+                return "?"
+        stat = rd("stat")
+        state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+        out.append(f"{tid} {rd('comm')} state={state} wchan={rd('wchan')}")
+    if shutil.which("gdb"):
+        try:
+            r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 20"],
+                               capture_output=True, text=True, timeout=60)
+            out.append(r.stdout[-20000:])
+        except (subprocess.TimeoutExpired, OSError) as e:
+            out.append(f"(gdb: {e})")
+    return "\n".join(out)
 
 
 def wait_for(pred, timeout=20.0, interval=0.05):
