@@ -2,7 +2,10 @@
  * to shut down cleanly (stop accepting calls, let in-flight calls finish or cancel them after a grace period,
  * close RocksDB). Signals are blocked in every thread and taken synchronously by sigwait in main, so no work
  * happens in a signal handler. */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/service.h"
+#include "storage/backup.h"
 
 static void usage(FILE *out)
 {
@@ -36,6 +40,10 @@ static void usage(FILE *out)
             "  --salvage              open a store whose RocksDB log is damaged before its tail: recover what precedes\n"
             "                         the damage, copy the logs to DIR/salvage-<time>/ and log what was lost. Without\n"
             "                         it such a store refuses to start (DATA_LOSS, naming the file)\n"
+            "  --backup-dir DIR       where Admin.Backup writes (RocksDB BackupEngine, incremental and checksummed): in\n"
+            "                         DIR/standalone, or for a shard in DIR/<--shard-name, else --advertise, else the\n"
+            "                         listen address> (':' and other characters outside [A-Za-z0-9._-] as '_'), so\n"
+            "                         servers may share one DIR. `quiver restore --from` reads it offline\n"
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
@@ -116,6 +124,7 @@ int main(int argc, char **argv)
     bool metrics_explicit = false;
     long max_inflight = 64, read_timeout_ms = 10000, max_streams = 32;
     bool salvage = false;
+    const char *backup_root = NULL;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     const char *model_dir = NULL, *embed_device = "auto";
     qv_gpu_mode_t gpu_mode = QV_GPU_MODE_AUTO;
@@ -128,7 +137,7 @@ int main(int argc, char **argv)
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
            O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
-           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT };
+           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -150,6 +159,7 @@ int main(int argc, char **argv)
         {"request-read-timeout-ms", required_argument, NULL, O_READ_TIMEOUT},
         {"max-streams-per-connection", required_argument, NULL, O_STREAMS},
         {"salvage", no_argument, NULL, O_SALVAGE},
+        {"backup-dir", required_argument, NULL, O_BACKUP_DIR},
         {"api-keys", required_argument, NULL, O_KEYS},
         {"model-dir", required_argument, NULL, O_MODEL},
         {"embed-device", required_argument, NULL, O_EMB_DEV},
@@ -214,6 +224,7 @@ int main(int argc, char **argv)
         case O_READ_TIMEOUT: read_timeout_ms = parse_num("--request-read-timeout-ms", optarg, 1, 3600000); break;
         case O_STREAMS: max_streams = parse_num("--max-streams-per-connection", optarg, 1, 100000); break;
         case O_SALVAGE: salvage = true; break;
+        case O_BACKUP_DIR: backup_root = optarg; break;
         case O_METRICS:
             metrics_listen = optarg;
             metrics_explicit = true;
@@ -292,6 +303,11 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if (coordinator && backup_root) {
+        fprintf(stderr, "quiverd: --backup-dir belongs to standalone and shard servers (a coordinator stores no data; "
+                        "back up each shard server)\n");
+        return 2;
+    }
     if (!tls_cert != !tls_key || (tls_ca && !tls_cert)) {
         fprintf(stderr, "quiverd: --tls-cert and --tls-key go together (and --tls-client-ca needs them)\n");
         return 2;
@@ -310,6 +326,24 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    char backup_dir[4096], root_abs[PATH_MAX];
+    if (backup_root) { /* this server's subdirectory: the name is stable across restarts when the operator's is */
+        qv_err_t berr;
+        if (qv__backup_mkdirs(backup_root, &berr) != QV_OK) {
+            fprintf(stderr, "quiverd: --backup-dir: %s\n", berr.msg);
+            return 2;
+        }
+        if (!realpath(backup_root, root_abs)) {
+            fprintf(stderr, "quiverd: --backup-dir %s: %s\n", backup_root, strerror(errno));
+            return 2;
+        }
+        backup_root = root_abs; /* BackupInfo.directory is what `quiver restore --from` takes, from any directory */
+        const char *name = shard ? (shard_name ? shard_name : advertise ? advertise : listen) : "standalone";
+        int n = snprintf(backup_dir, sizeof backup_dir, "%s/", backup_root);
+        for (const char *p = name; *p && n + 1 < (int)sizeof backup_dir; p++)
+            backup_dir[n++] = (isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_') ? *p : '_';
+        backup_dir[n] = '\0';
+    }
     /* the model: explicit --model-dir must load; the default location may be absent */
     char default_dir[4096];
     bool model_explicit = model_dir != NULL;
@@ -443,7 +477,8 @@ int main(int argc, char **argv)
     }
     grpc_init();
     qv_app_t app = {.store = store, .pool = pool, .started_ns = qv_now_ns(), .role = role,
-                    .max_message_bytes = (int)(max_msg_mb << 20), .embedder = embedder};
+                    .max_message_bytes = (int)(max_msg_mb << 20), .embedder = embedder,
+                    .backup_dir = backup_root ? backup_dir : NULL};
     qv_metrics_server_t *metrics = NULL;
     if (strcmp(metrics_listen, "off") != 0 &&
         qv_metrics_start(metrics_listen, store, app.started_ns, cert_pem, key_pem, &metrics, &err) != QV_OK) {

@@ -12,6 +12,7 @@
 #include "server/auth.h"
 #include "server/convert.h"
 #include "server/metrics.h"
+#include "storage/backup.h"
 
 #define QV_VERSION "0.1.0"
 
@@ -791,6 +792,97 @@ static int h_embed(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     return QV_OK;
 }
 
+/* ---- backups (storage/backup.h) ---- */
+
+static int backup_dir(const qv_app_t *app, qv_err_t *err)
+{
+    return app->backup_dir ? QV_OK
+                           : qv_err_set(err, QV_EPRECOND, "backups are off: start quiverd with --backup-dir DIR");
+}
+
+static Quiver__V1__BackupInfo *backup_info(qv_arena_t *ar, const qv_backup_info_t *b, const char *dir)
+{
+    Quiver__V1__BackupInfo *bi = qv_arena_alloc(ar, sizeof *bi);
+    if (!bi)
+        return NULL;
+    quiver__v1__backup_info__init(bi);
+    bi->id = b->id;
+    bi->created_unix = b->created_unix;
+    bi->size_bytes = b->size_bytes;
+    bi->files = b->files;
+    bi->directory = (char *)dir;
+    return bi;
+}
+
+static int h_backup(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    (void)m;
+    qv_app_t *app = a;
+    int rc = backup_dir(app, err);
+    if (rc)
+        return rc;
+    int64_t t0 = qv_now_ns();
+    qv_backup_info_t b;
+    uint64_t copied = 0;
+    if ((rc = qv_store_backup(app->store, app->backup_dir, &b, &copied, err)))
+        return rc;
+    RESP(Quiver__V1__BackupResponse, quiver__v1__backup_response__init, r);
+    if (!(r->backup = backup_info(&ctx->arena, &b, app->backup_dir)))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    r->backup->copied_bytes = copied;
+    r->took_ms = (uint64_t)((qv_now_ns() - t0) / 1000000);
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_list_backups(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                          qv_err_t *err)
+{
+    (void)m;
+    qv_app_t *app = a;
+    int rc = backup_dir(app, err);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__ListBackupsResponse, quiver__v1__list_backups_response__init, r);
+    qv_backup_info_t *list;
+    size_t n;
+    if ((rc = qv_backup_list(app->backup_dir, &list, &n, err)))
+        return rc;
+    r->backups = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *r->backups);
+    rc = r->backups ? QV_OK : qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == QV_OK && i < n; i++) {
+        if (!(r->backups[i] = backup_info(&ctx->arena, &list[i], app->backup_dir)))
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        r->n_backups = i + 1;
+    }
+    free(list);
+    if (rc)
+        return rc;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_verify_backup(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                           qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__VerifyBackupRequest *req = (const void *)m;
+    int rc = backup_dir(app, err);
+    if (rc)
+        return rc;
+    if (req->id == 0)
+        return qv_err_set(err, QV_EINVAL, "id is required (ListBackups gives them)");
+    uint64_t bytes;
+    uint32_t files;
+    if ((rc = qv_backup_verify(app->backup_dir, req->id, &bytes, &files, err)))
+        return rc;
+    RESP(Quiver__V1__VerifyBackupResponse, quiver__v1__verify_backup_response__init, r);
+    r->bytes_checked = bytes;
+    r->files = files;
+    *resp = &r->base;
+    return QV_OK;
+}
+
 const qv_handler_t qv_handlers[] = {
     {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
     {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
@@ -808,6 +900,9 @@ const qv_handler_t qv_handlers[] = {
     {"Admin/Stats", h_stats, QV_ROLE_READ},
     {"Admin/Flush", h_flush, QV_ROLE_ADMIN},
     {"Admin/Compact", h_compact, QV_ROLE_ADMIN},
+    {"Admin/Backup", h_backup, QV_ROLE_ADMIN},
+    {"Admin/ListBackups", h_list_backups, QV_ROLE_ADMIN},
+    {"Admin/VerifyBackup", h_verify_backup, QV_ROLE_ADMIN},
     {NULL, NULL, 0},
 };
 

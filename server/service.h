@@ -15,6 +15,7 @@ typedef struct {
     const char *role;
     int max_message_bytes;
     qv_embedder_t *embedder; /* NULL when the server runs without a model */
+    const char *backup_dir;  /* this server's backup directory (--backup-dir/<name>); NULL: backups are off */
 } qv_app_t;
 
 extern const qv_handler_t qv_handlers[];

@@ -69,6 +69,7 @@ struct qv_store {
     atomic_flag fail_claimed;  /* the first qv__store_fail writes fail_reason, then sets failed (release) */
     char fail_reason[256];
     qv_store_salvage_t salvage; /* written by qv_store_open only */
+    pthread_mutex_t backup_mu;  /* held by the one qv_store_backup at a time (storage/backup.c) */
 };
 
 /* Marks the store failed (every later write gets QV_EUNAVAIL) and records why; the first reason wins. */

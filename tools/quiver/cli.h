@@ -60,6 +60,8 @@ enum {
 /* Handles a common option (or a getopt error) for command `cmd` whose help text is `help`; exits on --help (0) and
  * on usage errors (2). */
 void qv_cli_common(qv_cli_t *cli, const char *cmd, const char *help, int opt);
+/* Parses argv of a command that has only the common options. */
+void qv_cli_parse_common(qv_cli_t *cli, const char *cmd, const char *help, int argc, char **argv);
 /* The help text of the common options, appended to every command's help. */
 extern const char qv_cli_common_help[];
 /* Prints "quiver CMD: message" and a hint to stderr, exits 2. */
@@ -138,6 +140,8 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_stats(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_flush(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_health(qv_cli_t *cli, int argc, char **argv);
+int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv);
+int qv_cmd_restore(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_compact(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_load(qv_cli_t *cli, int argc, char **argv);
 

@@ -5,14 +5,6 @@
 
 #include "tools/quiver/cli.h"
 
-static void parse_common_only(qv_cli_t *cli, const char *cmd, const char *help, int argc, char **argv)
-{
-    static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int o;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        qv_cli_common(cli, cmd, help, o);
-}
-
 /* ---- compaction jobs (Admin.Stats compactions), shared by stats and compact ---- */
 static const char *job_state_name(int s)
 {
@@ -100,7 +92,7 @@ static const char stats_help[] =
 
 int qv_cmd_stats(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "stats", stats_help, argc, argv);
+    qv_cli_parse_common(cli, "stats", stats_help, argc, argv);
     qv_cli_positional("stats", argc, argv, 0, 0);
     Quiver__V1__StatsRequest req = QUIVER__V1__STATS_REQUEST__INIT;
     Quiver__V1__StatsResponse *r;
@@ -171,7 +163,7 @@ static const char flush_help[] =
 
 int qv_cmd_flush(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "flush", flush_help, argc, argv);
+    qv_cli_parse_common(cli, "flush", flush_help, argc, argv);
     qv_cli_positional("flush", argc, argv, 0, 1);
     Quiver__V1__FlushRequest req = QUIVER__V1__FLUSH_REQUEST__INIT;
     if (optind < argc)
@@ -317,7 +309,7 @@ static const char health_help[] =
 
 int qv_cmd_health(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "health", health_help, argc, argv);
+    qv_cli_parse_common(cli, "health", health_help, argc, argv);
     qv_cli_positional("health", argc, argv, 0, 0);
     Quiver__V1__HealthRequest req = QUIVER__V1__HEALTH_REQUEST__INIT;
     Quiver__V1__HealthResponse *r;

@@ -40,6 +40,14 @@ void qv_cli_getopt_reset(void)
     opterr = 1;
 }
 
+void qv_cli_parse_common(qv_cli_t *cli, const char *cmd, const char *help, int argc, char **argv)
+{
+    static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        qv_cli_common(cli, cmd, help, o);
+}
+
 void qv_cli_common(qv_cli_t *cli, const char *cmd, const char *help, int opt)
 {
     switch (opt) {

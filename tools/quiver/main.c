@@ -6,7 +6,8 @@
  * main parses the common options that come before the command (getopt_long with a leading '+', so that parsing stops
  * at the command name), then hands the rest of argv to the command, which parses its own options and accepts the
  * common ones again. Commands live one group per file: cmd_collections.c (collections, describe, create, drop),
- * cmd_points.c (count, get, delete, search), cmd_admin.c (stats, flush, compact, health), load*.c (load).
+ * cmd_points.c (count, get, delete, search), cmd_admin.c (stats, flush, compact, health), cmd_backup.c (backup,
+ * restore), load*.c (load).
  *
  * Security options mirror quiverd's: --api-key (or $QUIVER_API_KEY) for a server started with --api-keys, and
  * --tls-ca / --tls-cert / --tls-key / --tls-server-name for one started with --tls-cert (and --tls-client-ca). They
@@ -36,6 +37,8 @@ static const command_t commands[] = {
     {"flush", qv_cmd_flush, "seal growing segments now"},
     {"compact", qv_cmd_compact, "merge segments and purge deleted rows (online)"},
     {"health", qv_cmd_health, "is the server serving?"},
+    {"backup", qv_cmd_backup, "take, list and verify backups of the server's store"},
+    {"restore", qv_cmd_restore, "write a backup as a new data directory (offline)"},
 };
 
 static void usage(FILE *out)
