@@ -50,8 +50,8 @@ int qv_store_backup(qv_store_t *st, const char *dir, qv_backup_info_t *out, uint
         rc = qv_err_set(err, QV_EIO, "cannot open the backup directory %s: %s", dir, e);
         goto out;
     }
-    /* no flush: the live log files are copied as they stand at one instant (backup.h) */
-    rocksdb_backup_engine_create_new_backup_flush(be, st->db, 0, &e);
+    /* flush first (backup.h): the memtables become SST files, which later backups share */
+    rocksdb_backup_engine_create_new_backup_flush(be, st->db, 1, &e);
     if (e) {
         rc = qv_err_set(err, QV_EIO, "backup into %s failed: %s", dir, e);
         goto out;

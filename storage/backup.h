@@ -2,13 +2,15 @@
  *
  * What is copied. Everything the store keeps is in RocksDB (store.h: schemas, manifests, the WAL column family,
  * segment blobs, delete bitmaps, the id map, index blobs), so a backup of RocksDB is a backup of the whole store,
- * segments and graphs included: a restored store rebuilds nothing. The backup is taken without a flush
- * (flush_before_backup = 0): RocksDB stops deleting files, lists the live SST files and its live log files with
- * their sizes at one instant, and copies them, the last log only up to that size; writes go on meanwhile. Restoring
- * replays those logs, so the restored store is RocksDB's state at that instant: a prefix of the acknowledged writes
- * in the order they were acknowledged (every write is one synced RocksDB batch, acknowledged after it), and every
- * write acknowledged before qv_store_backup was called. What recovery does with that state is what it does after
- * a kill -9 at the same instant (store_recover.c).
+ * segments and graphs included: a restored store rebuilds nothing. The backup flushes the memtables first
+ * (flush_before_backup = 1: a memtable switch; writes go on meanwhile), so that what is new since the last backup
+ * is in new SST files, the only ones a later backup copies (without the flush every backup would copy the whole
+ * live RocksDB log again, up to max_total_wal_size). RocksDB then stops deleting files, lists the live SST files
+ * and the log files still needed with their sizes at one instant, and copies them, the last log only up to that
+ * size. Restoring replays those logs, so the restored store is RocksDB's state at that instant: a prefix of the
+ * acknowledged writes in the order they were acknowledged (every write is one synced RocksDB batch, acknowledged
+ * after it), and every write acknowledged before qv_store_backup was called. What recovery does with that state is
+ * what it does after a kill -9 at the same instant (store_recover.c).
  *
  * Directory layout (RocksDB's, specified in its utilities/backup/backup_engine.cc; nothing of ours is added but the
  * lock file):

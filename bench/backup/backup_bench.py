@@ -279,8 +279,8 @@ def main():
     res["ratios"] = ratios
     print()
     print(f"{a.n} x {a.dim}, HNSW, {res['segments']} sealed segments, data dir {res['data_bytes'] / MB:.0f} MB")
-    print(f"| step | MB | s | MB/s |")
-    print(f"|---|---:|---:|---:|")
+    print("| step | MB | s | MB/s |")
+    print("|---|---:|---:|---:|")
     print(f"| cp -r data dir + sync | {A['cp_bytes'] / MB:.0f} | {A['cp_s']:.2f} | {cp_mbps:.0f} |")
     print(f"| Admin.Backup (full, {A['backup_files']} files) + sync | {A['backup_bytes'] / MB:.0f} | "
           f"{A['backup_s']:.2f} | {bk_mbps:.0f} |")
