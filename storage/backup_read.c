@@ -122,7 +122,8 @@ int qv_backup_verify(const char *dir, uint32_t id, uint64_t *bytes, uint32_t *fi
     char *msg = NULL;
     bool notfound = false;
     if (qv__backup_engine_verify(dir, id, &notfound, &msg))
-        return qv__backup_engine_error(err, notfound ? QV_ENOTFOUND : QV_ECORRUPT, "backup verification failed", dir, msg);
+        return qv__backup_engine_error(err, notfound ? QV_ENOTFOUND : QV_ECORRUPT, "backup verification failed", dir,
+                                       msg);
     return QV_OK;
 }
 

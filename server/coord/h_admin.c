@@ -87,33 +87,12 @@ static int merge_lists(qv_call_ctx_t *ctx, Quiver__V1__CollectionInfo **const *l
     return QV_OK;
 }
 
-static int fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const ProtobufCMessage *req,
-                       const ProtobufCMessageDescriptor *rd, qv_sub_t **out, size_t *n, const char *what,
-                       qv_err_t *err)
-{
-    const char **names;
-    qv_shard_t **shards;
-    int rc = qv_members_get(co, ctx, &names, &shards, n, err);
-    if (rc)
-        return rc;
-    qv_sub_t *subs = qv_subs_same(ctx, names, shards, *n, method, req, rd);
-    if (subs) {
-        qv_fanout(&co->client, ctx, subs, *n);
-        rc = qv_outcome(ctx, subs, *n, false, NULL, NULL, what, err);
-    } else {
-        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
-    }
-    qv_members_release(shards, *n);
-    *out = subs;
-    return rc;
-}
-
 static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_sub_t *subs = NULL;
     size_t n;
-    int rc = fan_members(a, ctx, "/quiver.v1.Quiver/ListCollections", msg,
-                         &quiver__v1__list_collections_response__descriptor, &subs, &n, "list", err);
+    int rc = qv_fan_members(a, ctx, "/quiver.v1.Quiver/ListCollections", msg,
+                            &quiver__v1__list_collections_response__descriptor, &subs, NULL, &n, "list", err);
     if (rc)
         return rc;
     Quiver__V1__CollectionInfo ***lists = qv_arena_array(&ctx->arena, n, sizeof *lists);
@@ -235,8 +214,8 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     qv_coord_t *co = a;
     qv_sub_t *subs = NULL;
     size_t n;
-    int rc = fan_members(co, ctx, "/quiver.v1.Admin/Stats", msg, &quiver__v1__stats_response__descriptor, &subs, &n,
-                         "stats", err);
+    int rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/Stats", msg, &quiver__v1__stats_response__descriptor, &subs,
+                            NULL, &n, "stats", err);
     if (rc)
         return rc;
     RESP(Quiver__V1__StatsResponse, quiver__v1__stats_response__init, r);
@@ -278,8 +257,8 @@ static int h_flush(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     size_t n = 0;
     int rc;
     if (!req->collection[0]) {
-        rc = fan_members(co, ctx, "/quiver.v1.Admin/Flush", msg, &quiver__v1__flush_response__descriptor, &subs, &n,
-                         "flush", err);
+        rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/Flush", msg, &quiver__v1__flush_response__descriptor, &subs,
+                            NULL, &n, "flush", err);
     } else {
         qv_route_t rt;
         if ((rc = qv_route(co, ctx, req->collection, &rt, err)) != QV_OK)

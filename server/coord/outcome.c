@@ -103,3 +103,26 @@ qv_sub_t *qv_subs_same(qv_call_ctx_t *ctx, const char **names, qv_shard_t **shar
     }
     return subs;
 }
+
+int qv_fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *rd, qv_sub_t **out, const char ***names, size_t *n,
+                   const char *what, qv_err_t *err)
+{
+    const char **nm;
+    qv_shard_t **shards;
+    int rc = qv_members_get(co, ctx, &nm, &shards, n, err);
+    if (rc)
+        return rc;
+    qv_sub_t *subs = qv_subs_same(ctx, nm, shards, *n, method, req, rd);
+    if (subs) {
+        qv_fanout(&co->client, ctx, subs, *n);
+        rc = qv_outcome(ctx, subs, *n, false, NULL, NULL, what, err);
+    } else {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+    }
+    qv_members_release(shards, *n);
+    *out = subs;
+    if (names)
+        *names = nm;
+    return rc;
+}

@@ -115,10 +115,18 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     }
     static qv_handler_t handlers[MAX_HANDLERS];
     size_t nh = 0;
-    const qv_handler_t *tables[] = {qv_coord_write_handlers, qv_coord_read_handlers, qv_coord_admin_handlers};
-    for (size_t t = 0; t < 3; t++)
-        for (const qv_handler_t *h = tables[t]; h->name && nh + 1 < MAX_HANDLERS; h++)
+    const qv_handler_t *tables[] = {qv_coord_write_handlers, qv_coord_read_handlers, qv_coord_admin_handlers,
+                                    qv_coord_backup_handlers};
+    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
+        for (const qv_handler_t *h = tables[t]; h->name; h++) {
+            if (nh + 1 >= MAX_HANDLERS) { /* a programming error, never a silently missing method */
+                qv_log(QV_LOG_ERROR, "coordinator.start_failed", "msg=\"more than %d handlers: raise MAX_HANDLERS\"",
+                       MAX_HANDLERS - 1);
+                coord_free(&co);
+                return 1;
+            }
             handlers[nh++] = *h;
+        }
     handlers[nh] = (qv_handler_t){NULL, NULL, 0};
     qv_rpc_opts_t ro = {.listen = cfg->listen, .threads = cfg->threads, .max_message_bytes = cfg->max_message_bytes,
                         .services = qv_services, .handlers = handlers, .app = &co, .observe = qv_metrics_observe,

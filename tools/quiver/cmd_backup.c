@@ -22,6 +22,8 @@ static json_t *info_json(const Quiver__V1__BackupInfo *b)
     json_object_set_new(j, "size_bytes", json_integer((json_int_t)b->size_bytes));
     json_object_set_new(j, "files", json_integer(b->files));
     json_object_set_new(j, "directory", json_string(b->directory));
+    if (b->server && *b->server)
+        json_object_set_new(j, "server", json_string(b->server));
     return j;
 }
 
@@ -85,7 +87,7 @@ static void ticker_stop(ticker_t *t)
 
 /* ---- backup ---- */
 static const char backup_help[] =
-    "usage: quiver backup create | list | verify ID\n"
+    "usage: quiver backup create | list | verify ID [--server NAME]\n"
     "Backups of the server's whole store (every collection, its segments and indexes) in the directory its\n"
     "--backup-dir gives it. A backup is a point-in-time copy taken while writes go on: every write acknowledged\n"
     "before `create` began is in it, and later ones only as a prefix of their acknowledgement order. Backups share\n"
@@ -94,9 +96,15 @@ static const char backup_help[] =
     "  list        the complete backups, oldest first (one interrupted by a crash is never listed)\n"
     "  verify ID   read every byte of backup ID against the checksums recorded when it was taken; exit status 1\n"
     "              and the damaged file named when one does not match\n"
+    "Through a coordinator: create takes a backup on every shard server at once under one cluster backup id\n"
+    "(recorded in etcd with the collection metadata in etcd mode); list shows each shard server's backups (SERVER)\n"
+    "and the cluster backups; verify needs --server NAME, the shard server whose backup ID is.\n"
     "create and verify wait up to an hour unless --timeout says otherwise.\n"
     "--json: create {\"id\", \"created_unix\", \"size_bytes\", \"files\", \"copied_bytes\", \"directory\", \"took_ms\"};\n"
     "        list {\"backups\": [{\"id\", \"created_unix\", \"size_bytes\", \"files\", \"directory\"}]};\n"
+    "        through a coordinator: create {\"cluster_backup_id\", \"shards\": [{..., \"server\"}], \"took_ms\"}, list\n"
+    "        adds \"server\" to each backup and \"cluster_backups\": [{\"id\", \"created_unix\", \"shards\",\n"
+    "        \"collections\"}];\n"
     "        verify {\"id\", \"bytes_checked\", \"files\"}\n\n";
 
 static int backup_create(qv_cli_t *cli)
@@ -110,6 +118,31 @@ static int backup_create(qv_cli_t *cli)
     if (rc)
         return QV_EXIT_FAIL;
     const Quiver__V1__BackupInfo *b = r->backup;
+    if (!b && r->n_shards) { /* a coordinator: one backup per shard server */
+        if (cli->json) {
+            json_t *j = json_object(), *a = json_array();
+            json_object_set_new(j, "cluster_backup_id", json_string(r->cluster_backup_id));
+            for (size_t i = 0; i < r->n_shards; i++) {
+                json_t *o = info_json(r->shards[i]);
+                json_object_set_new(o, "copied_bytes", json_integer((json_int_t)r->shards[i]->copied_bytes));
+                json_array_append_new(a, o);
+            }
+            json_object_set_new(j, "shards", a);
+            json_object_set_new(j, "took_ms", json_integer((json_int_t)r->took_ms));
+            qv_json_print(j);
+        } else {
+            printf("cluster backup %s of %zu shard servers in %.1f s:\n", r->cluster_backup_id, r->n_shards,
+                   (double)r->took_ms / 1000.0);
+            for (size_t i = 0; i < r->n_shards; i++) {
+                char sz[32], cp[32];
+                const Quiver__V1__BackupInfo *s = r->shards[i];
+                printf("  %s: backup %u in %s, %u files, %s (%s copied)\n", s->server, s->id, s->directory, s->files,
+                       qv_human_bytes(s->size_bytes, sz), qv_human_bytes(s->copied_bytes, cp));
+            }
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        return QV_EXIT_OK;
+    }
     if (!b) {
         fprintf(stderr, "quiver backup: the server's answer has no backup\n");
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -141,26 +174,60 @@ static int backup_list(qv_cli_t *cli)
         for (size_t i = 0; i < r->n_backups; i++)
             json_array_append_new(a, info_json(r->backups[i]));
         json_object_set_new(j, "backups", a);
+        if (r->n_cluster_backups) {
+            json_t *c = json_array();
+            for (size_t i = 0; i < r->n_cluster_backups; i++) {
+                const Quiver__V1__ClusterBackup *cb = r->cluster_backups[i];
+                json_t *o = json_object(), *sh = json_array(), *co = json_array();
+                json_object_set_new(o, "id", json_string(cb->id));
+                json_object_set_new(o, "created_unix", json_integer(cb->created_unix));
+                for (size_t k = 0; k < cb->n_shards; k++)
+                    json_array_append_new(sh, json_pack("{s:s, s:i, s:s}", "server", cb->shards[k]->server, "id",
+                                                        (json_int_t)cb->shards[k]->id, "directory",
+                                                        cb->shards[k]->directory));
+                for (size_t k = 0; k < cb->n_collections; k++)
+                    json_array_append_new(co, json_string(cb->collections[k]));
+                json_object_set_new(o, "shards", sh);
+                json_object_set_new(o, "collections", co);
+                json_array_append_new(c, o);
+            }
+            json_object_set_new(j, "cluster_backups", c);
+        }
         qv_json_print(j);
     } else if (r->n_backups == 0) {
         printf("no backups\n");
     } else {
-        printf("%-6s %-20s %8s %12s  %s\n", "ID", "CREATED (UTC)", "FILES", "SIZE", "DIRECTORY");
+        bool servers = r->backups[0]->server && *r->backups[0]->server;
+        printf("%s%-6s %-20s %8s %12s  %s\n", servers ? "SERVER                 " : "", "ID", "CREATED (UTC)", "FILES",
+               "SIZE", "DIRECTORY");
         for (size_t i = 0; i < r->n_backups; i++) {
             const Quiver__V1__BackupInfo *b = r->backups[i];
             char at[32], sz[32];
             when(b->created_unix, at);
+            if (servers)
+                printf("%-22s ", b->server);
             printf("%-6u %-20s %8u %12s  %s\n", b->id, at, b->files, qv_human_bytes(b->size_bytes, sz), b->directory);
+        }
+        for (size_t i = 0; i < r->n_cluster_backups; i++) {
+            const Quiver__V1__ClusterBackup *cb = r->cluster_backups[i];
+            char at[32];
+            when(cb->created_unix, at);
+            printf("cluster backup %s at %s:", cb->id, at);
+            for (size_t k = 0; k < cb->n_shards; k++)
+                printf(" %s#%u", cb->shards[k]->server, cb->shards[k]->id);
+            printf(" (%zu collections)\n", cb->n_collections);
         }
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return QV_EXIT_OK;
 }
 
-static int backup_verify(qv_cli_t *cli, uint32_t id)
+static int backup_verify(qv_cli_t *cli, uint32_t id, const char *server)
 {
     Quiver__V1__VerifyBackupRequest req = QUIVER__V1__VERIFY_BACKUP_REQUEST__INIT;
     req.id = id;
+    if (server)
+        req.server = (char *)server;
     Quiver__V1__VerifyBackupResponse *r;
     ticker_t t;
     ticker_start(&t, cli, "verifying");
@@ -187,7 +254,17 @@ int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv)
 {
     if (cli->timeout == QV_CLI_DEFAULT_TIMEOUT) /* a --timeout before the command name has set it already */
         cli->timeout = LONG_CALL_TIMEOUT;
-    qv_cli_parse_common(cli, "backup", backup_help, argc, argv);
+    enum { O_SERVER = QV_OPT_FIRST_COMMAND };
+    static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {"server", required_argument, NULL, O_SERVER},
+                                         {NULL, 0, NULL, 0}};
+    const char *server = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == O_SERVER)
+            server = optarg;
+        else
+            qv_cli_common(cli, "backup", backup_help, o);
+    }
     qv_cli_positional("backup", argc, argv, 1, 2);
     if (cli->timeout == QV_CLI_DEFAULT_TIMEOUT) /* ... or one after it */
         cli->timeout = LONG_CALL_TIMEOUT;
@@ -198,7 +275,7 @@ int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv)
     if (strcmp(sub, "list") == 0 && rest == 0)
         return backup_list(cli);
     if (strcmp(sub, "verify") == 0 && rest == 1)
-        return backup_verify(cli, (uint32_t)qv_cli_int("backup", "ID", argv[optind + 1], 1, UINT32_MAX));
+        return backup_verify(cli, (uint32_t)qv_cli_int("backup", "ID", argv[optind + 1], 1, UINT32_MAX), server);
     qv_cli_usage("backup", "expected `create`, `list` or `verify ID`");
 }
 
