@@ -77,6 +77,15 @@ def quiverd_path():
     return p
 
 
+def cli_path():
+    """The quiver CLI: $QUIVER_CLI, else build/quiver when it exists, else None."""
+    p = os.environ.get("QUIVER_CLI")
+    if p:
+        return p
+    d = REPO / "build" / "quiver"
+    return str(d) if d.exists() else None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

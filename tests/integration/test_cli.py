@@ -33,20 +33,12 @@ import zlib
 import numpy as np
 import pytest
 
-from qvtest import (BOOL, DOUBLE, INT64, KEYWORD, KEYWORDS, L2, REPO, Server, all_, any_of, attrs_of, eq, free_port,
-                    pb, point, rng, vec_of)
+from qvtest import (BOOL, DOUBLE, INT64, KEYWORD, KEYWORDS, L2, REPO, Server, all_, any_of, attrs_of, cli_path, eq,
+                    free_port, pb, point, rng, vec_of)
 from test_security import make_certs, start_tls
 
 COMMANDS = ["collections", "describe", "create", "drop", "count", "get", "delete", "search", "load", "stats", "flush",
-            "compact", "health"]
-
-
-def cli_path():
-    p = os.environ.get("QUIVER_CLI")
-    if p:
-        return p
-    d = REPO / "build" / "quiver"
-    return str(d) if d.exists() else None
+            "compact", "health", "backup", "restore"]
 
 
 @pytest.fixture(scope="module")

@@ -742,3 +742,70 @@ def test_etcd_cluster(quiverd, etcd):
     finally:
         for s in shards + coords:
             s.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# cluster backup (etcd mode): every shard backs up at once under one id recorded in etcd with the collection
+# metadata; restoring the shards' backups and the record into a new etcd gives back the whole cluster
+# ---------------------------------------------------------------------------------------------------------------------
+def test_cluster_backup_and_restore_through_etcd(quiverd, etcd, tmp_path):
+    root = str(tmp_path / "backups")
+    shards = start_shards(quiverd, etcd=etcd, args=["--backup-dir", root])
+    nodes = list(shards)
+    etcd2 = None
+    try:
+        wait(lambda: len(etcd.range("/quiver/shards/")) == SHARDS, what="3 shard registrations")
+        coord = Node("coordinator", ["--etcd", etcd.url, "--etcd-poll-ms", "200"], binary=quiverd).start()
+        nodes.append(coord)
+        cl = coord.client
+        cl.create("bk", DIM, L2, FIELDS)
+        pts = make_points(21, 900)
+        cl.upsert_all("bk", pts)
+        r = cl.admin.Backup(pb.BackupRequest(), timeout=120)
+        assert r.cluster_backup_id.startswith("cb-") and len(r.shards) == SHARDS, r
+        assert sorted(s.server for s in r.shards) == ["s0", "s1", "s2"]
+        for s in r.shards:
+            assert s.id == 1 and s.directory == os.path.join(root, s.server) and s.size_bytes > 0, s
+        # the record in etcd: the shards' backups and the collection's metadata
+        rec = json.loads(etcd.range("/quiver/backups/")[f"/quiver/backups/{r.cluster_backup_id}"])
+        assert sorted((x["server"], x["id"]) for x in rec["shards"]) == [("s0", 1), ("s1", 1), ("s2", 1)]
+        assert rec["collections"]["bk"]["assign"] == ["s0", "s1", "s2"]
+        lb = cl.admin.ListBackups(pb.ListBackupsRequest())
+        assert sorted((b.server, b.id) for b in lb.backups) == [("s0", 1), ("s1", 1), ("s2", 1)]
+        assert [c.id for c in lb.cluster_backups] == [r.cluster_backup_id]
+        assert list(lb.cluster_backups[0].collections) == ["bk"]
+        v = cl.admin.VerifyBackup(pb.VerifyBackupRequest(id=1, server="s1"), timeout=60)
+        assert v.files > 0 and v.bytes_checked > 0
+        expect_error(lambda: cl.admin.VerifyBackup(pb.VerifyBackupRequest(id=1)), SC.INVALID_ARGUMENT, ["server"],
+                     "verify without a server")
+        expect_error(lambda: cl.admin.VerifyBackup(pb.VerifyBackupRequest(id=1, server="nope")), SC.NOT_FOUND,
+                     ["nope"], "verify on an unknown server")
+        # writes after the backup are not in it
+        cl.upsert("bk", make_points(22, 50, prefix="late"))
+
+        # a new cluster from the backup: a fresh etcd gets the collection record back, each shard its data
+        etcd2 = Etcd().start()
+        for name, value in rec["collections"].items():
+            body = json.dumps({"key": base64.b64encode(f"/quiver/collections/{name}".encode()).decode(),
+                               "value": base64.b64encode(json.dumps(value).encode()).decode()}).encode()
+            urllib.request.urlopen(urllib.request.Request(f"{etcd2.url}/v3/kv/put", body), timeout=5).read()
+        restored = []
+        for x in rec["shards"]:
+            n = Node("shard", ["--etcd", etcd2.url, "--shard-name", x["server"], "--etcd-ttl", "4"], binary=quiverd)
+            out = subprocess.run([t.cli_path(), "restore", "--from", x["directory"], "--backup", str(x["id"]),
+                                  "--data", n.data], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, out.stderr
+            restored.append(n.start())
+        nodes += restored
+        wait(lambda: len(etcd2.range("/quiver/shards/")) == SHARDS, what="3 restored shard registrations")
+        coord2 = Node("coordinator", ["--etcd", etcd2.url, "--etcd-poll-ms", "200"], binary=quiverd).start()
+        nodes.append(coord2)
+        assert coord2.client.count("bk") == len(pts)
+        got = coord2.client.get_map("bk", [p.id for p in pts[:100]], with_vectors=True)
+        for p in pts[:100]:
+            assert list(got[p.id].vector) == pytest.approx(list(p.vector))
+    finally:
+        for s in nodes:
+            s.cleanup()
+        if etcd2:
+            etcd2.cleanup()
