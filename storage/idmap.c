@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
+
 static bool slot_is(const qv_idslot_t *s, uint64_t h, qv_str_t id)
 {
     if (!s->seg || s->hash != h)
@@ -54,7 +56,7 @@ int qv_idmap_reserve(qv_idmap_t *m, size_t n)
 
 qv_idslot_t *qv_idmap_get(const qv_idmap_t *m, qv_str_t id)
 {
-    uint64_t h = qv_checksum(id.p, id.len);
+    uint64_t h = qv_hash(id.p, id.len);
     for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         qv_idslot_t *s = &m->slots[i];
         if (!s->seg)
@@ -69,7 +71,7 @@ bool qv_idmap_put(qv_idmap_t *m, qv_str_t id, qv_segment_t *seg, uint32_t row, q
     *rc = qv_idmap_reserve(m, 1);
     if (*rc)
         return false;
-    uint64_t h = qv_checksum(id.p, id.len);
+    uint64_t h = qv_hash(id.p, id.len);
     size_t i = h & (m->cap - 1);
     for (;; i = (i + 1) & (m->cap - 1)) {
         qv_idslot_t *s = &m->slots[i];

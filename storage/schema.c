@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "index/distance.h"
 
 #define SCHEMA_MAGIC 0x53435651u /* "QVCS" */
@@ -278,7 +279,7 @@ int qv_points_validate(const qv_schema_t *s, qv_point_t *pts, uint32_t n, qv_err
     memset(slots, 0xff, cap * sizeof *slots);
     int rc = QV_OK;
     for (uint32_t i = 0; i < n && rc == QV_OK; i++) {
-        size_t h = qv_checksum(pts[i].id.p, pts[i].id.len) & (cap - 1);
+        size_t h = qv_hash(pts[i].id.p, pts[i].id.len) & (cap - 1);
         for (;; h = (h + 1) & (cap - 1)) {
             uint32_t j = slots[h];
             if (j == UINT32_MAX) {

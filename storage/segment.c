@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/bitmap.h"
+#include "common/hash.h"
 #include "index/hnsw.h"
 
 static void strcol_free(qv_strcol_t *c)
@@ -148,7 +149,7 @@ static void postings_free(qv_postings_t *p)
 
 int64_t qv_postings_find(const qv_postings_t *p, qv_str_t s)
 {
-    uint64_t h = qv_checksum(s.p, s.len);
+    uint64_t h = qv_hash(s.p, s.len);
     for (uint32_t i = (uint32_t)h & (p->cap - 1);; i = (i + 1) & (p->cap - 1)) {
         uint32_t c = p->slots[i];
         if (!c)
@@ -162,7 +163,7 @@ int64_t qv_postings_find(const qv_postings_t *p, qv_str_t s)
 /* Code of s, adding it if new; UINT32_MAX on allocation failure. */
 static uint32_t postings_code(qv_postings_t *p, qv_str_t s, uint32_t *cap_codes)
 {
-    uint64_t h = qv_checksum(s.p, s.len);
+    uint64_t h = qv_hash(s.p, s.len);
     uint32_t i = (uint32_t)h & (p->cap - 1);
     for (;; i = (i + 1) & (p->cap - 1)) {
         uint32_t c = p->slots[i];

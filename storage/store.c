@@ -9,6 +9,8 @@
  * lock only to apply already-durable writes and to swap segments at a seal, so readers wait at most that long. */
 #include "storage/store_int.h"
 
+#include <assert.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,16 +101,22 @@ void qv_coll_release(qv_coll_t *c)
         qv__coll_free(c);
 }
 
+int qv__coll_reserve_sealed(qv_coll_t *c)
+{
+    if (c->nsealed < c->cap_sealed)
+        return QV_OK;
+    size_t cap = c->cap_sealed ? c->cap_sealed * 2 : 8;
+    qv_segment_t **p = realloc(c->sealed, cap * sizeof *p);
+    if (!p)
+        return QV_ENOMEM;
+    c->sealed = p;
+    c->cap_sealed = cap;
+    return QV_OK;
+}
+
 void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg)
 {
-    if (c->nsealed == c->cap_sealed) {
-        size_t cap = c->cap_sealed ? c->cap_sealed * 2 : 8;
-        qv_segment_t **p = realloc(c->sealed, cap * sizeof *p);
-        if (!p)
-            abort(); /* a few pointers; treated like any other tiny allocation */
-        c->sealed = p;
-        c->cap_sealed = cap;
-    }
+    assert(c->nsealed < c->cap_sealed); /* the caller made room */
     /* kept in ascending id order (a compaction output can have a larger id than the growing segment) */
     size_t i = c->nsealed;
     while (i > 0 && c->sealed[i - 1]->id > seg->id) {
@@ -334,6 +342,9 @@ int qv__manifest_decode(const void *data, size_t len, uint64_t *seal_seq, uint64
     if (!sealed || r.failed || magic != MANIFEST_MAGIC || version != MANIFEST_VERSION ||
         (uint64_t)*nsegs * 16 != qv_rbuf_left(&r))
         return qv_err_set(err, QV_ECORRUPT, "manifest: bad header or checksum");
+    /* ids are handed out one by one from 1: anything near 2^64 is damage, and next_seg + 1 must not wrap */
+    if (*next_seg == 0 || *next_seg > (UINT64_MAX >> 1))
+        return qv_err_set(err, QV_ECORRUPT, "manifest: next segment id %" PRIu64 " out of range", *next_seg);
     *segs = malloc((*nsegs ? *nsegs : 1) * sizeof(uint64_t));
     *blob_lens = malloc((*nsegs ? *nsegs : 1) * sizeof(uint64_t));
     if (!*segs || !*blob_lens) {
@@ -364,7 +375,12 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
         *frozen = NULL;
     if (g->rows == 0)
         return QV_OK;
-    qv_segment_t *next = qv_seg_create(c->schema, c->next_seg_id);
+    /* Room in the sealed list first, under the write lock (readers walk c->sealed); only the leader changes the
+     * list, so the room is still there below. */
+    pthread_rwlock_wrlock(&c->lock);
+    int rc = qv__coll_reserve_sealed(c);
+    pthread_rwlock_unlock(&c->lock);
+    qv_segment_t *next = rc == QV_OK ? qv_seg_create(c->schema, c->next_seg_id) : NULL;
     if (!next)
         return qv_err_set(err, QV_ENOMEM, "seal: out of memory");
     (void)st;

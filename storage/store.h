@@ -169,6 +169,10 @@ void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, doub
 typedef struct qv_writer qv_writer_t;
 int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count);
 qv_coll_t *qv__coll_new(qv_schema_t *s);
+/* Makes room for one more sealed segment (QV_ENOMEM, nothing changed, otherwise); under the write lock once readers
+ * exist, since it may move c->sealed. */
+int qv__coll_reserve_sealed(qv_coll_t *c);
+/* Inserts seg in id order; the caller made room (qv__coll_reserve_sealed, or removed a segment first). */
 void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg);
 int qv__store_recover(qv_store_t *st, qv_err_t *err);
 

@@ -115,6 +115,10 @@ static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
         return rc;
     }
     qv_seg_build_postings(seg);
+    if (qv__coll_reserve_sealed(c) != QV_OK) {
+        qv_seg_unref(seg);
+        return qv_err_set(x->err, QV_ENOMEM, "recovery: out of memory");
+    }
     qv__coll_add_sealed(c, seg);
     qv__load_index(st, c, seg);
     return QV_OK;

@@ -274,7 +274,7 @@ def test_kill9_during_backup_never_lists_a_partial_backup(make_server, quiver_bi
     bdir = broot / "standalone"
     srv = backup_server(make_server, broot, seal_rows=10000).start()
     c = srv.client
-    dim, n0, per_round = 64, 80000, 2000
+    dim, n0, per_round = 64, 80000, 10000
     c.create("k", dim)
     rng = np.random.default_rng(7)
     ids = [f"p{i}" for i in range(n0)]
@@ -284,9 +284,10 @@ def test_kill9_during_backup_never_lists_a_partial_backup(make_server, quiver_bi
     count_at = {}        # backup id -> the collection's count when that backup was taken
     listed_ids = []
     expected = n0
-    last_took = None
+    last_wall = None
     rnd = random.Random(11)
     outcomes = []
+    mid_copy = 0
     for rnd_i in range(10):
         # new data every round, so that every backup has something of its own to copy
         new_ids = [f"r{rnd_i}-{j}" for j in range(per_round)]
@@ -295,8 +296,9 @@ def test_kill9_during_backup_never_lists_a_partial_backup(make_server, quiver_bi
         ids += new_ids
         vecs = np.concatenate([vecs, new_vecs])
         expected += per_round
-        # half the rounds anywhere in 0-300 ms, half within the last measured backup time (more kills mid-copy)
-        hi = 0.3 if (rnd_i % 2 == 0 or last_took is None) else min(0.3, max(0.01, 1.5 * last_took))
+        # half the rounds anywhere in 0-300 ms, half within the last backup's wall time as the client saw it (more
+        # kills in the middle of the copy)
+        hi = 0.3 if (rnd_i % 2 == 0 or last_wall is None) else min(0.3, max(0.005, 1.2 * last_wall))
         delay = rnd.uniform(0, hi)
         res = {}
         bc = srv.new_client(timeout=120)
@@ -304,21 +306,28 @@ def test_kill9_during_backup_never_lists_a_partial_backup(make_server, quiver_bi
         def run_backup():
             try:
                 res["r"] = backup(bc, timeout=120)
+                res["wall"] = time.monotonic() - t0
             except grpc.RpcError as e:
                 res["err"] = (e.code(), e.details())
 
         t = threading.Thread(target=run_backup)
+        t0 = time.monotonic()
         t.start()
         time.sleep(delay)
         srv.kill9()
+        # what the killed backup left half-written (RocksDB writes to *.tmp names and renames when complete)
+        partial = [os.path.relpath(os.path.join(r, n), bdir) for r, ds, fs in os.walk(bdir) for n in ds + fs
+                   if ".tmp" in n]
         t.join(timeout=130)
         bc.close()
         assert not t.is_alive()
         if "r" in res:
-            last_took = res["r"].took_ms / 1000
+            last_wall = res["wall"]
             outcomes.append(f"{delay * 1000:.0f}ms:done#{res['r'].backup.id}")
         else:
-            outcomes.append(f"{delay * 1000:.0f}ms:killed({res['err'][0].name})")
+            outcomes.append(f"{delay * 1000:.0f}ms:killed({res['err'][0].name}" +
+                            (f",{len(partial)} partial)" if partial else ")"))
+        mid_copy += bool(partial)
         srv.start()
         c = srv.client
         listed = list_backups(c)
@@ -361,9 +370,14 @@ def test_kill9_during_backup_never_lists_a_partial_backup(make_server, quiver_bi
     assert [b.id for b in list_backups(c)] == listed_ids + [r.backup.id]
     v = verify(c, r.backup.id)
     assert v.bytes_checked == r.backup.size_bytes
+    # the interrupted backups' partial files are gone once the directory has been opened for a backup again
+    left = [os.path.relpath(os.path.join(r_, n), bdir) for r_, ds, fs in os.walk(bdir) for n in ds + fs
+            if ".tmp" in n]
+    assert not left, f"partial files of interrupted backups left behind: {left[:10]}"
     with capsys.disabled():
-        print(f"\n[kill -9 during backup] rounds: {' '.join(outcomes)}; listed {listed_ids}; "
-              f"restored latest #{restored_latest}; final backup #{r.backup.id} in {r.took_ms} ms")
+        print(f"\n[kill -9 during backup] rounds: {' '.join(outcomes)}; {mid_copy} kills left partial files; "
+              f"listed {listed_ids}; restored latest #{restored_latest}; final backup #{r.backup.id} in "
+              f"{r.took_ms} ms")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
