@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "query/embed/model.h"
+#include "query/embed/tokenizer.h"
 #include "server/log.h"
 #include "server/metrics.h"
 
@@ -213,11 +214,8 @@ void qv_embedder_stop(qv_embedder_t *e)
 uint32_t qv_embedder_dim(const qv_embedder_t *e) { return e->dim; }
 const char *qv_embedder_device(const qv_embedder_t *e) { return e->gm ? "cuda" : "cpu"; }
 
-int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *lens, size_t n, float *out,
-                      qv_err_t *err)
+int qv_embed_check_texts(const char *const *texts, const size_t *lens, size_t n, qv_err_t *err)
 {
-    if (n == 0)
-        return QV_OK;
     if (n > QV_EMBED_TEXTS_MAX)
         return qv_err_set(err, QV_EINVAL, "%zu texts in one request exceeds the limit of %d", n, QV_EMBED_TEXTS_MAX);
     size_t total = 0;
@@ -229,6 +227,51 @@ int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *
     if (total > QV_EMBED_BYTES_MAX)
         return qv_err_set(err, QV_EINVAL, "%zu bytes of text in one request exceeds the limit of %u", total,
                           QV_EMBED_BYTES_MAX);
+    for (size_t i = 0; i < n; i++) {
+        size_t bad;
+        if (!qv_tokenizer_utf8_valid(texts[i], lens[i], &bad))
+            return qv_err_set(err, QV_EINVAL, "text %zu: text is not valid UTF-8 (byte %zu)", i, bad);
+    }
+    return QV_OK;
+}
+
+int qv_embed_text_points(qv_arena_t *ar, const qv_schema_t *s, const qv_point_t *pts, size_t npts,
+                         const char ***texts, size_t **lens, size_t *n, qv_err_t *err)
+{
+    size_t want = 0;
+    *n = 0;
+    for (size_t i = 0; i < npts; i++) {
+        if (pts[i].nvector)
+            continue;
+        if (!s->embed)
+            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): no vector, and collection '%s' has no "
+                              "embedding model to make one from text", i, pts[i].id.p, s->name);
+        if (pts[i].text.len == 0)
+            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): neither vector nor text", i, pts[i].id.p);
+        want++;
+    }
+    if (!want)
+        return QV_OK;
+    *texts = qv_arena_array(ar, want, sizeof **texts);
+    *lens = qv_arena_array(ar, want, sizeof **lens);
+    if (!*texts || !*lens)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < npts; i++)
+        if (!pts[i].nvector) {
+            (*texts)[*n] = pts[i].text.p;
+            (*lens)[(*n)++] = pts[i].text.len;
+        }
+    return qv_embed_check_texts(*texts, *lens, *n, err);
+}
+
+int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *lens, size_t n, float *out,
+                      qv_err_t *err)
+{
+    if (n == 0)
+        return QV_OK;
+    int crc = qv_embed_check_texts(texts, lens, n, err);
+    if (crc)
+        return crc;
     int32_t *ids = malloc(n * e->max_tokens * sizeof *ids);
     item_t *items = malloc(n * sizeof *items);
     if (!ids || !items) {

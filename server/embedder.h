@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
 #include "common/err.h"
 #include "server/gpu.h"
+#include "storage/schema.h"
 
 #define QV_EMBED_TEXTS_MAX 1000
 #define QV_EMBED_BYTES_MAX (1u << 20)
@@ -36,6 +38,19 @@ void qv_embedder_stop(qv_embedder_t *e);
 uint32_t qv_embedder_dim(const qv_embedder_t *e);
 /* "cuda" or "cpu": where batches run. */
 const char *qv_embedder_device(const qv_embedder_t *e);
+
+/* The checks qv_embedder_embed makes before it tokenizes, needing no model: at most QV_EMBED_TEXTS_MAX texts, none
+ * empty, at most QV_EMBED_BYTES_MAX bytes in all, each valid UTF-8 (QV_EINVAL naming the text by its index). A
+ * coordinator runs them over a whole text upsert before splitting it, so the request is refused whole rather than
+ * refused by one shard for its share while the others write theirs. */
+int qv_embed_check_texts(const char *const *texts, const size_t *lens, size_t n, qv_err_t *err);
+
+/* The points of an upsert that carry text instead of a vector, in order, as the list a server embeds: QV_EINVAL (the
+ * standalone server's messages, naming the point) for a point with neither, or without a vector in a collection that
+ * has no model; then qv_embed_check_texts over the list. *texts, *lens: arena arrays of *n entries (0: nothing to
+ * embed). */
+int qv_embed_text_points(qv_arena_t *ar, const qv_schema_t *s, const qv_point_t *pts, size_t npts,
+                         const char ***texts, size_t **lens, size_t *n, qv_err_t *err);
 
 /* Embeds n texts into out (n x dim). Rejects (QV_EINVAL, naming the text) empty texts, more than
  * QV_EMBED_TEXTS_MAX texts or more than QV_EMBED_BYTES_MAX bytes in all, and invalid UTF-8. */

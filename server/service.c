@@ -117,36 +117,19 @@ static int no_model(qv_err_t *err)
 static int embed_points(qv_app_t *app, qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n,
                         qv_err_t *err)
 {
-    size_t want = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (pts[i].nvector)
-            continue;
-        if (!s->embed)
-            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): no vector, and collection '%s' has no "
-                              "embedding model to make one from text", i, pts[i].id.p, s->name);
-        if (pts[i].text.len == 0)
-            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): neither vector nor text", i, pts[i].id.p);
-        want++;
-    }
-    if (!want)
-        return QV_OK;
+    const char **texts;
+    size_t *lens, want;
+    int rc = qv_embed_text_points(&ctx->arena, s, pts, n, &texts, &lens, &want, err);
+    if (rc || !want)
+        return rc;
     if (!app->embedder)
         return no_model(err);
-    const char **texts = qv_arena_array(&ctx->arena, want, sizeof *texts);
-    size_t *lens = qv_arena_array(&ctx->arena, want, sizeof *lens);
     float *vecs = qv_arena_array(&ctx->arena, want * s->dim, sizeof(float));
-    if (!texts || !lens || !vecs)
+    if (!vecs)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!pts[i].nvector) {
-            texts[k] = pts[i].text.p;
-            lens[k++] = pts[i].text.len;
-        }
-    int rc = qv_embedder_embed(app->embedder, texts, lens, want, vecs, err);
-    if (rc)
+    if ((rc = qv_embedder_embed(app->embedder, texts, lens, want, vecs, err)))
         return rc;
-    k = 0;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!pts[i].nvector) {
             pts[i].vector = vecs + k++ * s->dim;

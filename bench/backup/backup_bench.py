@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "integration"))
-from qvtest import REPO, Server, pb, point  # noqa: E402
+from qvtest import Server, cli_path, pb, point  # noqa: E402
 
 MB = 1e6
 
@@ -66,10 +66,10 @@ def timed_copy(src, dst):
     return time.monotonic() - t0
 
 
-def cli_path():
-    p = os.environ.get("QUIVER_CLI") or str(REPO / "build" / "quiver")
-    if not os.access(p, os.X_OK):
-        raise SystemExit(f"no quiver CLI at {p} (set QUIVER_CLI)")
+def quiver_cli():
+    p = cli_path()
+    if not p or not os.access(p, os.X_OK):
+        raise SystemExit(f"no quiver CLI at {p or 'build/quiver'} (set QUIVER_CLI)")
     return p
 
 
@@ -130,12 +130,12 @@ def main():
     ap.add_argument("--p99-rounds", type=int, default=5, help="most restarts with a fresh backup dir in (c)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
-    cli = cli_path()
+    cli = quiver_cli()
     srv = Server(seal_rows=a.seal_rows, extra=["--metrics-listen", "off"])
     work = srv.tmp
     bdir_root = os.path.join(work, "backups")
     set_flag(srv, "--backup-dir", bdir_root)
-    res = {"n": a.n, "dim": a.dim, "seal_rows": a.seal_rows}
+    res = {"n": a.n, "dim": a.dim, "seal_rows": a.seal_rows, "loadavg_start": os.getloadavg()}
     try:
         srv.start()
         c = srv.client
@@ -277,15 +277,19 @@ def main():
               "write_p99_during_vs_idle": C["during_p99_ms"] / C["idle_p99_ms"],
               "incremental_copied_vs_size": D["copied_bytes"] / D["size_bytes"]}
     res["ratios"] = ratios
+    res["loadavg_end"] = os.getloadavg()
     print()
-    print(f"{a.n} x {a.dim}, HNSW, {res['segments']} sealed segments, data dir {res['data_bytes'] / MB:.0f} MB")
-    print("| step | MB | s | MB/s |")
-    print("|---|---:|---:|---:|")
-    print(f"| cp -r data dir + sync | {A['cp_bytes'] / MB:.0f} | {A['cp_s']:.2f} | {cp_mbps:.0f} |")
+    la0, la1 = res["loadavg_start"], res["loadavg_end"]
+    print(f"{a.n} x {a.dim}, HNSW, {res['segments']} sealed segments, data dir {res['data_bytes'] / MB:.0f} MB; "
+          f"load average {la0[0]:.2f} at start, {la1[0]:.2f} at end ({os.cpu_count()} CPUs)")
+    print("| step | MB | s (wall) | MB/s | took_ms reported |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| cp -r data dir + sync | {A['cp_bytes'] / MB:.0f} | {A['cp_s']:.2f} | {cp_mbps:.0f} | |")
     print(f"| Admin.Backup (full, {A['backup_files']} files) + sync | {A['backup_bytes'] / MB:.0f} | "
-          f"{A['backup_s']:.2f} | {bk_mbps:.0f} |")
-    print(f"| cp -r backup dir + sync | {B['cp_bytes'] / MB:.0f} | {B['cp_s']:.2f} | {cpb_mbps:.0f} |")
-    print(f"| quiver restore + sync | {(B['restore_bytes'] or 0) / MB:.0f} | {B['restore_s']:.2f} | {rs_mbps:.0f} |")
+          f"{A['backup_s']:.2f} | {bk_mbps:.0f} | {A['backup_took_ms']} |")
+    print(f"| cp -r backup dir + sync | {B['cp_bytes'] / MB:.0f} | {B['cp_s']:.2f} | {cpb_mbps:.0f} | |")
+    print(f"| quiver restore + sync | {(B['restore_bytes'] or 0) / MB:.0f} | {B['restore_s']:.2f} | {rs_mbps:.0f} | "
+          f"{B['restore_took_ms']} |")
     print(f"restored store: Count {B['restored_count']} (want {a.n}), opened in {B['restored_open_s']:.1f} s")
     print(f"writes (1 client, {C['write_batch']} points/upsert): idle p50 {C['idle_p50_ms']:.2f} ms "
           f"p99 {C['idle_p99_ms']:.2f} ms (n={C['idle_n']}); during backup p50 {C['during_p50_ms']:.2f} ms "

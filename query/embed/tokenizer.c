@@ -113,8 +113,9 @@ void qv_tokenizer_free(qv_tokenizer_t *tok)
     free(tok);
 }
 
-static bool utf8_valid(const uint8_t *s, size_t len, size_t *bad_at)
+bool qv_tokenizer_utf8_valid(const void *text, size_t len, size_t *bad_at)
 {
+    const uint8_t *s = text;
     size_t i = 0;
     while (i < len) {
         if (s[i] < 0x80) {
@@ -147,7 +148,7 @@ int qv_tokenizer_from_buf(const char *data, size_t len, qv_tokenizer_t **out, qv
     }
     memcpy(tok->blob, data, len);
     size_t bad;
-    if (!utf8_valid((const uint8_t *)tok->blob, len, &bad)) {
+    if (!qv_tokenizer_utf8_valid(tok->blob, len, &bad)) {
         qv_tokenizer_free(tok);
         return qv_err_set(err, QV_ECORRUPT, "vocab: invalid UTF-8 at byte %zu", bad);
     }
@@ -483,7 +484,7 @@ int qv_tokenizer_encode(const qv_tokenizer_t *tok, const char *text, size_t len,
         return qv_err_set(err, QV_EINVAL, "room for %zu ids: at least 2 are needed", max_ids);
     const uint8_t *s = (const uint8_t *)text;
     size_t bad;
-    if (len && !utf8_valid(s, len, &bad))
+    if (len && !qv_tokenizer_utf8_valid(s, len, &bad))
         return qv_err_set(err, QV_EINVAL, "text is not valid UTF-8 (byte %zu)", bad);
     enc_t e = {.tok = tok, .ids = ids, .limit = max_ids - 1};
     push(&e, tok->special[SP_CLS]);

@@ -7,6 +7,7 @@
 #ifndef QV_EMBED_TOKENIZER_H
 #define QV_EMBED_TOKENIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,10 @@ uint32_t qv_tokenizer_vocab_size(const qv_tokenizer_t *tok);
 
 /* The id of an exact vocabulary entry (e.g. "##ing", "[CLS]"), or -1. */
 int32_t qv_tokenizer_id(const qv_tokenizer_t *tok, const char *token, size_t len);
+
+/* True when len bytes are valid UTF-8 (utf8proc's decoder); otherwise *bad_at gets the offset of the first bad byte.
+ * The check qv_tokenizer_encode makes, for callers that must refuse a text before any model sees it. */
+bool qv_tokenizer_utf8_valid(const void *text, size_t len, size_t *bad_at);
 
 /* Encodes len bytes of UTF-8 text as [CLS] wordpieces... [SEP], truncated to max_ids ids in all (2 <= max_ids; the
  * model uses QV_TOK_MAX_LEN): ids gets up to max_ids entries and *nids their number. The text need not be

@@ -19,6 +19,7 @@
 
 #include "server/convert.h"
 #include "server/coord/coord_int.h"
+#include "server/embedder.h"
 #include "server/log.h"
 
 #define RESP(type, init, var)                               \
@@ -345,6 +346,32 @@ int qv_coord_split_ids(qv_call_ctx_t *ctx, const qv_route_t *rt, char *const *id
     return split(ctx, rt, str_id, ids, n, srv, counts, err);
 }
 
+/* A collection with an embedding model takes points with text instead of a vector; the shards embed them. What
+ * decides whether such a request is accepted is checked here, over the whole request, before anything is sent, so
+ * that it is refused whole or written whole (never one shard refusing its share while the others write theirs): a
+ * point without a vector must have text in a collection with a model, and the texts together must pass the
+ * embedder's limits (qv_embed_text_points: the list and messages of a standalone server), and everything but the
+ * vector must validate, with a unit vector standing in for the one the shard will compute. pts are validation copies; the shards get the request's own points. */
+static int check_text_points(qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n, qv_err_t *err)
+{
+    const char **texts;
+    size_t *lens, want;
+    int rc = qv_embed_text_points(&ctx->arena, s, pts, n, &texts, &lens, &want, err);
+    if (rc || !want)
+        return rc;
+    float *unit = qv_arena_array(&ctx->arena, s->dim, sizeof *unit);
+    if (!unit)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    memset(unit, 0, s->dim * sizeof *unit);
+    unit[0] = 1.0f;
+    for (size_t i = 0; i < n; i++)
+        if (!pts[i].nvector) {
+            pts[i].vector = unit; /* validation reads it (COSINE: normalising a unit vector leaves it as it is) */
+            pts[i].nvector = s->dim;
+        }
+    return QV_OK;
+}
+
 static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_coord_t *co = a;
@@ -366,12 +393,9 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
         else
             pts[i].vector = memcpy(v, pts[i].vector, pts[i].nvector * sizeof *v);
     }
-    /* A collection with an embedding model takes points with text instead of a vector; the shards embed them,
-     * and validate them after that (messages then name the point by its position in that shard's part). */
-    bool text_only = false;
-    for (size_t i = 0; rc == QV_OK && s->embed && i < n; i++)
-        text_only |= pts[i].nvector == 0;
-    if (rc == QV_OK && !text_only)
+    if (rc == QV_OK)
+        rc = check_text_points(ctx, s, pts, n, err);
+    if (rc == QV_OK)
         rc = qv_points_validate(s, pts, (uint32_t)n, err);
     uint32_t *srv;
     size_t *counts;

@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 import pytest
 
-from qvtest import REPO, SC, Server, expect_error, pb, point, vec_of
+from qvtest import SC, Server, cli_path, expect_error, pb, point, vec_of
 
 BASE_FLAGS = ["--metrics-listen", "off", "--gpu", "off"]
 
@@ -36,14 +36,6 @@ BASE_FLAGS = ["--metrics-listen", "off", "--gpu", "off"]
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------------------
-def cli_path():
-    p = os.environ.get("QUIVER_CLI")
-    if p:
-        return p
-    d = REPO / "build" / "quiver"
-    return str(d) if d.exists() else None
-
-
 @pytest.fixture(scope="module")
 def quiver_bin():
     p = cli_path()

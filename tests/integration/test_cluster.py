@@ -809,3 +809,38 @@ def test_cluster_backup_and_restore_through_etcd(quiverd, etcd, tmp_path):
             s.cleanup()
         if etcd2:
             etcd2.cleanup()
+
+
+def test_text_upsert_refused_whole_or_written_whole(cluster):
+    """The text limits are the whole request's, checked at the coordinator before anything is sent: a batch over the
+    embedder's byte limit is refused whole (no shard writes its share), as a standalone server refuses it, and a
+    batch within it is written on every shard."""
+    cl, sa = cluster["coord"].client, cluster["sa"].client
+    for c in (cl, sa):
+        c.q.CreateCollection(pb.CreateCollectionRequest(name="txt", embedding_model="all-MiniLM-L6-v2", metric=COSINE))
+    # 12 texts of 100 KiB: 1.2 MiB in all, over the 1 MiB limit; each shard's share (about 400 KiB) is within it
+    big = [pb.Point(id=f"t{i:02d}", text=("word%d " % i) * 17000) for i in range(12)]
+    codes = []
+    for c in (cl, sa):
+        try:
+            c.q.Upsert(pb.UpsertRequest(collection="txt", points=big), timeout=60)
+            codes.append(None)
+        except grpc.RpcError as e:
+            codes.append((e.code(), e.details()))
+    assert codes[0] == codes[1] and codes[0][0] == SC.INVALID_ARGUMENT and "limit" in codes[0][1], codes
+    assert cl.count("txt") == 0 and all(s.client.count("txt") == 0 for s in cluster["shards"])
+    # a text point in a collection without a model: refused whole with the standalone server's message
+    for c in (cl, sa):
+        c.create("vec", DIM, L2)
+    mixed = make_points(31, 20) + [pb.Point(id="notext", text="hello")]
+    msgs = []
+    for c in (cl, sa):
+        with pytest.raises(grpc.RpcError) as ei:
+            c.q.Upsert(pb.UpsertRequest(collection="vec", points=mixed))
+        msgs.append((ei.value.code(), ei.value.details()))
+    assert msgs[0] == msgs[1] and msgs[0][0] == SC.INVALID_ARGUMENT, msgs
+    assert cl.count("vec") == 0
+    # within the limit: written whole
+    ok = [pb.Point(id=f"s{i:02d}", text=f"short text number {i}") for i in range(30)]
+    cl.q.Upsert(pb.UpsertRequest(collection="txt", points=ok), timeout=60)
+    assert cl.count("txt") == 30 and sum(s.client.count("txt") for s in cluster["shards"]) == 30
