@@ -2,6 +2,7 @@
 #include "server/metrics.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +64,8 @@ static method_stats_t *find(const char *method)
 
 void qv_metrics_observe(const char *method, int status, int64_t ns)
 {
+    if (method && strrchr(method, '/')) /* the label is the short name ("Search"): method names are unique across */
+        method = strrchr(method, '/') + 1; /* the Quiver and Admin services */
     method_stats_t *m = method ? find(method) : NULL;
     if (!m)
         return;
@@ -124,6 +128,60 @@ uint64_t qv_resident_bytes(void)
     return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The process_* metrics of Prometheus's client libraries (same names, units and meaning), from /proc. */
+static void put_process(out_t *o)
+{
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+        /* fields 3.. after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+         * cutime cstime priority nice threads itrealvalue starttime vsize rss */
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu "
+                                "%llu %lld", &utime, &stime, &start, &vsize, &rss) != 5)
+            utime = stime = start = vsize = 0, rss = 0;
+    }
+    double boot = 0;
+    if ((f = fopen("/proc/stat", "r"))) {
+        char line[256];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "btime %lf", &boot) == 1)
+                break;
+        fclose(f);
+    }
+    size_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            fds += e->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the descriptor opendir holds */
+    }
+    struct rlimit rl = {0};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    put(o, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+           "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n",
+        (double)(utime + stime) / (double)tick);
+    put(o, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+           "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n", rss * page);
+    put(o, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+           "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n", vsize);
+    put(o, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+           "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n",
+        boot + (double)start / (double)tick);
+    put(o, "# HELP process_open_fds Number of open file descriptors.\n"
+           "# TYPE process_open_fds gauge\nprocess_open_fds %zu\n", fds);
+    put(o, "# HELP process_max_fds Maximum number of open file descriptors.\n"
+           "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+}
+
 static const char *idx_names[] = {"", "none", "pending", "building", "ready", "failed"};
 static const char *job_names[] = {"", "queued", "running", "done", "failed", "abandoned"};
 
@@ -183,14 +241,24 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
         for (size_t i = 0; i < nc; i++)
             put(&o, "quiver_live_rows{collection=\"%s\"} %llu\n", list[i]->schema->name,
                 (unsigned long long)list[i]->live);
-        put(&o, "# HELP quiver_segments Segments by state.\n# TYPE quiver_segments gauge\n");
+        /* one pass under each collection's read lock collects the figures; each family is then written whole
+         * (HELP, TYPE, its samples), as the exposition format requires */
+        typedef struct {
+            size_t sealed, by_idx[6];
+        } coll_fig_t;
+        typedef struct {
+            size_t coll;
+            uint64_t seg;
+            double progress;
+        } build_fig_t;
+        coll_fig_t *figs = calloc(nc ? nc : 1, sizeof *figs);
+        build_fig_t *builds = NULL;
+        size_t nbuilds = 0, cap_builds = 0;
         uint64_t wal = 0, vec_bytes = 0;
-        for (size_t i = 0; i < nc; i++) {
+        for (size_t i = 0; figs && i < nc; i++) {
             qv_coll_t *c = list[i];
             qv_coll_rdlock(c);
-            size_t by_idx[6] = {0};
-            put(&o, "quiver_segments{collection=\"%s\",state=\"growing\"} 1\n", c->schema->name);
-            put(&o, "quiver_segments{collection=\"%s\",state=\"sealed\"} %zu\n", c->schema->name, c->nsealed);
+            figs[i].sealed = c->nsealed;
             wal += c->wal_bytes;
             for (size_t s = 0; s <= c->nsealed; s++) {
                 qv_segment_t *g = s < c->nsealed ? c->sealed[s] : c->growing;
@@ -201,16 +269,43 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
                 double progress;
                 uint64_t bytes;
                 qv_store_seg_index_info(st, g, &state, &progress, &bytes);
-                by_idx[state >= 1 && state <= 5 ? state : 1]++;
-                if (state == QV_IDX_BUILDING)
-                    put(&o, "quiver_index_build_progress{collection=\"%s\",segment=\"%llu\"} %.4f\n",
-                        c->schema->name, (unsigned long long)g->id, progress);
+                figs[i].by_idx[state >= 1 && state <= 5 ? state : 1]++;
+                if (state == QV_IDX_BUILDING) {
+                    if (nbuilds == cap_builds) {
+                        size_t cap = cap_builds ? 2 * cap_builds : 8;
+                        build_fig_t *nb = realloc(builds, cap * sizeof *nb);
+                        if (!nb)
+                            continue; /* a progress sample less, not a wrong one */
+                        builds = nb;
+                        cap_builds = cap;
+                    }
+                    builds[nbuilds++] = (build_fig_t){i, g->id, progress};
+                }
             }
             qv_coll_unlock(c);
-            for (int s = 1; s <= 5; s++)
-                put(&o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", c->schema->name,
-                    idx_names[s], by_idx[s]);
         }
+        if (!figs)
+            o.oom = true;
+        put(&o, "# HELP quiver_segments Segments by state (the growing one, and sealed ones).\n"
+                "# TYPE quiver_segments gauge\n");
+        for (size_t i = 0; figs && i < nc; i++) {
+            put(&o, "quiver_segments{collection=\"%s\",state=\"growing\"} 1\n", list[i]->schema->name);
+            put(&o, "quiver_segments{collection=\"%s\",state=\"sealed\"} %zu\n", list[i]->schema->name,
+                figs[i].sealed);
+        }
+        put(&o, "# HELP quiver_index_segments Sealed segments by the state of their index.\n"
+                "# TYPE quiver_index_segments gauge\n");
+        for (size_t i = 0; figs && i < nc; i++)
+            for (int s = 1; s <= 5; s++)
+                put(&o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", list[i]->schema->name,
+                    idx_names[s], figs[i].by_idx[s]);
+        put(&o, "# HELP quiver_index_build_progress Fraction of a running index build done, per segment.\n"
+                "# TYPE quiver_index_build_progress gauge\n");
+        for (size_t b = 0; b < nbuilds; b++)
+            put(&o, "quiver_index_build_progress{collection=\"%s\",segment=\"%llu\"} %.4f\n",
+                list[builds[b].coll]->schema->name, (unsigned long long)builds[b].seg, builds[b].progress);
+        free(builds);
+        free(figs);
         put(&o, "# HELP quiver_store_failed 1 once a storage error has failed the store (writes refused until a "
                 "restart; Health says why).\n# TYPE quiver_store_failed gauge\nquiver_store_failed %d\n",
             qv_store_failed(st, NULL, 0) ? 1 : 0);
@@ -240,6 +335,7 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
     put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"
             "# TYPE quiver_resident_memory_bytes gauge\nquiver_resident_memory_bytes %llu\n",
         (unsigned long long)qv_resident_bytes());
+    put_process(&o);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;

@@ -23,6 +23,7 @@ int qv_store_backup(qv_store_t *st, const char *dir, qv_backup_info_t *out, uint
         return qv_err_set(err, QV_EPRECOND, "a backup of this server is already running; retry when it has finished");
     int rc = QV_OK, lockfd = -1;
     rocksdb_backup_engine_t *be = NULL;
+    rocksdb_env_t *env = NULL;
     char *e = NULL;
     if (atomic_load(&st->failed)) {
         char why[200];
@@ -45,7 +46,11 @@ int qv_store_backup(qv_store_t *st, const char *dir, qv_backup_info_t *out, uint
         goto out;
     }
     uint64_t before = qv__backup_du(dir);
-    be = rocksdb_backup_engine_open(st->dbopts, dir, &e);
+    rocksdb_backup_engine_options_t *bo = rocksdb_backup_engine_options_create(dir);
+    rocksdb_backup_engine_options_set_max_background_operations(bo, QV_BACKUP_THREADS);
+    env = rocksdb_create_default_env();
+    be = rocksdb_backup_engine_open_opts(bo, env, &e);
+    rocksdb_backup_engine_options_destroy(bo);
     if (e) {
         rc = qv_err_set(err, QV_EIO, "cannot open the backup directory %s: %s", dir, e);
         goto out;
@@ -77,6 +82,8 @@ out:
         rocksdb_free(e);
     if (be)
         rocksdb_backup_engine_close(be);
+    if (env)
+        rocksdb_env_destroy(env); /* after the engine, which uses it */
     if (lockfd >= 0)
         close(lockfd); /* releases the flock */
     pthread_mutex_unlock(&st->backup_mu);

@@ -113,12 +113,17 @@ int qv_backup_verify(const char *dir, uint32_t id, uint64_t *bytes, uint32_t *fi
     int rc = qv_backup_list(dir, &list, &n, err);
     if (rc)
         return rc;
+    bool listed = false;
     for (size_t i = 0; i < n; i++)
         if (list[i].id == id) {
             *bytes = list[i].size_bytes;
             *files = list[i].files;
+            listed = true;
         }
     free(list);
+    /* a damaged backup (a file missing or of another size) is not listed either: the engine tells the two apart */
+    if (!listed && n == 0)
+        return qv_err_set(err, QV_ENOTFOUND, "no backup %u: %s holds no complete backup", id, dir);
     char *msg = NULL;
     bool notfound = false;
     if (qv__backup_engine_verify(dir, id, &notfound, &msg))
@@ -158,6 +163,11 @@ int qv_backup_restore(const char *dir, uint32_t id, const char *data, qv_backup_
     bool created = false;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return qv_err_set(err, QV_ENOTFOUND, "no backup directory %s", dir);
+    char meta[4200];
+    snprintf(meta, sizeof meta, "%s/meta", dir);
+    if (stat(meta, &sb) != 0)
+        return qv_err_set(err, QV_ENOTFOUND, "%s holds no backup (no meta/ directory: is it a server's backup "
+                          "directory, as `quiver backup list` shows it?)", dir);
     if (stat(data, &sb) == 0) {
         DIR *d = S_ISDIR(sb.st_mode) ? opendir(data) : NULL;
         if (!d)

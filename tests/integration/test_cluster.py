@@ -428,7 +428,7 @@ def test_deadline_and_cancellation_reach_shards(cluster, capsys):
     queries = r.standard_normal((1000, dim)).astype(np.float32)
     batch = pb.SearchBatchRequest(collection="slow", k=100, vectors=[pb.Vector(values=v.tolist()) for v in queries])
     batch.params.exact = True
-    method = "/quiver.v1.Quiver/SearchBatch"
+    method = "SearchBatch"
 
     def codes():
         return {c: sum(s.metric("quiver_requests_total", method=method, code=c) for s in shards)

@@ -1,4 +1,7 @@
-"""The Prometheus endpoint: parses as the text exposition format and counts what the server did."""
+"""The Prometheus endpoint: parses as the text exposition format (and passes `promtool check metrics`), one family
+per metric with HELP and TYPE, and counts what the server did."""
+import shutil
+import subprocess
 import urllib.request
 
 import grpc
@@ -9,12 +12,32 @@ from prometheus_client.parser import text_string_to_metric_families
 from qvtest import free_port, pb, point
 
 
-def scrape(port):
+def scrape_text(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
-    fams = {f.name: f for f in text_string_to_metric_families(text)}
-    return fams
+        return r.read().decode()
+
+
+def scrape(port):
+    return {f.name: f for f in text_string_to_metric_families(scrape_text(port))}
+
+
+def check_families(text):
+    """Every sample belongs to the family whose HELP and TYPE precede it, and no family is split: the exposition
+    format's rule that parsers (and promtool) rely on."""
+    seen, current = set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in seen, f"family {name} appears twice"
+            seen.add(name)
+            current = name
+        elif line.startswith("# TYPE "):
+            assert line.split()[2] == current, line
+        elif line and not line.startswith("#"):
+            sample = line.split("{")[0].split(" ")[0]
+            base = current
+            assert sample == base or sample.startswith(base + "_"), f"{sample} inside family {base}"
 
 
 def value(fams, family, sample_name, **labels):
@@ -36,8 +59,18 @@ def test_metrics_endpoint(make_server):
         c.search("m", vecs[i], 5)
     with pytest.raises(grpc.RpcError):
         c.search("m", vecs[0][:3], 5)  # wrong dim
+    text = scrape_text(port)
+    check_families(text)
+    if shutil.which("promtool"):  # Debian prometheus (tools/deps.sh --test)
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
     fams = scrape(port)
-    search = "/quiver.v1.Quiver/Search"
+    for name in ("process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds", "process_max_fds",
+                 "process_start_time_seconds", "process_virtual_memory_bytes"):
+        assert name in fams, name
+    assert value(fams, "process_open_fds", "process_open_fds") > 3
+    assert value(fams, "process_resident_memory_bytes", "process_resident_memory_bytes") > 1 << 20
+    search = "Search"  # the short method name
     assert value(fams, "quiver_requests", "quiver_requests_total", method=search, code="OK") == 7
     assert value(fams, "quiver_requests", "quiver_requests_total", method=search, code="INVALID_ARGUMENT") == 1
     assert value(fams, "quiver_request_duration_seconds", "quiver_request_duration_seconds_count", method=search) == 8
