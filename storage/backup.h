@@ -39,9 +39,6 @@
 
 typedef struct qv_store qv_store_t;
 
-/* Files copied (backup, restore) or checked (verify) at once: RocksDB's default is one, which left a backup at a
- * third of `cp -r`'s speed (bench/backup). */
-#define QV_BACKUP_THREADS 4
 
 typedef struct {
     uint32_t id;
@@ -74,6 +71,9 @@ int qv_backup_restore(const char *dir, uint32_t id, const char *data, qv_backup_
                       uint32_t *restored_id, uint64_t *bytes, qv_err_t *err);
 
 /* ---- internal, shared by backup.c and backup_read.c ---- */
+/* Files copied (backup, restore) or checked (verify) at once: the online CPUs, 1..4. RocksDB's default of one left
+ * a backup at a third of `cp -r`'s speed (bench/backup); more threads than CPUs only take them from the writers. */
+int qv__backup_threads(void);
 uint64_t qv__backup_du(const char *path); /* bytes of the regular files under path (0 when it does not exist) */
 int qv__backup_mkdirs(const char *path, qv_err_t *err); /* mkdir -p */
 /* Sets err to "what: msg" with dir's prefix taken off the paths in msg (RocksDB names files by their full path; the

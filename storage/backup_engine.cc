@@ -36,7 +36,7 @@ char *dup(const std::string &s)
 IOStatus open_ro(const char *dir, std::unique_ptr<BackupEngineReadOnly> &out)
 {
     BackupEngineOptions o(dir);
-    o.max_background_operations = QV_BACKUP_THREADS; /* files restored and verified in parallel */
+    o.max_background_operations = qv__backup_threads();
     BackupEngineReadOnly *be = nullptr;
     IOStatus s = BackupEngineReadOnly::Open(o, Env::Default(), &be);
     out.reset(be);

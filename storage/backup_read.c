@@ -16,6 +16,12 @@
 
 #include "common/clock.h"
 
+int qv__backup_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 4 ? 4 : (int)n;
+}
+
 /* ---- file-system helpers ---- */
 
 static __thread uint64_t du_total; /* nftw takes no context pointer */
