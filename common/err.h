@@ -21,7 +21,7 @@ enum {
     QV_EPRECOND = -11,   /* the system is not in a state for this request: FAILED_PRECONDITION */
 };
 
-#define QV_ERR_MSG_MAX 256
+#define QV_ERR_MSG_MAX 1024 /* room for a shard's message inside a coordinator's, uncut (part of the GPU ABI) */
 
 typedef struct {
     int code;                  /* the last QV_E* code set, QV_OK when none */

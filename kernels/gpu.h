@@ -42,7 +42,7 @@
 extern "C" {
 #endif
 
-#define QV_GPU_ABI_VERSION 1u
+#define QV_GPU_ABI_VERSION 2u /* 2: qv_err_t.msg grew to 1024 bytes */
 #define QV_GPU_ENTRY_SYMBOL "qv_gpu_plugin_api"
 #define QV_GPU_PLUGIN_NAME "libquiver_gpu.so"
 

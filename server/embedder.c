@@ -231,6 +231,8 @@ int qv_embed_check_texts(const char *const *texts, const size_t *lens, size_t n,
         size_t bad;
         if (!qv_tokenizer_utf8_valid(texts[i], lens[i], &bad))
             return qv_err_set(err, QV_EINVAL, "text %zu: text is not valid UTF-8 (byte %zu)", i, bad);
+        if (qv_tokenizer_blank(texts[i], lens[i]))
+            return qv_err_set(err, QV_EINVAL, "text %zu has no words (only white space or control characters)", i);
     }
     return QV_OK;
 }

@@ -40,7 +40,8 @@ uint32_t qv_embedder_dim(const qv_embedder_t *e);
 const char *qv_embedder_device(const qv_embedder_t *e);
 
 /* The checks qv_embedder_embed makes before it tokenizes, needing no model: at most QV_EMBED_TEXTS_MAX texts, none
- * empty, at most QV_EMBED_BYTES_MAX bytes in all, each valid UTF-8 (QV_EINVAL naming the text by its index). A
+ * empty or blank (white space and control characters only), at most QV_EMBED_BYTES_MAX bytes in all, each valid
+ * UTF-8 (QV_EINVAL naming the text by its index). A
  * coordinator runs them over a whole text upsert before splitting it, so the request is refused whole rather than
  * refused by one shard for its share while the others write theirs. */
 int qv_embed_check_texts(const char *const *texts, const size_t *lens, size_t n, qv_err_t *err);

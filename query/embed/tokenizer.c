@@ -271,6 +271,22 @@ static bool is_space(utf8proc_int32_t c)
     return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
 }
 
+bool qv_tokenizer_blank(const void *text, size_t len)
+{
+    const uint8_t *s = text;
+    size_t i = 0;
+    while (i < len) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t n = utf8proc_iterate(s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (n <= 0 || cp < 0)
+            return false; /* not UTF-8: qv_tokenizer_utf8_valid says so */
+        if (cp != 0 && !is_space(cp) && !is_control(cp))
+            return false;
+        i += (size_t)n;
+    }
+    return true;
+}
+
 /* BERT's "Chinese character" ranges (tokenizers' normalizers/bert.rs), exactly as the reference has them. */
 static bool is_cjk(utf8proc_int32_t c)
 {

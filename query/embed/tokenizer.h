@@ -44,6 +44,10 @@ int32_t qv_tokenizer_id(const qv_tokenizer_t *tok, const char *token, size_t len
  * The check qv_tokenizer_encode makes, for callers that must refuse a text before any model sees it. */
 bool qv_tokenizer_utf8_valid(const void *text, size_t len, size_t *bad_at);
 
+/* True when the text holds nothing but white space and control characters (NUL included), which the tokenizer
+ * drops: it would encode to [CLS] [SEP] alone, whose embedding says nothing about the text. */
+bool qv_tokenizer_blank(const void *text, size_t len);
+
 /* Encodes len bytes of UTF-8 text as [CLS] wordpieces... [SEP], truncated to max_ids ids in all (2 <= max_ids; the
  * model uses QV_TOK_MAX_LEN): ids gets up to max_ids entries and *nids their number. The text need not be
  * NUL-terminated and may contain NULs (they are dropped, as control characters are). Literal special tokens in the

@@ -71,8 +71,9 @@ int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_pa
         *nmissing = k;
         return QV_OK;
     }
-    /* "<what> failed: shard(s) a, b unavailable: a: <its message>" within the message limit */
-    char names[160] = "", first[200] = "";
+    /* "<what>: shard(s) a, b unavailable (a: <its message>)": QV_ERR_MSG_MAX has room for a shard's message (gRPC's
+     * connection errors run to ~200 bytes) with a few names, so nothing is cut mid-word */
+    char names[256] = "", first[600] = "";
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         if (subs[i].status == GRPC_STATUS_OK)

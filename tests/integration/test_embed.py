@@ -97,6 +97,11 @@ def test_text_errors(server):
     assert bad(lambda: c.q.Embed(pb.EmbedRequest(texts=["x" * (600 << 10)] * 2))) == INV
     assert bad(lambda: c.q.Embed(pb.EmbedRequest())) == INV
     assert bad(lambda: c.q.Embed(pb.EmbedRequest(texts=["a\x00b"]))) == INV  # would be cut short at the NUL
+    # text with no words (white space and control characters only) embeds to nothing: refused everywhere
+    for blank in (" ", " \t\n ", "\u3000\u00a0", "\x01\x02"):
+        assert bad(lambda: c.q.Search(pb.SearchRequest(collection="m", text=blank, k=1))) == INV
+        assert bad(lambda: c.q.Embed(pb.EmbedRequest(texts=["ok", blank]))) == INV
+        assert bad(lambda: c.q.Upsert(pb.UpsertRequest(collection="m", points=[pb.Point(id="b", text=blank)]))) == INV
     assert bad(lambda: c.q.CreateCollection(pb.CreateCollectionRequest(name="w", dim=128, metric=pb.METRIC_COSINE,
                                                                        embedding_model="all-MiniLM-L6-v2"))) == INV
     assert bad(lambda: c.q.CreateCollection(pb.CreateCollectionRequest(name="w", metric=pb.METRIC_COSINE,
