@@ -125,12 +125,12 @@ int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_pa
 qv_sub_t *qv_subs_same(qv_call_ctx_t *ctx, const char **names, qv_shard_t **shards, size_t n, const char *method,
                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc);
 
-/* Calls method with the same request on every member (every shard server) and waits for all: QV_OK only when every
- * call succeeded (qv_outcome without allow_partial). *out: the subs, in member order; *names (may be NULL): each
- * member's name (arena, valid for the call). */
+/* Calls method with the same request on every member (every shard server) and waits for all. missing NULL: QV_OK
+ * only when every call succeeded; otherwise as qv_outcome with allow_partial (the failed members' subs have no
+ * resp). *out: the subs, in member order; *names (may be NULL): each member's name (arena, valid for the call). */
 int qv_fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *rd, qv_sub_t **out, const char ***names, size_t *n,
-                   const char *what, qv_err_t *err);
+                   const char ***missing, size_t *nmissing, const char *what, qv_err_t *err);
 
 /* Handler tables of h_write.c, h_read.c, h_admin.c and h_backup.c (each NULL-name-terminated). */
 extern const qv_handler_t qv_coord_write_handlers[], qv_coord_read_handlers[], qv_coord_admin_handlers[],

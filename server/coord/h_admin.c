@@ -87,12 +87,17 @@ static int merge_lists(qv_call_ctx_t *ctx, Quiver__V1__CollectionInfo **const *l
     return QV_OK;
 }
 
+/* ListCollections answers from the shards that answer (every collection spans every shard server in static mode,
+ * and in etcd mode a collection is listed by each server that holds part of it), naming the others in
+ * missing_shards; it fails only when none answers. */
 static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_sub_t *subs = NULL;
-    size_t n;
+    size_t n, nmissing = 0;
+    const char **missing = NULL;
     int rc = qv_fan_members(a, ctx, "/quiver.v1.Quiver/ListCollections", msg,
-                            &quiver__v1__list_collections_response__descriptor, &subs, NULL, &n, "list", err);
+                            &quiver__v1__list_collections_response__descriptor, &subs, NULL, &n, &missing, &nmissing,
+                            "list", err);
     if (rc)
         return rc;
     Quiver__V1__CollectionInfo ***lists = qv_arena_array(&ctx->arena, n, sizeof *lists);
@@ -102,9 +107,11 @@ static int h_list(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Prot
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const Quiver__V1__ListCollectionsResponse *p = (const void *)subs[i].resp;
-        lists[i] = p->collections;
-        counts[i] = p->n_collections;
+        lists[i] = p ? p->collections : NULL;
+        counts[i] = p ? p->n_collections : 0;
     }
+    r->missing_shards = (char **)missing;
+    r->n_missing_shards = nmissing;
     if (merge_lists(ctx, (Quiver__V1__CollectionInfo **const *)lists, counts, n, &r->collections, &r->n_collections))
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     *resp = &r->base;
@@ -116,6 +123,8 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, 
 {
     qv_coord_t *co = a;
     const Quiver__V1__DescribeCollectionRequest *req = (const void *)msg;
+    const char **missing = NULL;
+    size_t nmissing = 0;
     qv_route_t rt;
     int rc = qv_route(co, ctx, req->name, &rt, err);
     if (rc)
@@ -127,15 +136,20 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, 
     if (!subs || !infos || !r) {
         rc = qv_err_set(err, QV_ENOMEM, "out of memory");
     } else {
+        for (size_t i = 0; i < rt.nservers; i++)
+            subs[i].may_miss = true;
         qv_fanout(&co->client, ctx, subs, rt.nservers);
-        rc = qv_outcome(ctx, subs, rt.nservers, false, NULL, NULL, "describe", err);
+        rc = qv_outcome(ctx, subs, rt.nservers, true, &missing, &nmissing, "describe", err);
         if (rc == QV_ENOTFOUND)
             qv_meta_invalidate(co, req->name);
     }
     if (rc == QV_OK) {
-        for (size_t i = 0; i < rt.nservers; i++)
-            infos[i] = ((const Quiver__V1__DescribeCollectionResponse *)subs[i].resp)->collection;
+        for (size_t i = 0; i < rt.nservers; i++) /* a missing shard's part is left out (merge_infos skips NULL) */
+            infos[i] = subs[i].resp ? ((const Quiver__V1__DescribeCollectionResponse *)subs[i].resp)->collection
+                                    : NULL;
         quiver__v1__describe_collection_response__init(r);
+        r->missing_shards = (char **)missing;
+        r->n_missing_shards = nmissing;
         if (!(r->collection = merge_infos(ctx, infos, rt.nservers)))
             rc = qv_err_set(err, QV_ENOMEM, "out of memory");
         else
@@ -215,7 +229,7 @@ static int h_stats(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     qv_sub_t *subs = NULL;
     size_t n;
     int rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/Stats", msg, &quiver__v1__stats_response__descriptor, &subs,
-                            NULL, &n, "stats", err);
+                            NULL, &n, NULL, NULL, "stats", err);
     if (rc)
         return rc;
     RESP(Quiver__V1__StatsResponse, quiver__v1__stats_response__init, r);
@@ -258,7 +272,7 @@ static int h_flush(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     int rc;
     if (!req->collection[0]) {
         rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/Flush", msg, &quiver__v1__flush_response__descriptor, &subs,
-                            NULL, &n, "flush", err);
+                            NULL, &n, NULL, NULL, "flush", err);
     } else {
         qv_route_t rt;
         if ((rc = qv_route(co, ctx, req->collection, &rt, err)) != QV_OK)

@@ -80,7 +80,7 @@ static int h_backup(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     const char **names;
     size_t n;
     int rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/Backup", msg, &quiver__v1__backup_response__descriptor, &subs,
-                            &names, &n, "backup", err);
+                            &names, &n, NULL, NULL, "backup", err);
     if (rc)
         return rc;
     RESP(Quiver__V1__BackupResponse, quiver__v1__backup_response__init, r);
@@ -190,7 +190,8 @@ static int h_list_backups(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
     const char **names;
     size_t n;
     int rc = qv_fan_members(co, ctx, "/quiver.v1.Admin/ListBackups", msg,
-                            &quiver__v1__list_backups_response__descriptor, &subs, &names, &n, "list backups", err);
+                            &quiver__v1__list_backups_response__descriptor, &subs, &names, &n, NULL, NULL,
+                            "list backups", err);
     if (rc)
         return rc;
     RESP(Quiver__V1__ListBackupsResponse, quiver__v1__list_backups_response__init, r);

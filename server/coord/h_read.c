@@ -184,16 +184,22 @@ static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pro
     if (rc)
         return rc;
     qv_sub_t *subs = NULL;
-    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Count", msg, &quiver__v1__count_response__descriptor, false,
-                   &subs, NULL, NULL, "count", err);
+    const char **missing = NULL;
+    size_t nmissing = 0;
+    rc = fan_route(co, ctx, &rt, "/quiver.v1.Quiver/Count", msg, &quiver__v1__count_response__descriptor,
+                   req->allow_partial, &subs, &missing, &nmissing, "count", err);
     uint64_t total = 0;
     for (size_t i = 0; rc == QV_OK && i < rt.nservers; i++)
-        total += ((const Quiver__V1__CountResponse *)subs[i].resp)->count;
+        if (subs[i].resp) /* none from a missing shard (allow_partial) */
+            total += ((const Quiver__V1__CountResponse *)subs[i].resp)->count;
     qv_route_release(&rt);
     if (rc)
         return rc;
     RESP(Quiver__V1__CountResponse, quiver__v1__count_response__init, r);
     r->count = total;
+    r->partial = nmissing > 0;
+    r->missing_shards = (char **)missing;
+    r->n_missing_shards = nmissing;
     *resp = &r->base;
     return QV_OK;
 }

@@ -107,7 +107,7 @@ qv_sub_t *qv_subs_same(qv_call_ctx_t *ctx, const char **names, qv_shard_t **shar
 
 int qv_fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *rd, qv_sub_t **out, const char ***names, size_t *n,
-                   const char *what, qv_err_t *err)
+                   const char ***missing, size_t *nmissing, const char *what, qv_err_t *err)
 {
     const char **nm;
     qv_shard_t **shards;
@@ -116,8 +116,10 @@ int qv_fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const
         return rc;
     qv_sub_t *subs = qv_subs_same(ctx, nm, shards, *n, method, req, rd);
     if (subs) {
+        for (size_t i = 0; missing && i < *n; i++)
+            subs[i].may_miss = true;
         qv_fanout(&co->client, ctx, subs, *n);
-        rc = qv_outcome(ctx, subs, *n, false, NULL, NULL, what, err);
+        rc = qv_outcome(ctx, subs, *n, missing != NULL, missing, nmissing, what, err);
     } else {
         rc = qv_err_set(err, QV_ENOMEM, "out of memory");
     }

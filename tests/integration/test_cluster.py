@@ -397,6 +397,19 @@ def test_kill_shard_unavailable_or_partial_then_restart(cluster):
     new = make_points(99, 40, prefix="new")
     expect_error(lambda: cl.upsert("par_l2", new), SC.UNAVAILABLE, [victim.addr], "upsert")
     expect_error(lambda: cl.count("par_l2"), SC.UNAVAILABLE, [victim.addr], "count")
+    # metadata reads answer from the shards that answer, naming the missing one; Count takes allow_partial, and the
+    # upsert's message is whole (never cut mid-word)
+    try:
+        cl.upsert("par_l2", new)
+    except grpc.RpcError as e:
+        assert e.details().endswith(")") and len(e.details()) > 200, e.details()  # "... (<the shard's message>)"
+    lc = cl.q.ListCollections(pb.ListCollectionsRequest(), timeout=5)
+    assert "par_l2" in [c.name for c in lc.collections] and list(lc.missing_shards) == [victim.addr]
+    dc = cl.q.DescribeCollection(pb.DescribeCollectionRequest(name="par_l2"), timeout=5)
+    assert dc.collection.name == "par_l2" and dc.collection.dim == DIM and list(dc.missing_shards) == [victim.addr]
+    cp = cl.q.Count(pb.CountRequest(collection="par_l2", allow_partial=True), timeout=5)
+    assert cp.partial and list(cp.missing_shards) == [victim.addr]
+    assert cp.count == sum(s.client.count("par_l2") for s in (shards[0], shards[2]))
     sac.upsert("par_l2", new)
     victim.start()
     wait(lambda: _ok(lambda: cl.count("par_l2")), what="the restarted shard to answer")
