@@ -7,10 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grpc/health/v1/health.pb-c.h"
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/convert.h"
+#include "server/grpc_health.h"
 #include "server/metrics.h"
 #include "storage/backup.h"
 
@@ -866,6 +868,12 @@ static int h_verify_backup(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *
     return QV_OK;
 }
 
+static int h_grpc_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                         qv_err_t *err)
+{
+    return qv_grpc_health_check(h_health, a, ctx, m, resp, err);
+}
+
 const qv_handler_t qv_handlers[] = {
     {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
     {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
@@ -880,6 +888,7 @@ const qv_handler_t qv_handlers[] = {
     {"Quiver/Scroll", h_scroll, QV_ROLE_READ},
     {"Quiver/Embed", h_embed, QV_ROLE_READ},
     {"Admin/Health", h_health, QV_ROLE_PUBLIC},
+    {"Health/Check", h_grpc_health, QV_ROLE_PUBLIC},
     {"Admin/Stats", h_stats, QV_ROLE_READ},
     {"Admin/Flush", h_flush, QV_ROLE_ADMIN},
     {"Admin/Compact", h_compact, QV_ROLE_ADMIN},
@@ -889,5 +898,5 @@ const qv_handler_t qv_handlers[] = {
     {NULL, NULL, 0},
 };
 
-const ProtobufCServiceDescriptor *const qv_services[] = {&quiver__v1__quiver__descriptor,
-                                                         &quiver__v1__admin__descriptor, NULL};
+const ProtobufCServiceDescriptor *const qv_services[] = {
+    &quiver__v1__quiver__descriptor, &quiver__v1__admin__descriptor, &grpc__health__v1__health__descriptor, NULL};

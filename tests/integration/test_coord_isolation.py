@@ -26,6 +26,7 @@ import grpc
 import numpy as np
 
 import qvtest as t
+from test_hardening import grpc_health
 from qvtest import L2, SC, pb, pbg, point, expect_error
 
 DIM = 16
@@ -227,6 +228,7 @@ def test_allow_partial_answers_before_the_client_deadline(quiverd):
 def test_health_not_serving_when_no_shard_is_reachable(quiverd):
     shards, coord = start_cluster(quiverd)
     try:
+        assert grpc_health(coord.addr) == 1  # grpc.health.v1 Check, from the coordinator's own Health
         c = coord.client
         c.create("iso", DIM, L2)
         for s in shards:
@@ -239,6 +241,7 @@ def test_health_not_serving_when_no_shard_is_reachable(quiverd):
         assert h.status == NOT_SERVING and "none of the 2 shard servers is reachable" in h.reason, h
         assert all(not s.reachable for s in h.shards), h
         assert shard_states(h)[shards[0].addr].state in ("open", "half_open"), h
+        assert grpc_health(coord.addr) == 2  # grpc.health.v1 Check: NOT_SERVING as well
     finally:
         for s in shards + [coord]:
             s.cleanup()

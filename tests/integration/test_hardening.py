@@ -86,6 +86,41 @@ def health_ms(addr):
         ch.close()
 
 
+def grpc_health(addr, service=""):
+    """grpc.health.v1.Health/Check by hand (no stubs needed): the status enum of the answer (1 SERVING, 2
+    NOT_SERVING). The request is field 1 (string); the answer field 1 (varint)."""
+    ch = own_channel(addr)
+    try:
+        body = service.encode()
+        req = (b"\x0a" + bytes([len(body)]) + body) if body else b""
+        check = ch.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda x: x,
+                               response_deserializer=lambda b: b)
+        answer = check(req, timeout=5)
+        return answer[1] if answer[:1] == b"\x08" else 0  # proto3 leaves out 0 (UNKNOWN)
+    finally:
+        ch.close()
+
+
+def test_grpc_health_protocol(make_server):
+    """The standard health service for Kubernetes probes: Check SERVING for the server and its services, NOT_FOUND for
+    another service name, Watch UNIMPLEMENTED (a server stream), no API key needed."""
+    srv = make_server(extra=["--metrics-listen", "off"]).start()
+    assert grpc_health(srv.addr) == 1
+    assert grpc_health(srv.addr, "quiver.v1.Quiver") == 1
+    with pytest.raises(grpc.RpcError) as e:
+        grpc_health(srv.addr, "no.such.Service")
+    assert e.value.code() == SC.NOT_FOUND
+    ch = own_channel(srv.addr)
+    try:
+        watch = ch.unary_stream("/grpc.health.v1.Health/Watch", request_serializer=lambda x: x,
+                                response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            list(watch(b"", timeout=5))
+        assert e.value.code() == SC.UNIMPLEMENTED
+    finally:
+        ch.close()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # admission before reading
 # ---------------------------------------------------------------------------------------------------------------------
@@ -283,6 +318,7 @@ def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault)
 
         assert wait_for(failed, timeout=30), "Health still SERVING after the fault"
         assert "storage write failed" in h.reason, h.reason
+        assert grpc_health(srv.addr) == 2  # the standard health check says NOT_SERVING too
         time.sleep(0.3)
         stop.set()
         for t in ts:
