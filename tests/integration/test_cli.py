@@ -38,7 +38,7 @@ from qvtest import (BOOL, DOUBLE, INT64, KEYWORD, KEYWORDS, L2, REPO, Server, al
 from test_security import make_certs, start_tls
 
 COMMANDS = ["collections", "describe", "create", "drop", "count", "get", "delete", "search", "load", "stats", "flush",
-            "compact", "health", "backup", "restore"]
+            "compact", "health", "backup", "restore", "embed"]
 
 
 @pytest.fixture(scope="module")
@@ -785,3 +785,47 @@ def test_tls(quiverd, quiver_bin, tmp_path, mutual):
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_text_path(run, c, tmp_path):
+    """The CLI's text path on a collection with the server's model: create --embedding-model, describe shows it,
+    text-only jsonl and csv loads (batches cut by the server's 1 MiB / 1000-text limits: 300 passages of ~4 KiB are
+    1.2 MiB), search --text, embed, and --id-prefix/--id-offset for record-number ids."""
+    name = uniq("txt")
+    r = ok(run("--json", "create", name, "--embedding-model", "all-MiniLM-L6-v2", "--field", "src:keyword"))
+    d = json.loads(ok(run("--json", "describe", name)).stdout)
+    assert d["embedding_model"] == "all-MiniLM-L6-v2" and d["dim"] == 384 and d["metric"] == "COSINE", d
+    assert "all-MiniLM-L6-v2" in ok(run("describe", name)).stdout
+    words = ["river", "mountain", "violin", "satellite", "bakery", "glacier", "orchid", "compiler"]
+    p = tmp_path / "passages.jsonl"
+    with open(p, "w") as f:
+        for i in range(300):
+            w = words[i % len(words)]
+            f.write(json.dumps({"id": f"p{i}", "text": f"a passage about the {w} " + "filler words " * 320,
+                                "src": w}) + "\n")
+    r = ok(run("--json", "load", "--collection", name, "--input", p, "--batch", "1000", "--quiet"))
+    assert json.loads(r.stdout)["rows_loaded"] == 300
+    assert c.count(name) == 300
+    hits = json.loads(ok(run("--json", "search", name, "--text", "violin", "--k", "3", "--with-attributes")).stdout)
+    assert [h["attributes"]["src"] for h in hits["hits"]][0] == "violin", hits
+    # csv: no vector columns, a text column
+    q = tmp_path / "more.csv"
+    q.write_text("id,text,src\nc1,the history of the bakery,bakery\nc2,a glacier in the mountains,glacier\n")
+    ok(run("load", "--collection", name, "--input", q, "--quiet"))
+    assert c.count(name) == 302
+    e = json.loads(ok(run("--json", "embed", "hello world", "violin")).stdout)
+    assert e["dim"] == 384 and len(e["vectors"]) == 2 and len(e["vectors"][0]) == 384
+    # a whitespace-only text is a bad record, refused by the server
+    b = tmp_path / "blank.jsonl"
+    b.write_text(json.dumps({"id": "blank", "text": "   "}) + "\n")
+    r = run("load", "--collection", name, "--input", b, "--quiet")
+    assert r.returncode == 1 and "no words" in r.stderr, r.stderr
+    # record-number ids with a prefix and an offset: a second file does not replace the first
+    vname = make_collection(c, "ids", dim=2)
+    f1, f2 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    f1.write_text('{"vector": [1, 2]}\n{"vector": [3, 4]}\n')
+    f2.write_text('{"vector": [5, 6]}\n{"vector": [7, 8]}\n')
+    ok(run("load", "--collection", vname, "--input", f1, "--quiet"))
+    ok(run("load", "--collection", vname, "--input", f2, "--id-prefix", "b-", "--id-offset", "10", "--quiet"))
+    assert sorted(c.get_map(vname, ["0", "1", "b-10", "b-11"])) == ["0", "1", "b-10", "b-11"]
+    assert c.count(vname) == 4

@@ -141,6 +141,7 @@ int qv_cmd_stats(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_flush(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_health(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv);
+int qv_cmd_embed(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_restore(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_compact(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_load(qv_cli_t *cli, int argc, char **argv);

@@ -4,15 +4,6 @@
 
 #include "tools/quiver/cli.h"
 
-static const struct option common_only[] = {QV_CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-
-static void parse_common_only(qv_cli_t *cli, const char *cmd, const char *help, int argc, char **argv)
-{
-    int o;
-    while ((o = getopt_long(argc, argv, "", common_only, NULL)) != -1)
-        qv_cli_common(cli, cmd, help, o);
-}
-
 /* ---- collections ---- */
 static const char collections_help[] =
     "usage: quiver collections\n"
@@ -21,7 +12,7 @@ static const char collections_help[] =
 
 int qv_cmd_collections(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "collections", collections_help, argc, argv);
+    qv_cli_parse_common(cli, "collections", collections_help, argc, argv);
     qv_cli_positional("collections", argc, argv, 0, 0);
     Quiver__V1__ListCollectionsRequest req = QUIVER__V1__LIST_COLLECTIONS_REQUEST__INIT;
     Quiver__V1__ListCollectionsResponse *r;
@@ -67,6 +58,7 @@ static void print_collection(const Quiver__V1__CollectionInfo *c)
     printf("collection  %s\n", c->name);
     printf("dim         %u\n", c->dim);
     printf("metric      %s\n", qv_metric_name(c->metric));
+    printf("model       %s\n", c->embedding_model && *c->embedding_model ? c->embedding_model : "(none: vectors only)");
     int kind = c->index ? c->index->kind : 0;
     if (kind == QUIVER__V1__INDEX_KIND__INDEX_KIND_FLAT)
         printf("index       FLAT\n");
@@ -98,7 +90,7 @@ static void print_collection(const Quiver__V1__CollectionInfo *c)
 
 int qv_cmd_describe(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "describe", describe_help, argc, argv);
+    qv_cli_parse_common(cli, "describe", describe_help, argc, argv);
     qv_cli_positional("describe", argc, argv, 1, 1);
     Quiver__V1__DescribeCollectionRequest req = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
     req.name = argv[optind];
@@ -121,11 +113,14 @@ int qv_cmd_describe(qv_cli_t *cli, int argc, char **argv)
 
 /* ---- create ---- */
 static const char create_help[] =
-    "usage: quiver create COLLECTION --dim N --metric l2|ip|cosine [--field NAME:TYPE ...]\n"
+    "usage: quiver create COLLECTION (--dim N --metric l2|ip|cosine | --embedding-model NAME) [--field NAME:TYPE ...]\n"
     "                     [--index hnsw|flat] [--m N] [--ef-construction N] [--shards N]\n"
     "Creates a collection. Names are [A-Za-z0-9_-]{1,64}; dim 1..16384.\n"
-    "  --dim N               vector dimension (required)\n"
-    "  --metric M            l2 (squared Euclidean), ip (inner product) or cosine (required)\n"
+    "  --dim N               vector dimension (required without --embedding-model)\n"
+    "  --metric M            l2 (squared Euclidean), ip (inner product) or cosine (required without\n"
+    "                        --embedding-model, which defaults it to cosine)\n"
+    "  --embedding-model M   the server embeds the points' text and text queries with model M\n"
+    "                        (all-MiniLM-L6-v2; it implies --dim 384)\n"
     "  --field NAME:TYPE     a typed attribute; TYPE is int64, double, keyword, bool or keywords (repeatable)\n"
     "  --index KIND          hnsw (default: sealed segments get an HNSW graph) or flat (always exact)\n"
     "  --m N                 HNSW links per node, 2..128 (default 16)\n"
@@ -135,9 +130,10 @@ static const char create_help[] =
 
 int qv_cmd_create(qv_cli_t *cli, int argc, char **argv)
 {
-    enum { O_DIM = QV_OPT_FIRST_COMMAND, O_METRIC, O_FIELD, O_INDEX, O_M, O_EFC, O_SHARDS };
+    enum { O_DIM = QV_OPT_FIRST_COMMAND, O_METRIC, O_FIELD, O_INDEX, O_M, O_EFC, O_SHARDS, O_MODEL };
     static const struct option opts[] = {
         {"dim", required_argument, NULL, O_DIM},     {"metric", required_argument, NULL, O_METRIC},
+        {"embedding-model", required_argument, NULL, O_MODEL},
         {"field", required_argument, NULL, O_FIELD}, {"index", required_argument, NULL, O_INDEX},
         {"m", required_argument, NULL, O_M},         {"ef-construction", required_argument, NULL, O_EFC},
         {"shards", required_argument, NULL, O_SHARDS}, QV_CLI_COMMON_OPTIONS,
@@ -187,12 +183,16 @@ int qv_cmd_create(qv_cli_t *cli, int argc, char **argv)
         case O_M: idx.m = (uint32_t)qv_cli_int("create", "--m", optarg, 2, 128); break;
         case O_EFC: idx.ef_construction = (uint32_t)qv_cli_int("create", "--ef-construction", optarg, 1, 4096); break;
         case O_SHARDS: req.shards = (uint32_t)qv_cli_int("create", "--shards", optarg, 1, 1024); break;
+        case O_MODEL: req.embedding_model = optarg; break;
         default: qv_cli_common(cli, "create", create_help, o);
         }
     }
     qv_cli_positional("create", argc, argv, 1, 1);
-    if (!req.dim)
-        qv_cli_usage("create", "--dim is required");
+    bool model = req.embedding_model && *req.embedding_model;
+    if (!req.dim && !model)
+        qv_cli_usage("create", "--dim is required (or --embedding-model, which implies it)");
+    if (!req.metric && model)
+        req.metric = QUIVER__V1__METRIC__METRIC_COSINE; /* the model's vectors have unit length */
     if (!req.metric)
         qv_cli_usage("create", "--metric is required (l2, ip or cosine)");
     req.name = argv[optind];
@@ -210,8 +210,12 @@ int qv_cmd_create(qv_cli_t *cli, int argc, char **argv)
             json_object_set_new(j, "created", json_true());
             qv_json_print(j);
         } else {
-            printf("created collection %s (dim %u, %s, %zu field%s)\n", req.name, req.dim, qv_metric_name(req.metric),
-                   nf, nf == 1 ? "" : "s");
+            if (model)
+                printf("created collection %s (model %s, %s, %zu field%s)\n", req.name, req.embedding_model,
+                       qv_metric_name(req.metric), nf, nf == 1 ? "" : "s");
+            else
+                printf("created collection %s (dim %u, %s, %zu field%s)\n", req.name, req.dim,
+                       qv_metric_name(req.metric), nf, nf == 1 ? "" : "s");
         }
     }
     qv_arena_free(&a);
@@ -226,7 +230,7 @@ static const char drop_help[] =
 
 int qv_cmd_drop(qv_cli_t *cli, int argc, char **argv)
 {
-    parse_common_only(cli, "drop", drop_help, argc, argv);
+    qv_cli_parse_common(cli, "drop", drop_help, argc, argv);
     qv_cli_positional("drop", argc, argv, 1, 1);
     Quiver__V1__DropCollectionRequest req = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
     req.name = argv[optind];

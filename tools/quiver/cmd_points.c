@@ -166,12 +166,13 @@ int qv_cmd_delete(qv_cli_t *cli, int argc, char **argv)
 
 /* ---- search ---- */
 static const char search_help[] =
-    "usage: quiver search COLLECTION (--vector \"1,2,3\" | --vector-file FILE) [--k 10] [--ef N] [--exact]\n"
-    "                     [--filter JSON] [--with-attributes] [--with-text] [--with-vectors]\n"
+    "usage: quiver search COLLECTION (--vector \"1,2,3\" | --vector-file FILE | --text QUERY) [--k 10] [--ef N]\n"
+    "                     [--exact] [--filter JSON] [--with-attributes] [--with-text] [--with-vectors]\n"
     "The k nearest neighbours of a vector, best first. Scores: L2 squared distance (ascending), IP inner\n"
     "product and COSINE cosine similarity (descending).\n"
     "  --vector V          the query: floats separated by commas or spaces, brackets allowed\n"
     "  --vector-file FILE  the query as text in a file ('-': stdin), same syntax\n"
+    "  --text QUERY        a text query, embedded by the server (collections with an embedding model)\n"
     "  --k N               hits to return, 1..10000 (default 10)\n"
     "  --ef N              HNSW search breadth (default 64, raised to k)\n"
     "  --exact             force an exact scan of every segment\n"
@@ -210,8 +211,9 @@ static char *read_text_file(const char *cmd, const char *path, size_t *len)
 
 int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
 {
-    enum { O_VECTOR = QV_OPT_FIRST_COMMAND, O_VFILE, O_K, O_EF, O_EXACT, O_FILTER, O_ATTRS, O_TEXT, O_VECS };
+    enum { O_VECTOR = QV_OPT_FIRST_COMMAND, O_VFILE, O_K, O_EF, O_EXACT, O_FILTER, O_ATTRS, O_TEXT, O_VECS, O_QTEXT };
     static const struct option opts[] = {
+        {"text", required_argument, NULL, O_QTEXT},
         {"vector", required_argument, NULL, O_VECTOR},   {"vector-file", required_argument, NULL, O_VFILE},
         {"k", required_argument, NULL, O_K},             {"ef", required_argument, NULL, O_EF},
         {"exact", no_argument, NULL, O_EXACT},           {"filter", required_argument, NULL, O_FILTER},
@@ -229,6 +231,7 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case O_VECTOR: vec_text = optarg; break;
+        case O_QTEXT: req.text = optarg; break;
         case O_VFILE: vec_file = optarg; break;
         case O_K: req.k = (uint32_t)qv_cli_int("search", "--k", optarg, 1, 10000); break;
         case O_EF: params.ef = (uint32_t)qv_cli_int("search", "--ef", optarg, 1, 10000); break;
@@ -241,22 +244,25 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
         }
     }
     qv_cli_positional("search", argc, argv, 1, 1);
-    if (!vec_text == !vec_file)
-        qv_cli_usage("search", "give the query with exactly one of --vector and --vector-file");
-    char *file_text = NULL;
-    size_t len;
-    if (vec_file) {
-        file_text = read_text_file("search", vec_file, &len);
-        vec_text = file_text;
-    } else {
-        len = strlen(vec_text);
+    bool has_text = req.text && req.text != protobuf_c_empty_string;
+    if ((vec_text != NULL) + (vec_file != NULL) + has_text != 1)
+        qv_cli_usage("search", "give the query with exactly one of --vector, --vector-file and --text");
+    if (!has_text) {
+        char *file_text = NULL;
+        size_t len;
+        if (vec_file) {
+            file_text = read_text_file("search", vec_file, &len);
+            vec_text = file_text;
+        } else {
+            len = strlen(vec_text);
+        }
+        char msg[256];
+        if (qv_parse_floats(&a, vec_text, len, &req.vector, &req.n_vector, msg, sizeof msg) != 0)
+            qv_cli_usage("search", "%s: %s", vec_file ? "--vector-file" : "--vector", msg);
+        free(file_text);
+        if (req.n_vector == 0)
+            qv_cli_usage("search", "the query vector is empty");
     }
-    char msg[256];
-    if (qv_parse_floats(&a, vec_text, len, &req.vector, &req.n_vector, msg, sizeof msg) != 0)
-        qv_cli_usage("search", "%s: %s", vec_file ? "--vector-file" : "--vector", msg);
-    free(file_text);
-    if (req.n_vector == 0)
-        qv_cli_usage("search", "the query vector is empty");
     req.collection = argv[optind];
     if (params.ef || params.exact)
         req.params = &params;
@@ -313,4 +319,79 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
     protobuf_c_message_free_unpacked(&r->base, NULL);
     qv_arena_free(&a);
     return QV_EXIT_OK;
+}
+
+/* ---- embed ---- */
+static const char embed_help[] =
+    "usage: quiver embed TEXT... | --file FILE\n"
+    "Embeds texts with the server's model (Quiver.Embed): one vector per text, in order. Up to 1000 texts and\n"
+    "1 MiB per call.\n"
+    "  --file FILE   one text per line ('-': stdin) instead of arguments\n"
+    "--json: {\"dim\": N, \"vectors\": [[...], ...]}; otherwise one line of floats per text\n\n";
+
+int qv_cmd_embed(qv_cli_t *cli, int argc, char **argv)
+{
+    enum { O_FILE = QV_OPT_FIRST_COMMAND };
+    static const struct option opts[] = {{"file", required_argument, NULL, O_FILE}, QV_CLI_COMMON_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
+    const char *file = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == O_FILE)
+            file = optarg;
+        else
+            qv_cli_common(cli, "embed", embed_help, o);
+    }
+    Quiver__V1__EmbedRequest req = QUIVER__V1__EMBED_REQUEST__INIT;
+    char *buf = NULL;
+    char **texts = NULL;
+    size_t n = 0;
+    if (file) {
+        qv_cli_positional("embed", argc, argv, 0, 0);
+        size_t len;
+        buf = read_text_file("embed", file, &len);
+        texts = malloc((len + 1) * sizeof *texts);
+        if (!buf || !texts)
+            qv_cli_usage("embed", "out of memory");
+        buf = realloc(buf, len + 1);
+        buf[len] = '\0';
+        for (char *line = buf, *nl; line && *line; line = nl) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl++ = '\0';
+            if (*line)
+                texts[n++] = line;
+        }
+    } else {
+        qv_cli_positional("embed", argc, argv, 1, 1000);
+        texts = argv + optind;
+        n = (size_t)(argc - optind);
+    }
+    if (n == 0)
+        qv_cli_usage("embed", "no texts");
+    req.texts = texts;
+    req.n_texts = n;
+    Quiver__V1__EmbedResponse *r;
+    int rc = qv_cli_call(cli, QV_M_QUIVER("Embed"), &req, &quiver__v1__embed_response__descriptor, &r);
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *j = json_object(), *vs = json_array();
+            json_object_set_new(j, "dim", json_integer(r->dim));
+            for (size_t i = 0; i < r->n_vectors; i++)
+                json_array_append_new(vs, qv_json_floats(r->vectors[i]->values, r->vectors[i]->n_values));
+            json_object_set_new(j, "vectors", vs);
+            qv_json_print(j);
+        } else {
+            for (size_t i = 0; i < r->n_vectors; i++) {
+                qv_print_floats(stdout, r->vectors[i]->values, r->vectors[i]->n_values);
+                putchar('\n');
+            }
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    if (file) {
+        free(texts);
+        free(buf);
+    }
+    return rc ? QV_EXIT_FAIL : QV_EXIT_OK;
 }

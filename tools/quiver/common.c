@@ -348,6 +348,7 @@ json_t *qv_json_collection(const Quiver__V1__CollectionInfo *c, bool segments)
     json_object_set_new(o, "name", json_string(c->name));
     json_object_set_new(o, "dim", json_integer(c->dim));
     json_object_set_new(o, "metric", json_string(qv_metric_name(c->metric)));
+    json_object_set_new(o, "embedding_model", json_string(c->embedding_model ? c->embedding_model : ""));
     json_t *fields = json_array();
     for (size_t i = 0; i < c->n_fields; i++) {
         json_t *f = json_object();

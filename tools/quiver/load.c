@@ -329,6 +329,44 @@ static bool push(loader_t *L, batch_t *b)
     return true;
 }
 
+/* A record read but left for the next batch (the server's text limits ended this one): packed, because the batch
+ * whose arena holds it may be acknowledged and freed before the next batch takes it. */
+typedef struct {
+    uint8_t *packed;
+    size_t len;
+    qv_pos_t before; /* where the record starts */
+} carry_t;
+
+static bool carry_put(carry_t *c, const Quiver__V1__Point *p, qv_pos_t before)
+{
+    c->len = protobuf_c_message_get_packed_size(&p->base);
+    if (!(c->packed = malloc(c->len ? c->len : 1)))
+        return false;
+    protobuf_c_message_pack(&p->base, c->packed);
+    c->before = before;
+    return true;
+}
+
+static void *arena_alloc(void *a, size_t n) { return qv_arena_alloc(a, n); }
+static void arena_nofree(void *a, void *p) { (void)a, (void)p; }
+
+/* Unpacks the carried record into b (its arena) as b's first point. */
+static bool carry_take(carry_t *c, batch_t *b, size_t *texts, size_t *text_bytes)
+{
+    ProtobufCAllocator al = {arena_alloc, arena_nofree, &b->arena};
+    Quiver__V1__Point *p = quiver__v1__point__unpack(&al, c->len, c->packed);
+    free(c->packed);
+    c->packed = NULL;
+    if (!p)
+        return false;
+    b->rows[0] = c->before.row;
+    b->points[b->n++] = p;
+    size_t tb = p->n_vector == 0 && p->text ? strlen(p->text) : 0;
+    *texts = tb > 0;
+    *text_bytes = tb;
+    return true;
+}
+
 static batch_t *batch_new(loader_t *L, uint64_t seq)
 {
     batch_t *b = calloc(1, sizeof *b);
@@ -421,14 +459,19 @@ static void *progress(void *arg)
 static const char load_help[] =
     "usage: quiver load --collection C --input FILE [--format fvecs|bvecs|npy|jsonl|csv|tsv]\n"
     "                   [--id-field F] [--vector-field F] [--text-field F] [--batch 1000] [--parallel 4]\n"
-    "                   [--checkpoint PATH] [--resume] [--skip-bad] [--quiet]\n"
+    "                   [--id-prefix P] [--id-offset N] [--checkpoint PATH] [--resume] [--skip-bad] [--quiet]\n"
     "Loads FILE into an existing collection with pipelined Upsert calls.\n"
     "  --collection C     the collection (its dim and schema type the input)\n"
     "  --input FILE       the input; read with io_uring (pread when io_uring is refused, or QUIVER_NO_IO_URING=1)\n"
     "  --format F         default: from FILE's extension (.fvecs .bvecs .npy .jsonl/.ndjson .csv .tsv)\n"
     "  --id-field F       id key/column (default id); absent: the record number (0, 1, ...) is the id\n"
+    "  --id-prefix P      ids made from record numbers get this prefix (a second file then does not replace\n"
+    "                     the first: --id-prefix b-)\n"
+    "  --id-offset N      ... and start at N instead of 0\n"
     "  --vector-field F   vector key/column (default vector); csv/tsv may use columns v0..vN instead\n"
-    "  --text-field F     text key/column (default text)\n"
+    "  --text-field F     text key/column (default text). In a collection with an embedding model a record may\n"
+    "                     have text and no vector (jsonl: no vector key; csv/tsv: no vector columns): the server\n"
+    "                     embeds it; batches then also end before 1000 texts or 1 MiB of text\n"
     "  --batch N          points per Upsert, 1..10000 (default 1000; lowered to keep a request under 48 MiB)\n"
     "  --parallel N       concurrent Upsert calls, 1..64 (default 4)\n"
     "  --checkpoint PATH  default FILE.quiver-checkpoint: the position up to which every record is acknowledged,\n"
@@ -457,7 +500,7 @@ static int64_t mtime_ns(const struct stat *st)
 int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
 {
     enum { O_COLL = QV_OPT_FIRST_COMMAND, O_INPUT, O_FORMAT, O_IDF, O_VECF, O_TEXTF, O_BATCH, O_PAR, O_CKPT, O_RESUME,
-           O_SKIP, O_QUIET };
+           O_SKIP, O_QUIET, O_IDP, O_IDO };
     static const struct option opts[] = {
         {"collection", required_argument, NULL, O_COLL},  {"input", required_argument, NULL, O_INPUT},
         {"format", required_argument, NULL, O_FORMAT},    {"id-field", required_argument, NULL, O_IDF},
@@ -465,6 +508,7 @@ int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
         {"batch", required_argument, NULL, O_BATCH},      {"parallel", required_argument, NULL, O_PAR},
         {"checkpoint", required_argument, NULL, O_CKPT},  {"resume", no_argument, NULL, O_RESUME},
         {"skip-bad", no_argument, NULL, O_SKIP},          {"quiet", no_argument, NULL, O_QUIET},
+        {"id-prefix", required_argument, NULL, O_IDP},    {"id-offset", required_argument, NULL, O_IDO},
         QV_CLI_COMMON_OPTIONS,                            {NULL, 0, NULL, 0},
     };
     const char *collection = NULL, *input = NULL, *ckpt_arg = NULL;
@@ -491,6 +535,12 @@ int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
         case O_RESUME: resume = true; break;
         case O_SKIP: skip_bad = true; break;
         case O_QUIET: quiet = true; break;
+        case O_IDP:
+            if (strlen(optarg) > 200)
+                qv_cli_usage("load", "--id-prefix is longer than 200 bytes");
+            io.id_prefix = optarg;
+            break;
+        case O_IDO: io.id_offset = (uint64_t)qv_cli_int("load", "--id-offset", optarg, 0, 1L << 62); break;
         default: qv_cli_common(cli, "load", load_help, o);
         }
     }
@@ -636,11 +686,20 @@ int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
     /* ---- produce ---- */
     enum { GO, END, STOP_BAD, STOP_FATAL, STOP_FAILED, STOP_SIGNAL } state = GO;
     uint64_t seq = 0;
+    carry_t carry = {0};
     while (state == GO) {
         batch_t *b = batch_new(L, seq);
         if (!b) {
             fprintf(stderr, "quiver: out of memory\n");
             state = STOP_FATAL;
+            break;
+        }
+        size_t texts = 0, text_bytes = 0; /* of the batch's text-only points */
+        bool cut = false;                 /* ended early by the server's text limits: the next record is carried */
+        if (carry.packed && !carry_take(&carry, b, &texts, &text_bytes)) {
+            fprintf(stderr, "quiver: out of memory\n");
+            state = STOP_FATAL;
+            batch_free(b);
             break;
         }
         while (b->n < L->batch_size) {
@@ -652,6 +711,19 @@ int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
             qv_pos_t before;
             int r = qv_input_next(in, &b->arena, &p, &before, msg, sizeof msg);
             if (r == QV_IN_ROW) {
+                size_t tb = p->n_vector == 0 && p->text ? strlen(p->text) : 0;
+                if (tb && b->n && (texts + 1 > QV_LOAD_TEXTS_MAX || text_bytes + tb > QV_LOAD_TEXT_BYTES_MAX)) {
+                    /* the server embeds at most so many texts and bytes per request: p opens the next batch */
+                    if (!carry_put(&carry, p, before)) {
+                        fprintf(stderr, "quiver: out of memory\n");
+                        state = STOP_FATAL;
+                    }
+                    b->end = before;
+                    cut = true;
+                    break;
+                }
+                texts += tb > 0;
+                text_bytes += tb;
                 b->rows[b->n] = before.row;
                 b->points[b->n++] = p;
                 continue;
@@ -680,7 +752,7 @@ int qv_cmd_load(qv_cli_t *cli, int argc, char **argv)
             }
             break;
         }
-        if (state != STOP_BAD && state != STOP_FATAL)
+        if (state != STOP_BAD && state != STOP_FATAL && !cut)
             b->end = qv_input_pos(in);
         pthread_mutex_lock(&L->mu);
         L->parsed_offset = qv_input_pos(in).offset;

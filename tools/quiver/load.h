@@ -35,6 +35,8 @@ typedef struct {
     const Quiver__V1__CollectionInfo *info; /* dim and schema (DescribeCollection); borrowed */
     const char *id_field, *vector_field, *text_field;
     bool id_field_set, vector_field_set, text_field_set; /* given on the command line (csv: must exist) */
+    const char *id_prefix; /* records without an id get id_prefix + (record number + id_offset) */
+    uint64_t id_offset;
 } qv_input_opts_t;
 
 typedef struct qv_input qv_input_t;
@@ -74,5 +76,10 @@ typedef struct {
 int qv_ckpt_write(const char *path, const qv_ckpt_t *c, char *msg, size_t msglen);
 /* Reads and validates a checkpoint. Returns 0, -ENOENT when there is none, or another -errno with msg set. */
 int qv_ckpt_read(const char *path, qv_ckpt_t *c, char *msg, size_t msglen);
+
+/* The server's limits on what it embeds per request (server/embedder.h QV_EMBED_TEXTS_MAX, QV_EMBED_BYTES_MAX): a
+ * batch of text-only points ends before it would pass them. */
+#define QV_LOAD_TEXTS_MAX 1000
+#define QV_LOAD_TEXT_BYTES_MAX (1u << 20)
 
 #endif

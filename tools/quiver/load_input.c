@@ -178,11 +178,11 @@ Quiver__V1__Point *qv__point_new(qv_arena_t *a, uint32_t dim, size_t max_attrs)
     return p;
 }
 
-char *qv__row_id(qv_arena_t *a, uint64_t row)
+char *qv__row_id(const qv_input_t *in, qv_arena_t *a, uint64_t row)
 {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" PRIu64, row);
-    return qv_arena_strndup(a, b, (size_t)n);
+    char b[300];
+    int n = snprintf(b, sizeof b, "%s%" PRIu64, in->o.id_prefix ? in->o.id_prefix : "", row + in->o.id_offset);
+    return n > 0 && (size_t)n < sizeof b ? qv_arena_strndup(a, b, (size_t)n) : NULL;
 }
 
 Quiver__V1__Value *qv__point_attr(qv_arena_t *a, Quiver__V1__Point *p, const char *key)
@@ -270,7 +270,7 @@ static int next_vecs(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, cha
         return QV_IN_BAD;
     }
     Quiver__V1__Point *p = qv__point_new(a, in->dim, 0);
-    if (!p || !(p->id = qv__row_id(a, rec))) {
+    if (!p || !(p->id = qv__row_id(in, a, rec))) {
         qv__say(msg, ml, "out of memory");
         return QV_IN_FATAL;
     }
@@ -495,7 +495,7 @@ static int next_npy(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, char
     const uint8_t *b = in->win + in->pos;
     in->pos += size;
     Quiver__V1__Point *p = qv__point_new(a, in->dim, 0);
-    if (!p || !(p->id = qv__row_id(a, rec))) {
+    if (!p || !(p->id = qv__row_id(in, a, rec))) {
         qv__say(msg, ml, "out of memory");
         return QV_IN_FATAL;
     }

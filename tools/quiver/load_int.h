@@ -42,6 +42,7 @@ struct qv_input {
     int id_col, text_col, vec_col;
     int *vcols;     /* dim column indexes of v0..v{dim-1}, when vec_col < 0 */
     int *col_field; /* per column: schema field index, or -1 */
+    bool text_only; /* csv/tsv: no vector columns; every row's text is embedded by the server */
     char **cells;
     /* keys/columns already warned about */
     char *warned[MAX_WARNED];
@@ -50,6 +51,12 @@ struct qv_input {
 
 
 static inline size_t qv__avail(const qv_input_t *in) { return in->end - in->pos; }
+
+/* Records may carry text instead of a vector: the collection has an embedding model (the server embeds them). */
+static inline bool qv__text_only_ok(const qv_input_t *in)
+{
+    return in->o.info->embedding_model && in->o.info->embedding_model[0];
+}
 static inline uint64_t qv__offset(const qv_input_t *in) { return in->win_off + in->pos; }
 /* A double that converts to a finite float. */
 static inline bool qv__float_ok(double d) { return isfinite(d) && fabs(d) <= FLT_MAX; }
@@ -64,7 +71,8 @@ int qv__next_line(qv_input_t *in, char **line, size_t *len);
 /* A Point with a zeroed vector of dim floats and room for max_attrs attributes, all from a; NULL on OOM. */
 Quiver__V1__Point *qv__point_new(qv_arena_t *a, uint32_t dim, size_t max_attrs);
 /* The decimal record number as an id, from a. */
-char *qv__row_id(qv_arena_t *a, uint64_t row);
+/* The id of a record that has none: --id-prefix + (its record number + --id-offset); NULL on OOM. */
+char *qv__row_id(const qv_input_t *in, qv_arena_t *a, uint64_t row);
 /* Appends an attribute entry named key (borrowed: a schema name) and returns its Value to fill; NULL on OOM. */
 Quiver__V1__Value *qv__point_attr(qv_arena_t *a, Quiver__V1__Point *p, const char *key);
 /* Index of the schema field called name, or -1. */

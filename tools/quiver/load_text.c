@@ -97,7 +97,7 @@ static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t l
         return qv__say(msg, ml, "out of memory");
     json_t *id = json_object_get(o, in->o.id_field);
     if (!id || json_is_null(id)) {
-        p->id = qv__row_id(a, rec);
+        p->id = qv__row_id(in, a, rec);
     } else if (json_is_string(id)) {
         if (json_string_length(id) == 0)
             return qv__say(msg, ml, "jsonl line %" PRIu64 ": empty \"%s\"", line, in->o.id_field);
@@ -112,13 +112,16 @@ static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t l
     if (!p->id)
         return qv__say(msg, ml, "out of memory");
     json_t *vec = json_object_get(o, in->o.vector_field);
-    if (!json_is_array(vec))
-        return qv__say(msg, ml, "jsonl line %" PRIu64 ": %s \"%s\" array", line, vec ? "expected a" : "missing the",
-                       in->o.vector_field);
-    if (json_array_size(vec) != in->dim)
+    json_t *txt = json_object_get(o, in->o.text_field);
+    if ((!vec || json_is_null(vec)) && qv__text_only_ok(in) && json_is_string(txt)) {
+        p->n_vector = 0; /* a text-only point: the server embeds its text */
+    } else if (!json_is_array(vec)) {
+        return qv__say(msg, ml, "jsonl line %" PRIu64 ": %s \"%s\" array%s", line, vec ? "expected a" : "missing the",
+                       in->o.vector_field, qv__text_only_ok(in) ? " (or a \"text\" to embed)" : "");
+    } else if (json_array_size(vec) != in->dim)
         return qv__say(msg, ml, "jsonl line %" PRIu64 ": \"%s\" has %zu values, the collection has dim %u", line,
                        in->o.vector_field, json_array_size(vec), in->dim);
-    for (uint32_t i = 0; i < in->dim; i++) {
+    for (uint32_t i = 0; i < p->n_vector; i++) {
         json_t *x = json_array_get(vec, i);
         if (!json_is_number(x) || !qv__float_ok(json_number_value(x)))
             return qv__say(msg, ml, "jsonl line %" PRIu64 ": \"%s\"[%u] is not a finite number", line,
@@ -187,6 +190,14 @@ int qv__next_jsonl(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point **out, qv_po
             return strcmp(msg, "out of memory") == 0 ? QV_IN_FATAL : QV_IN_BAD;
         return QV_IN_ROW;
     }
+}
+
+static bool has_column(const qv_input_t *in, const char *name)
+{
+    for (size_t i = 0; i < in->ncols; i++)
+        if (strcmp(in->colnames[i], name) == 0)
+            return true;
+    return false;
 }
 
 /* ---- csv / tsv ---- */
@@ -332,7 +343,10 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
         qv__say(msg, ml, "%s: no column '%s' (--text-field) in the header", fmt, in->o.text_field);
         goto out;
     }
-    if (in->vec_col < 0) {
+    if (in->vec_col < 0 && !in->o.vector_field_set && in->text_col >= 0 && qv__text_only_ok(in) &&
+        !has_column(in, "v0")) {
+        in->text_only = true; /* no vector columns, a text column, a model: every row is embedded by the server */
+    } else if (in->vec_col < 0) {
         if (in->o.vector_field_set) {
             qv__say(msg, ml, "%s: no column '%s' (--vector-field) in the header", fmt, in->o.vector_field);
             goto out;
@@ -491,11 +505,16 @@ static int parse_csv_record(qv_input_t *in, char *line, uint64_t rec, uint64_t l
             return qv__say(msg, ml, "%s line %" PRIu64 ": empty id in column '%s'", fmt, lineno, in->o.id_field);
         p->id = qv_arena_strndup(a, id, strlen(id));
     } else {
-        p->id = qv__row_id(a, rec);
+        p->id = qv__row_id(in, a, rec);
     }
     if (!p->id)
         return qv__say(msg, ml, "out of memory");
-    if (in->vec_col >= 0) {
+    if (in->text_only) {
+        p->n_vector = 0;
+        if (!*in->cells[in->text_col])
+            return qv__say(msg, ml, "%s line %" PRIu64 ": empty text in column '%s' (nothing to embed)", fmt, lineno,
+                           in->o.text_field);
+    } else if (in->vec_col >= 0) {
         const char *s = in->cells[in->vec_col];
         size_t cnt = 0;
         float *v;

@@ -6,7 +6,7 @@
  * main parses the common options that come before the command (getopt_long with a leading '+', so that parsing stops
  * at the command name), then hands the rest of argv to the command, which parses its own options and accepts the
  * common ones again. Commands live one group per file: cmd_collections.c (collections, describe, create, drop),
- * cmd_points.c (count, get, delete, search), cmd_admin.c (stats, flush, compact, health), cmd_backup.c (backup,
+ * cmd_points.c (count, get, delete, search, embed), cmd_admin.c (stats, flush, compact, health), cmd_backup.c (backup,
  * restore), load*.c (load).
  *
  * Security options mirror quiverd's: --api-key (or $QUIVER_API_KEY) for a server started with --api-keys, and
@@ -31,7 +31,8 @@ static const command_t commands[] = {
     {"count", qv_cmd_count, "count live points, optionally filtered"},
     {"get", qv_cmd_get, "fetch points by id"},
     {"delete", qv_cmd_delete, "delete points by id"},
-    {"search", qv_cmd_search, "k nearest neighbours of a vector, optionally filtered"},
+    {"search", qv_cmd_search, "k nearest neighbours of a vector or a text, optionally filtered"},
+    {"embed", qv_cmd_embed, "embed texts with the server's model"},
     {"load", qv_cmd_load, "bulk-load fvecs/bvecs/npy/jsonl/csv/tsv files (resumable)"},
     {"stats", qv_cmd_stats, "server statistics"},
     {"flush", qv_cmd_flush, "seal growing segments now"},
