@@ -22,6 +22,12 @@
 #define QV_COORD_VERSION "0.1.0"
 #define QV_BATCH_QUERIES_MAX 1000 /* as service.c */
 #define QV_STATIC_CACHE_NS (2 * 1000000000LL) /* static mode: a collection's Describe'd metadata is reused this long */
+/* Names found to be no collection are answered NOT_FOUND from memory for this long, so that a client asking for
+ * unknown collections in a loop costs no etcd read (or shard fan-out, static mode) per call; a create through this
+ * coordinator clears the name at once, one through another coordinator is seen after at most this long (etcd mode:
+ * the poller also finds it every --etcd-poll-ms). */
+#define QV_NEGATIVE_CACHE_NS (1000000000LL)
+#define QV_NEGATIVE_CACHE_SIZE 256
 
 /* A collection as the coordinator knows it; immutable once published, reference counted. */
 typedef struct {
@@ -55,6 +61,11 @@ typedef struct {
     qv_cmeta_t **colls;   /* guarded by mu */
     size_t ncolls;        /* guarded by mu */
     bool loaded;          /* guarded by mu. etcd: the first poll succeeded */
+    struct {
+        uint64_t hash;    /* qv_hash of the name (a false hit only delays a lookup by QV_NEGATIVE_CACHE_NS) */
+        int64_t until_ns; /* CLOCK_MONOTONIC */
+    } absent[QV_NEGATIVE_CACHE_SIZE]; /* guarded by mu: a ring of recent NOT_FOUND names */
+    size_t absent_next;               /* guarded by mu */
 
     pthread_t poller;
     pthread_mutex_t poll_mu; /* guards stop */

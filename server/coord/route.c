@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "common/hash.h"
 #include "server/coord/coord_int.h"
 #include "server/log.h"
 
@@ -141,10 +142,13 @@ static long find_coll(qv_coord_t *co, const char *name)
     return -1;
 }
 
+static void absent_clear(qv_coord_t *co, const char *name);
+
 /* Puts m into the table (taking a new reference for it), replacing an entry of the same name. */
 static void table_put(qv_coord_t *co, qv_cmeta_t *m)
 {
     pthread_mutex_lock(&co->mu);
+    absent_clear(co, m->name);
     long i = find_coll(co, m->name);
     if (i >= 0) {
         atomic_fetch_add(&m->refs, 1);
@@ -163,9 +167,12 @@ static void table_put(qv_coord_t *co, qv_cmeta_t *m)
 
 void qv_meta_invalidate(qv_coord_t *co, const char *name)
 {
-    if (co->etcd)
-        return; /* etcd mode: the record is the truth; create/drop rewrite it and the poller refreshes it */
     pthread_mutex_lock(&co->mu);
+    absent_clear(co, name); /* a create or drop through this coordinator: look again */
+    if (co->etcd) { /* etcd mode: the record is the truth; create/drop rewrite it and the poller refreshes it */
+        pthread_mutex_unlock(&co->mu);
+        return;
+    }
     long i = find_coll(co, name);
     if (i >= 0) {
         qv_cmeta_unref(co->colls[i]);
@@ -215,12 +222,39 @@ static int describe_static(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name,
     return rc;
 }
 
+/* The negative cache (coord_int.h QV_NEGATIVE_CACHE_NS), under co->mu. */
+static bool absent_hit(qv_coord_t *co, uint64_t h, int64_t now)
+{
+    for (size_t i = 0; i < QV_NEGATIVE_CACHE_SIZE; i++)
+        if (co->absent[i].hash == h && co->absent[i].until_ns > now)
+            return true;
+    return false;
+}
+
+static void absent_put(qv_coord_t *co, uint64_t h, int64_t now)
+{
+    pthread_mutex_lock(&co->mu);
+    co->absent[co->absent_next].hash = h;
+    co->absent[co->absent_next].until_ns = now + QV_NEGATIVE_CACHE_NS;
+    co->absent_next = (co->absent_next + 1) % QV_NEGATIVE_CACHE_SIZE;
+    pthread_mutex_unlock(&co->mu);
+}
+
+static void absent_clear(qv_coord_t *co, const char *name)
+{
+    uint64_t h = qv_hash(name, strlen(name));
+    for (size_t i = 0; i < QV_NEGATIVE_CACHE_SIZE; i++)
+        if (co->absent[i].hash == h)
+            co->absent[i].until_ns = 0;
+}
+
 static int lookup(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name, qv_cmeta_t **out, qv_err_t *err)
 {
     size_t len = strlen(name);
     if (len == 0)
         return qv_err_set(err, QV_EINVAL, "collection name is empty");
     int64_t now = qv_mono_ns();
+    uint64_t h = qv_hash(name, len);
     pthread_mutex_lock(&co->mu);
     long i = find_coll(co, name);
     qv_cmeta_t *m = NULL;
@@ -228,25 +262,33 @@ static int lookup(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name, qv_cmeta
         m = co->colls[i];
         atomic_fetch_add(&m->refs, 1);
     }
-    bool loaded = co->loaded;
+    bool loaded = co->loaded, absent = !m && absent_hit(co, h, now);
     pthread_mutex_unlock(&co->mu);
     if (m) {
         *out = m;
         return QV_OK;
     }
-    if (!co->etcd)
-        return describe_static(co, ctx, name, out, err);
-    if (!loaded)
+    if (absent)
+        return qv_err_set(err, QV_ENOTFOUND, "collection '%.*s' not found", (int)(len > 80 ? 80 : len), name);
+    int rc;
+    if (!co->etcd) {
+        rc = describe_static(co, ctx, name, out, err);
+    } else if (!loaded) {
         return qv_err_set(err, QV_EUNAVAIL, "no shard map yet: etcd has not answered since start-up");
-    /* etcd mode, not in the last poll: it may have been created since (through another coordinator) */
-    qv_err_t ferr;
-    if (qv_meta_fetch(co, name, &m, &ferr) == QV_OK && m && m->ready) {
-        table_put(co, m);
-        *out = m;
-        return QV_OK;
+    } else {
+        /* etcd mode, not in the last poll: it may have been created since (through another coordinator) */
+        qv_err_t ferr;
+        if (qv_meta_fetch(co, name, &m, &ferr) == QV_OK && m && m->ready) {
+            table_put(co, m);
+            *out = m;
+            return QV_OK;
+        }
+        qv_cmeta_unref(m);
+        rc = qv_err_set(err, QV_ENOTFOUND, "collection '%.*s' not found", (int)(len > 80 ? 80 : len), name);
     }
-    qv_cmeta_unref(m);
-    return qv_err_set(err, QV_ENOTFOUND, "collection '%.*s' not found", (int)(len > 80 ? 80 : len), name);
+    if (rc == QV_ENOTFOUND)
+        absent_put(co, h, now);
+    return rc;
 }
 
 int qv_route(qv_coord_t *co, qv_call_ctx_t *ctx, const char *name, qv_route_t *rt, qv_err_t *err)
