@@ -1,6 +1,6 @@
 /* Backups of a store: RocksDB's BackupEngine over the store's one RocksDB instance.
  *
- * What is copied. Everything the store keeps is in RocksDB (store.h: schemas, manifests, the WAL column family,
+ * What is copied. Everything the store keeps is in RocksDB (catalog.h: schemas, manifests, the WAL column family,
  * segment blobs, delete bitmaps, the id map, index blobs), so a backup of RocksDB is a backup of the whole store,
  * segments and graphs included: a restored store rebuilds nothing. The backup flushes the memtables first
  * (flush_before_backup = 1: a memtable switch; writes go on meanwhile), so that what is new since the last backup

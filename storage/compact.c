@@ -1,4 +1,4 @@
-/* Segment compaction; the contract is in store.h.
+/* Segment compaction; the contract is in store.h, the batch layout in catalog.h.
  *
  * Phases of a job:
  *   choose  (caller's thread, collection read lock): sealed segments in id order that are small or have deleted
@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "common/bitmap.h"
+#include "storage/commit.h"
 #include "storage/indexer.h"
 #include "storage/store_int.h"
 
@@ -183,14 +184,6 @@ static int copy_rows(qv_cjob_t *j)
     return rc;
 }
 
-static void key_seg_range(qv_store_t *st, rocksdb_writebatch_t *b, int cf, uint32_t coll, uint64_t seg)
-{
-    uint8_t lo[16], hi[16];
-    key_seg(lo, coll, seg, 0);
-    key_seg(hi, coll, seg + 1, 0);
-    rocksdb_writebatch_delete_range_cf(b, st->cf[cf], (char *)lo, 12, (char *)hi, 12);
-}
-
 /* The swap phase: runs in the commit leader (W_COMPACT). */
 void qv__run_compact(qv_store_t *st, qv_writer_t *w)
 {
@@ -213,27 +206,23 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     qv_wbuf_init(&buf);
     int rc = qv_seg_encode(out, &buf);
     out->blob_len = buf.len;
-    uint8_t k[16];
     if (rc == QV_OK)
-        qv__put_chunks(st, b, CF_SEG, coll, out->id, buf.data, buf.len);
+        qv_cat_put_segment(&st->cat, b, coll, out->id, buf.data, buf.len);
     if (rc == QV_OK)
-        qv__put_keys(st, b, coll, out);
+        qv_cat_put_keys(&st->cat, b, coll, out);
     if (rc == QV_OK && out->ndeleted) {
         buf.len = 0;
         rc = qv_seg_encode_deleted(out, &buf);
-        rocksdb_writebatch_put_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, out->id, 0) - 4, (char *)buf.data,
-                                  buf.len);
+        qv_cat_put_deleted(&st->cat, b, coll, out->id, buf.data, buf.len);
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv__encode_manifest(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false, NULL);
-        rocksdb_writebatch_put_cf(b, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), (char *)buf.data, buf.len);
+        rc = qv_cat_manifest_encode(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false,
+                                    NULL);
+        qv_cat_put_manifest(&st->cat, b, coll, buf.data, buf.len);
     }
-    for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++) {
-        key_seg_range(st, b, CF_SEG, coll, j->in[i]->id);
-        key_seg_range(st, b, CF_IDX, coll, j->in[i]->id);
-        rocksdb_writebatch_delete_cf(b, st->cf[CF_DEL], (char *)k, key_seg(k, coll, j->in[i]->id, 0) - 4);
-    }
+    for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++)
+        qv_cat_delete_segment(&st->cat, b, coll, j->in[i]->id);
     if (rc == QV_OK)
         rc = qv__rocks_write(st, b, w->err);
     else

@@ -1,10 +1,12 @@
-/* Background index builds; see indexer.h. */
+/* Background index builds (see indexer.h), and the store's side of them: which segments get indexed, and the graph
+ * blob write that the commit leader runs (W_INDEX). */
 #include "storage/indexer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/hnsw.h"
+#include "storage/commit.h"
 #include "storage/store_int.h"
 
 typedef struct job {
@@ -293,4 +295,41 @@ void qv__indexer_seg_info(qv_indexer_t *ix, qv_segment_t *seg, int *state, doubl
     if (b && seg->rows)
         *progress = (double)qv_hnsw_progress(b) / seg->rows;
     pthread_mutex_unlock(&ix->mu);
+}
+
+/* ---- the store's side: what gets indexed, and the graph blob write (commit leader: W_INDEX) ---- */
+
+void qv__store_maybe_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
+{
+    if (st->indexer && c->schema->index_kind == QV_INDEX_HNSW && seg->rows >= st->opts.index_min_rows &&
+        seg->rows > 0)
+        qv__indexer_submit(st->indexer, c, seg);
+    else
+        atomic_store(&seg->index_state, QV_IDX_NONE);
+}
+
+void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)
+{
+    qv__indexer_seg_info(st->indexer, seg, state, progress, bytes);
+}
+
+/* Replaces the stored index blob of a segment (chunked like segment blobs). */
+void qv__run_index(qv_store_t *st, qv_writer_t *w)
+{
+    if (w->coll->dropped) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+        return;
+    }
+    bool present = false; /* a compaction may have replaced the segment while its graph was being built */
+    for (size_t i = 0; i < w->coll->nsealed && !present; i++)
+        present = w->coll->sealed[i] == w->seg;
+    if (!present) {
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "segment was compacted away");
+        return;
+    }
+    uint32_t coll = w->coll->schema->id;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_cat_put_index(&st->cat, b, coll, w->seg->id, w->blob, w->blob_len);
+    w->rc = qv__rocks_write(st, b, w->err);
+    rocksdb_writebatch_destroy(b);
 }

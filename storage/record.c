@@ -9,12 +9,6 @@
 #define REC_VERSION 1
 #define REC_HEADER 26         /* magic 4 + version 1 + op 1 + coll 4 + seq 8 + count 4 + dim 4 */
 
-void qv_wal_key(uint8_t key[QV_WAL_KEY_LEN], uint32_t coll_id, uint64_t seq)
-{
-    qv_be32(key, coll_id);
-    qv_be64(key + 4, seq);
-}
-
 static void header(qv_wbuf_t *out, uint8_t op, uint32_t coll_id, uint64_t seq, uint32_t count, uint32_t dim)
 {
     qv_wbuf_u32(out, REC_MAGIC);

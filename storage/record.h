@@ -1,4 +1,4 @@
-/* Write-ahead log records (the `wal` column family; key = be32 collection id | be64 seq).
+/* Write-ahead log records (the `wal` column family; their keys are catalog.h's).
  *
  * Layout, little-endian:
  *   u32 magic "QVWR" | u8 version (1) | u8 op (1 = upsert, 2 = delete) | u32 collection id | u64 seq |
@@ -38,9 +38,5 @@ int qv_record_encode_delete(qv_wbuf_t *out, uint32_t coll_id, uint64_t seq, cons
  * sizes, finite vectors). QV_ECORRUPT with a message on any failure; rec is then empty. */
 int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_record_t *rec, qv_err_t *err);
 void qv_record_free(qv_record_t *rec);
-
-/* WAL key helpers: 12 bytes. */
-#define QV_WAL_KEY_LEN 12
-void qv_wal_key(uint8_t key[QV_WAL_KEY_LEN], uint32_t coll_id, uint64_t seq);
 
 #endif

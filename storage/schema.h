@@ -2,7 +2,7 @@
  * wire format. server/ converts protobuf messages into these (borrowing the message's memory, no copies), the
  * validators here decide what is acceptable, and storage/record.c encodes accepted points into WAL records.
  *
- * Schema blob (meta column family, key "c" + be32 collection id), little-endian:
+ * Schema blob (meta column family; its key is specified in catalog.h), little-endian:
  *   u32 magic "QVCS" | u8 version (2) | u32 collection id | u8 name_len | name | u32 dim | u8 metric |
  *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) |
  *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u8 embedding model (0 none, 1 all-MiniLM-L6-v2) |

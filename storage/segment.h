@@ -77,7 +77,7 @@ typedef struct qv_segment {
     uint32_t ndeleted;
     bool del_dirty;     /* deleted changed since the bitmap was last persisted */
     uint64_t blob_len;  /* sealed: size of the persisted blob (recorded in the manifest); commit leader only */
-    /* Sealing is two steps (store.c): the commit leader freezes the growing segment (sealed = true, searchable,
+    /* Sealing is two steps (seal.c): the commit leader freezes the growing segment (sealed = true, searchable,
      * immutable rows) and later persists it (blob + manifest); until then the WAL still covers its rows. */
     bool persisted;     /* in the manifest; commit leader only (and recovery) */
     bool blob_written;  /* its blob chunks are already in the seg column family; commit leader only */

@@ -1,6 +1,6 @@
 /* Sealed segment blobs and delete bitmaps: the persistent form of a segment.
  *
- * Segment blob (stored in the `seg` column family in chunks, see store.c), little-endian:
+ * Segment blob (stored in the `seg` column family in chunks, see catalog.h), little-endian:
  *   u32 magic "QVSG" | u8 version (1) | u64 segment id | u32 dim | u32 rows | u16 nfields | nfields x u8 type |
  *   vectors: rows x dim f32 |
  *   ids: strcol | text: strcol |
@@ -10,7 +10,7 @@
  *   u64 xxh3-64 of every byte before it
  * strcol (n items): u64 total bytes | (n+1) x u64 offsets (first 0, non-decreasing, last = total) | bytes
  *
- * Delete bitmap blob (`del` column family, key be32 collection | be64 segment):
+ * Delete bitmap blob (`del` column family; its key is specified in catalog.h):
  *   u32 magic "QVDB" | u8 version (1) | u32 rows | ceil(rows/64) x u64 words | u64 xxh3-64 of the bytes before
  *
  * Decoders check every length against what remains, every offset for monotonicity, the field types against the

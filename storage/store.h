@@ -1,24 +1,21 @@
 /* The shard store: one RocksDB instance holding every collection of a shard, plus the in-memory segments.
  *
- * Column families (keys are big-endian so byte order is numeric order):
- *   meta  "n" -> u32 next collection id | "s" -> u64 sequence floor |
- *         "c" be32 coll -> schema blob (schema.h) | "m" be32 coll -> manifest blob (store.c)
- *   wal   be32 coll | be64 seq -> WAL record (record.h)
- *   seg   be32 coll | be64 segment | be32 chunk -> up to 4 MiB of the segment blob (segment_io.c)
- *   keys  be32 coll | id bytes -> u64 segment | u32 row: the id map as of the last seal
- *   del   be32 coll | be64 segment -> delete bitmap blob (segment_io.c), as of the last seal
+ * Files (storage/): store.c opens and closes the store; catalog.h specifies the RocksDB layout (column families,
+ * keys, the manifest) byte by byte and catalog.c is the only code that composes a key; commit.c runs the writer
+ * queue and group commit; collections.c holds the collection table, the apply of WAL records, create and drop;
+ * seal.c freezes and persists segments; store_recover.c rebuilds everything at start-up; compact.c, indexer.c and
+ * backup.c are compaction, background index builds and backups. store_int.h is what those files share.
  *
- * Write path (group commit): every mutation is a writer on one queue. The writer at the head is the leader: it
- * takes the run of queued data writes behind it, gives each the next sequence number, encodes their WAL records into
- * one RocksDB write batch, writes it with sync (one fsync for the whole group), applies the writes to the in-memory
- * segments in sequence order under each collection's write lock, seals collections over their thresholds, and wakes
- * the group. A write is acknowledged only after its fsync and its apply: acknowledged writes are durable and visible
- * to every read that starts afterwards. Validation happens before a writer joins the queue, so a request that fails
+ * Write path (group commit, commit.c): every mutation is a writer on one queue; the writer at the head leads and
+ * commits the data writes queued behind it as one synced RocksDB write batch, then applies them to memory in sequence
+ * order. A write is acknowledged only after its fsync and its apply: acknowledged writes are durable and visible to
+ * every read that starts afterwards. Validation happens before a writer joins the queue, so a request that fails
  * validation has written nothing.
  *
- * Seal: the growing segment becomes immutable. One batch writes its blob, the changed delete bitmaps, the id-map
- * changes since the last seal and the new manifest, and deletes the WAL records the segment now covers. Recovery
- * loads schemas, manifests, segment blobs, delete bitmaps and the id map, then replays each collection's WAL.
+ * Seal (seal.c): the growing segment becomes immutable. One batch writes its blob, the changed delete bitmaps, the
+ * id-map changes since the last seal and the new manifest, and deletes the WAL records the segment now covers.
+ * Recovery loads schemas, manifests, segment blobs, delete bitmaps and the id map, then replays each collection's
+ * WAL.
  *
  * After a failed RocksDB write the store is marked failed: the outcome of that write is unknown, so every later
  * write gets QV_EUNAVAIL until a restart recovers from what is on disk; qv_store_failed says so and why (Health,
@@ -164,16 +161,5 @@ int qv_store_compactions(qv_store_t *st, qv_compaction_info_t **out, size_t *n);
 
 /* Index state of a segment (QV_IDX_*), build progress 0..1 and index bytes; the caller holds the read lock. */
 void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);
-
-/* ---- internal, shared by store.c and store_recover.c ---- */
-typedef struct qv_writer qv_writer_t;
-int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count);
-qv_coll_t *qv__coll_new(qv_schema_t *s);
-/* Makes room for one more sealed segment (QV_ENOMEM, nothing changed, otherwise); under the write lock once readers
- * exist, since it may move c->sealed. */
-int qv__coll_reserve_sealed(qv_coll_t *c);
-/* Inserts seg in id order; the caller made room (qv__coll_reserve_sealed, or removed a segment first). */
-void qv__coll_add_sealed(qv_coll_t *c, qv_segment_t *seg);
-int qv__store_recover(qv_store_t *st, qv_err_t *err);
 
 #endif

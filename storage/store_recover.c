@@ -1,4 +1,5 @@
-/* Recovery: rebuilds every collection from the meta, seg, del and keys column families, then replays the WAL.
+/* Recovery: rebuilds every collection from the meta, seg, del and keys column families (laid out as catalog.h
+ * specifies), then replays the WAL.
  * Everything read is untrusted: a blob that fails its checks stops the start-up with QV_ECORRUPT and a message
  * naming the collection and segment, rather than serving silently wrong data. */
 #include <stdlib.h>
@@ -9,16 +10,16 @@
 #include "storage/store_int.h"
 
 /* Iterates keys of cf starting with prefix; calls fn for each; stops on a non-zero return. */
-static int scan_prefix(qv_store_t *st, int cf, const uint8_t *prefix, size_t plen,
+static int scan_prefix(qv_store_t *st, int cf, qv_cat_key_t prefix,
                        int (*fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl), void *arg,
                        qv_err_t *err)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[cf]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cat.cf[cf]);
     int rc = QV_OK;
-    for (rocksdb_iter_seek(it, (const char *)prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (rocksdb_iter_seek(it, prefix.bytes, prefix.len); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
-        if (kl < plen || memcmp(k, prefix, plen) != 0)
+        if (kl < prefix.len || memcmp(k, prefix.bytes, prefix.len) != 0)
             break;
         const char *v = rocksdb_iter_value(it, &vl);
         if ((rc = fn(arg, k, kl, v, vl)) != QV_OK)
@@ -49,7 +50,8 @@ static int schema_cb(void *arg, const char *k, size_t kl, const char *v, size_t 
     int rc = qv_schema_decode(v, vl, &s, x->err);
     if (rc)
         return rc;
-    if (kl != 5 || qv_get_be32((const uint8_t *)k + 1) != s->id) {
+    uint32_t coll;
+    if (!qv_cat_parse_schema_key(k, kl, &coll) || coll != s->id) {
         free(s);
         return qv_err_set(x->err, QV_ECORRUPT, "schema key does not match collection id");
     }
@@ -68,7 +70,9 @@ static int schema_cb(void *arg, const char *k, size_t kl, const char *v, size_t 
 static int chunk_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
     load_ctx_t *x = arg;
-    if (kl != 16 || qv_get_be32((const uint8_t *)k + 12) != x->next_chunk)
+    uint32_t coll, chunk;
+    uint64_t seg;
+    if (!qv_cat_parse_chunk_key(k, kl, &coll, &seg, &chunk) || chunk != x->next_chunk)
         return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': segment chunks out of order",
                           x->c->schema->name);
     x->next_chunk++;
@@ -81,11 +85,10 @@ static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
     qv_store_t *st = x->st;
     qv_coll_t *c = x->c;
     uint32_t coll = c->schema->id;
-    uint8_t k[16];
-    key_seg(k, coll, seg_id, 0);
+    qv_cat_key_t k = qv_cat_segment_prefix(coll, seg_id); /* also the key of its delete bitmap */
     x->blob.len = 0;
     x->next_chunk = 0;
-    int rc = scan_prefix(st, CF_SEG, k, 12, chunk_cb, x, x->err);
+    int rc = scan_prefix(st, CF_SEG, k, chunk_cb, x, x->err);
     if (rc)
         return rc;
     if (x->blob.len != blob_len)
@@ -102,7 +105,7 @@ static int load_segment(load_ctx_t *x, uint64_t seg_id, uint64_t blob_len)
     }
     size_t vl;
     char *e = NULL;
-    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_DEL], (char *)k, 12, &vl, &e);
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cat.cf[CF_DEL], k.bytes, k.len, &vl, &e);
     if (e) {
         rc = qv_err_set(x->err, QV_EIO, "reading delete bitmap: %s", e);
         rocksdb_free(e);
@@ -133,7 +136,9 @@ typedef struct {
 static int idx_chunk_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
     idx_ctx_t *x = arg;
-    if (kl != 16 || qv_get_be32((const uint8_t *)k + 12) != x->next_chunk) {
+    uint32_t coll, chunk;
+    uint64_t seg;
+    if (!qv_cat_parse_chunk_key(k, kl, &coll, &seg, &chunk) || chunk != x->next_chunk) {
         x->bad = true;
         return QV_ECORRUPT;
     }
@@ -150,11 +155,9 @@ void qv__load_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
     }
     idx_ctx_t x = {0};
     qv_wbuf_init(&x.blob);
-    uint8_t k[16];
-    key_seg(k, c->schema->id, seg->id, 0);
     qv_err_t err;
     qv_err_clear(&err);
-    int rc = scan_prefix(st, CF_IDX, k, 12, idx_chunk_cb, &x, &err);
+    int rc = scan_prefix(st, CF_IDX, qv_cat_segment_prefix(c->schema->id, seg->id), idx_chunk_cb, &x, &err);
     qv_hnsw_t *h = NULL;
     if (rc == QV_OK && x.blob.len > 0)
         rc = qv_hnsw_decode(x.blob.data, x.blob.len, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
@@ -189,12 +192,10 @@ static int keys_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl
     qv_coll_t *c = x->c;
     uint64_t seg_id;
     uint32_t row;
-    if (vl != 12 || kl < 5 || kl > 4 + QV_ID_MAX)
+    qv_str_t id;
+    if (!qv_cat_parse_id_entry(k, kl, v, vl, &id, &seg_id, &row))
         return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': bad id map entry", c->schema->name);
-    memcpy(&seg_id, v, 8);
-    memcpy(&row, v + 8, 4);
     qv_segment_t *seg = find_sealed(c, seg_id);
-    qv_str_t id = {k + 4, (uint32_t)(kl - 4)};
     /* An entry may be stale: the id was deleted or replaced after the last seal and its segment since compacted
      * away, or its row deleted. Such entries are skipped; the live-count check after the scan proves that every
      * live sealed row was reached by exactly one entry. */
@@ -226,7 +227,8 @@ static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
     int rc = qv_record_decode(v, vl, c->schema, &rec, x->err);
     if (rc)
         return rc;
-    if (kl != QV_WAL_KEY_LEN || qv_get_be64((const uint8_t *)k + 4) != rec.seq || rec.seq <= c->last_seq) {
+    uint64_t key_seq;
+    if (!qv_cat_parse_wal_key(k, kl, &key_seq) || key_seq != rec.seq || rec.seq <= c->last_seq) {
         qv_record_free(&rec);
         return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': WAL record out of sequence", c->schema->name);
     }
@@ -245,29 +247,26 @@ static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 static int remove_orphans(qv_store_t *st, qv_coll_t *c, const uint64_t *segs, uint32_t nsegs, qv_err_t *err)
 {
     uint32_t coll = c->schema->id;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_SEG]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cat.cf[CF_SEG]);
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    uint8_t k[16], hi[16];
     size_t orphans = 0;
-    key_seg(k, coll, 0, 0);
-    for (rocksdb_iter_seek(it, (char *)k, 4); rocksdb_iter_valid(it);) {
+    qv_cat_key_t start = qv_cat_coll_prefix(coll);
+    for (rocksdb_iter_seek(it, start.bytes, start.len); rocksdb_iter_valid(it);) {
         size_t kl;
-        const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &kl);
-        if (kl != 16 || qv_get_be32(key) != coll)
+        const char *key = rocksdb_iter_key(it, &kl);
+        uint32_t kcoll, chunk;
+        uint64_t seg;
+        if (!qv_cat_parse_chunk_key(key, kl, &kcoll, &seg, &chunk) || kcoll != coll)
             break;
-        uint64_t seg = qv_get_be64(key + 4);
         bool listed = false;
         for (uint32_t i = 0; i < nsegs && !listed; i++)
             listed = segs[i] == seg;
-        key_seg(k, coll, seg, 0);
-        key_seg(hi, coll, seg + 1, 0);
         if (!listed) {
-            rocksdb_writebatch_delete_range_cf(b, st->cf[CF_SEG], (char *)k, 12, (char *)hi, 12);
-            rocksdb_writebatch_delete_range_cf(b, st->cf[CF_IDX], (char *)k, 12, (char *)hi, 12);
-            rocksdb_writebatch_delete_cf(b, st->cf[CF_DEL], (char *)k, 12);
+            qv_cat_delete_segment(&st->cat, b, coll, seg);
             orphans++;
         }
-        rocksdb_iter_seek(it, (char *)hi, 12); /* skip the rest of this segment's chunks */
+        qv_cat_key_t next = qv_cat_segment_prefix(coll, seg + 1);
+        rocksdb_iter_seek(it, next.bytes, next.len); /* skip the rest of this segment's chunks */
     }
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
@@ -289,10 +288,10 @@ static int recover_coll(load_ctx_t *x)
     qv_store_t *st = x->st;
     qv_coll_t *c = x->c;
     uint32_t coll = c->schema->id;
-    uint8_t k[8];
+    qv_cat_key_t mk = qv_cat_manifest_key(coll);
     size_t vl;
     char *e = NULL;
-    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], (char *)k, key_coll(k, 'm', coll), &vl, &e);
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cat.cf[CF_META], mk.bytes, mk.len, &vl, &e);
     if (e || !v) {
         rocksdb_free(e);
         rocksdb_free(v);
@@ -300,7 +299,7 @@ static int recover_coll(load_ctx_t *x)
     }
     uint64_t seal_seq, next_seg, *segs, *lens;
     uint32_t nsegs;
-    int rc = qv__manifest_decode(v, vl, &seal_seq, &next_seg, &segs, &lens, &nsegs, x->err);
+    int rc = qv_cat_manifest_decode(v, vl, &seal_seq, &next_seg, &segs, &lens, &nsegs, x->err);
     rocksdb_free(v);
     if (rc)
         return rc;
@@ -316,9 +315,8 @@ static int recover_coll(load_ctx_t *x)
     c->next_seg_id = next_seg + 1; /* next_seg itself becomes the growing segment */
     if (seal_seq > st->seq)
         st->seq = seal_seq;
-    uint8_t p[4];
-    qv_be32(p, coll);
-    if ((rc = scan_prefix(st, CF_KEYS, p, 4, keys_cb, x, x->err)) != QV_OK)
+    qv_cat_key_t p = qv_cat_coll_prefix(coll);
+    if ((rc = scan_prefix(st, CF_KEYS, p, keys_cb, x, x->err)) != QV_OK)
         return rc;
     uint64_t sealed_live = 0;
     for (size_t i = 0; i < c->nsealed; i++)
@@ -328,35 +326,17 @@ static int recover_coll(load_ctx_t *x)
                           c->schema->name, (unsigned long long)c->live, (unsigned long long)sealed_live);
     if (!(c->growing = qv_seg_create(c->schema, next_seg)))
         return qv_err_set(x->err, QV_ENOMEM, "out of memory");
-    return scan_prefix(st, CF_WAL, p, 4, wal_cb, x, x->err);
+    return scan_prefix(st, CF_WAL, p, wal_cb, x, x->err);
 }
 
 int qv__store_recover(qv_store_t *st, qv_err_t *err)
 {
-    size_t vl;
-    char *e = NULL;
-    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], "n", 1, &vl, &e);
-    if (e) {
-        qv_err_set(err, QV_EIO, "reading the store: %s", e);
-        rocksdb_free(e);
-        return QV_EIO;
-    }
-    if (v && vl == 4)
-        memcpy(&st->next_coll_id, v, 4);
-    rocksdb_free(v);
-    v = rocksdb_get_cf(st->db, st->ropts, st->cf[CF_META], "s", 1, &vl, &e);
-    if (e) {
-        rocksdb_free(e);
-        return qv_err_set(err, QV_EIO, "reading the store");
-    }
-    if (v && vl == 8)
-        memcpy(&st->seq, v, 8);
-    rocksdb_free(v);
-
+    int rc = qv_cat_read_counters(st->db, st->ropts, &st->cat, &st->next_coll_id, &st->seq, err);
+    if (rc)
+        return rc;
     load_ctx_t x = {.st = st, .err = err};
     qv_wbuf_init(&x.blob);
-    const uint8_t c_prefix[1] = {'c'};
-    int rc = scan_prefix(st, CF_META, c_prefix, 1, schema_cb, &x, err);
+    rc = scan_prefix(st, CF_META, qv_cat_schema_prefix(), schema_cb, &x, err);
     for (size_t i = 0; rc == QV_OK && i < st->ncolls; i++) {
         x.c = st->colls[i];
         if (x.c->schema->id >= st->next_coll_id)

@@ -1,13 +1,13 @@
-/* Fuzz target: the store manifest decoder (qv__manifest_decode, storage/store.c; recovery reads each collection's
- * manifest with it before loading any segment).
+/* Fuzz target: the store manifest decoder (qv_cat_manifest_decode, storage/catalog.c; recovery reads each
+ * collection's manifest with it before loading any segment).
  *
  * Input: a manifest blob without its trailing checksum (see fuzz.h). A manifest that decodes must list segment ids
  * in strictly ascending order, each below next_seg, with exactly the blob's bytes (25-byte header + 16 per segment +
- * checksum), and re-encode through the writer (qv__encode_manifest) to the same bytes. */
+ * checksum), and re-encode through the writer (qv_cat_manifest_encode) to the same bytes. */
 #include <string.h>
 
 #include "fuzz.h"
-#include "storage/store_int.h"
+#include "storage/catalog.h"
 
 /* The writer takes a collection: one whose sealed segments carry just the ids and blob lengths to write. */
 static void encode(qv_wbuf_t *out, uint64_t seal_seq, uint64_t next_seg, const uint64_t *segs, const uint64_t *lens,
@@ -23,7 +23,7 @@ static void encode(qv_wbuf_t *out, uint64_t seal_seq, uint64_t next_seg, const u
         list[i] = &seg[i];
     }
     qv_coll_t c = {.sealed = list, .nsealed = n};
-    FUZZ_CHECK(qv__encode_manifest(out, &c, seal_seq, next_seg, NULL, NULL, 0, false, NULL) == QV_OK);
+    FUZZ_CHECK(qv_cat_manifest_encode(out, &c, seal_seq, next_seg, NULL, NULL, 0, false, NULL) == QV_OK);
     free(list);
     free(seg);
 }
@@ -33,7 +33,7 @@ static void decode(const uint8_t *blob, size_t len)
     uint64_t seal_seq, next_seg, *segs, *lens;
     uint32_t n;
     qv_err_t err = {0};
-    int rc = qv__manifest_decode(blob, len, &seal_seq, &next_seg, &segs, &lens, &n, &err);
+    int rc = qv_cat_manifest_decode(blob, len, &seal_seq, &next_seg, &segs, &lens, &n, &err);
     if (rc != QV_OK) {
         FUZZ_CHECK((rc == QV_ECORRUPT || rc == QV_ENOMEM) && !segs && !lens && err.code == rc && err.msg[0]);
         return;

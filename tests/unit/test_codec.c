@@ -26,6 +26,7 @@
 
 #include "common/bitmap.h"
 #include "qvtest.h"
+#include "storage/catalog.h"
 #include "storage/record.h"
 #include "storage/segment.h"
 
@@ -523,16 +524,16 @@ static void test_record_roundtrip(void **state)
 static void test_wal_key(void **state)
 {
     (void)state;
-    uint8_t k[QV_WAL_KEY_LEN], k2[QV_WAL_KEY_LEN];
-    qv_wal_key(k, 0x01020304, 0x05060708090a0b0cull);
-    const uint8_t want[QV_WAL_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    assert_memory_equal(k, want, QV_WAL_KEY_LEN);
-    qv_wal_key(k, 1, 0xffffffffffffffffull);
-    qv_wal_key(k2, 2, 0);
-    assert_true(memcmp(k, k2, QV_WAL_KEY_LEN) < 0);
-    qv_wal_key(k, 2, 255);
-    qv_wal_key(k2, 2, 256);
-    assert_true(memcmp(k, k2, QV_WAL_KEY_LEN) < 0);
+    uint8_t k[QV_CAT_WAL_KEY_LEN], k2[QV_CAT_WAL_KEY_LEN];
+    qv_cat_wal_key(k, 0x01020304, 0x05060708090a0b0cull);
+    const uint8_t want[QV_CAT_WAL_KEY_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    assert_memory_equal(k, want, QV_CAT_WAL_KEY_LEN);
+    qv_cat_wal_key(k, 1, 0xffffffffffffffffull);
+    qv_cat_wal_key(k2, 2, 0);
+    assert_true(memcmp(k, k2, QV_CAT_WAL_KEY_LEN) < 0);
+    qv_cat_wal_key(k, 2, 255);
+    qv_cat_wal_key(k2, 2, 256);
+    assert_true(memcmp(k, k2, QV_CAT_WAL_KEY_LEN) < 0);
 }
 
 /* Re-encoding a decoded record gives the same bytes (delete records write dim 0, so only compare those). */

@@ -1,0 +1,63 @@
+/* The commit path (internal to storage/): every mutation of the store is a writer on one queue, and the writer at the
+ * head (the leader) runs it. The design (group commit, why our own grouping) is in commit.c.
+ *
+ * Each kind of writer (W_*) has one entry in commit.c's operation table: its name, whether it groups with data
+ * writes, and the function the leader runs for it. The run functions live where their logic does (declared below,
+ * each under the file that defines it); they run in the leader only, so they are totally ordered with each other
+ * and with the writes, and report through w->rc and w->err. */
+#ifndef QV_COMMIT_H
+#define QV_COMMIT_H
+
+#include <pthread.h>
+
+#include "storage/store.h"
+
+enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT, W_PERSIST, W_COUNT };
+
+typedef struct qv_writer qv_writer_t;
+
+struct qv_writer {
+    int op;                 /* W_* */
+    qv_coll_t *coll;        /* UPSERT, DELETE, FLUSH (NULL: all), INDEX, COMPACT, PERSIST */
+    qv_point_t *pts;        /* UPSERT */
+    const qv_str_t *ids;    /* DELETE */
+    uint32_t n;
+    qv_schema_t *schema;    /* CREATE */
+    const char *name;       /* DROP */
+    size_t name_len;
+    void *job;              /* COMPACT */
+    qv_segment_t *seg;      /* INDEX: the segment and its graph blob; PERSIST: the segment and (non-NULL) its blob
+                             * chunks are written */
+    const void *blob;
+    size_t blob_len;
+    /* results, written by the leader */
+    int rc;
+    qv_err_t *err;
+    uint64_t seq;
+    uint32_t count;
+    /* queue state, guarded by the store's q_mu */
+    bool done;
+    pthread_cond_t cv;
+    qv_writer_t *next;
+};
+
+/* Queues w, waits until it is done or leads (then runs it, and the data writes behind it), and returns its status.
+ * w lives on the caller's stack; the leader writes its results before waking it. */
+int qv__commit(qv_store_t *st, qv_writer_t *w);
+
+/* ---- the operations' run functions (commit leader only) ---- */
+
+/* storage/collections.c: W_CREATE (schema, manifest, next collection id; then the collection table) */
+void qv__run_create(qv_store_t *st, qv_writer_t *w);
+/* storage/collections.c: W_DROP (every key of the collection; then out of the table) */
+void qv__run_drop(qv_store_t *st, qv_writer_t *w);
+/* storage/seal.c: W_FLUSH (freeze and persist one collection, or all) */
+void qv__run_flush(qv_store_t *st, qv_writer_t *w);
+/* storage/seal.c: W_PERSIST (persist frozen segments: the sealer's turn, or close) */
+void qv__run_persist(qv_store_t *st, qv_writer_t *w);
+/* storage/indexer.c: W_INDEX (replace a segment's stored graph blob) */
+void qv__run_index(qv_store_t *st, qv_writer_t *w);
+/* storage/compact.c: W_COMPACT (the swap phase of a compaction job) */
+void qv__run_compact(qv_store_t *st, qv_writer_t *w);
+
+#endif
