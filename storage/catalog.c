@@ -33,6 +33,17 @@ static size_t chunk_key(uint8_t *k, uint32_t coll, uint64_t seg, uint32_t chunk)
 
 qv_cat_key_t qv_cat_schema_prefix(void) { return (qv_cat_key_t){.bytes = {'c'}, .len = 1}; }
 
+qv_cat_key_t qv_cat_applied_prefix(void) { return (qv_cat_key_t){.bytes = {'a'}, .len = 1}; }
+
+bool qv_cat_parse_applied(const char *k, size_t kl, const char *v, size_t vl, uint64_t *group, uint64_t *index)
+{
+    if (kl != 9 || k[0] != 'a' || vl != 8)
+        return false;
+    *group = qv_get_be64((const uint8_t *)k + 1);
+    memcpy(index, v, 8);
+    return true;
+}
+
 qv_cat_key_t qv_cat_manifest_key(uint32_t coll) { return coll_key('m', coll); }
 
 qv_cat_key_t qv_cat_coll_prefix(uint32_t coll)
@@ -127,6 +138,16 @@ void qv_cat_put_seq_floor(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint
     char v[8];
     memcpy(v, &seq, 8);
     rocksdb_writebatch_put_cf(b, cat->cf[CF_META], "s", 1, v, 8);
+}
+
+void qv_cat_put_applied(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint64_t group, uint64_t index)
+{
+    uint8_t k[9];
+    k[0] = 'a';
+    qv_be64(k + 1, group);
+    char v[8];
+    memcpy(v, &index, 8);
+    rocksdb_writebatch_put_cf(b, cat->cf[CF_META], (const char *)k, sizeof k, v, 8);
 }
 
 void qv_cat_put_wal(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seq,

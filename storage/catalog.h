@@ -8,6 +8,9 @@
  *                                        is handed out again, even after the WAL records holding it were deleted
  *         "c" | be32 coll  (5 bytes)  -> schema blob (schema.h)
  *         "m" | be32 coll  (5 bytes)  -> manifest blob (below)
+ *         "a" | be64 group (9 bytes)  -> u64 applied index (native byte order): the last entry of an external
+ *                                        ordered log (a replication group's) that qv_store_apply applied; written
+ *                                        in the same batch as that entry's WAL record
  *   wal   be32 coll | be64 seq                (12 bytes) -> WAL record (record.h)
  *   seg   be32 coll | be64 seg | be32 chunk   (16 bytes) -> up to 4 MiB (QV_CAT_CHUNK) of the segment blob
  *                                                           (segment_io.c); chunks numbered from 0, no gaps
@@ -71,6 +74,8 @@ void qv_cat_put_manifest(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint3
 void qv_cat_put_next_coll(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t next);
 /* meta: the sequence floor */
 void qv_cat_put_seq_floor(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint64_t seq);
+/* meta "a" | be64 group -> index */
+void qv_cat_put_applied(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint64_t group, uint64_t index);
 /* One WAL record of coll (the record bytes are copied into the batch). */
 void qv_cat_put_wal(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seq,
                     const void *rec, size_t len);
@@ -104,6 +109,10 @@ typedef struct {
 
 /* meta: prefix of every schema key */
 qv_cat_key_t qv_cat_schema_prefix(void);
+/* meta: every applied index ("a") */
+qv_cat_key_t qv_cat_applied_prefix(void);
+/* An applied-index entry's group and index; false if the key or value has another shape. */
+bool qv_cat_parse_applied(const char *k, size_t kl, const char *v, size_t vl, uint64_t *group, uint64_t *index);
 /* meta: the manifest key of coll */
 qv_cat_key_t qv_cat_manifest_key(uint32_t coll);
 /* wal, seg, keys, del, idx: prefix of every key of coll */

@@ -27,6 +27,72 @@
 
 #define GROUP_MAX 256
 
+/* ---- applied indexes of external logs (qv_store_apply) ---- */
+
+uint64_t qv_store_applied(qv_store_t *st, uint64_t group)
+{
+    uint64_t index = 0;
+    pthread_mutex_lock(&st->applied_mu);
+    for (size_t i = 0; i < st->napplied; i++)
+        if (st->applied[i].group == group)
+            index = st->applied[i].index;
+    pthread_mutex_unlock(&st->applied_mu);
+    return index;
+}
+
+int qv__applied_set(qv_store_t *st, uint64_t group, uint64_t index)
+{
+    int rc = QV_OK;
+    pthread_mutex_lock(&st->applied_mu);
+    size_t i = 0;
+    while (i < st->napplied && st->applied[i].group != group)
+        i++;
+    if (i == st->napplied) {
+        if (st->napplied == st->cap_applied) {
+            size_t cap = st->cap_applied ? 2 * st->cap_applied : 8;
+            struct qv_applied *a = realloc(st->applied, cap * sizeof *a);
+            if (!a)
+                rc = QV_ENOMEM;
+            else
+                st->applied = a, st->cap_applied = cap;
+        }
+        if (rc == QV_OK)
+            st->applied[st->napplied++] = (struct qv_applied){group, 0};
+    }
+    if (rc == QV_OK && index > st->applied[i].index)
+        st->applied[i].index = index;
+    pthread_mutex_unlock(&st->applied_mu);
+    return rc;
+}
+
+/* The index an APPLY writer must exceed: the group's applied index, or a higher one taken by an earlier writer of
+ * the same run (first .. w, exclusive). */
+static uint64_t applied_before(qv_store_t *st, qv_writer_t *first, qv_writer_t *w)
+{
+    uint64_t have = qv_store_applied(st, w->group);
+    for (qv_writer_t *x = first; x != w; x = x->next)
+        if (x->op == W_APPLY && x->group == w->group && !x->skipped && x->rc == QV_OK && x->index > have)
+            have = x->index;
+    return have;
+}
+
+/* An APPLY writer's record, re-encoded with this store's sequence number seq into buf (the entry's own seq is the
+ * encoder's; the collection is the one the caller resolved). */
+static int encode_apply(qv_writer_t *w, uint64_t seq, qv_wbuf_t *buf)
+{
+    qv_record_t rec;
+    int rc = qv_record_decode(w->blob, w->blob_len, w->coll->schema, &rec, w->err);
+    if (rc)
+        return rc;
+    uint32_t coll = w->coll->schema->id;
+    rc = rec.op == QV_OP_UPSERT ? qv_record_encode_upsert(buf, coll, seq, w->coll->schema->dim, rec.points, rec.count)
+                                 : qv_record_encode_delete(buf, coll, seq, rec.ids, rec.count);
+    qv_record_free(&rec);
+    if (rc)
+        qv_err_set(w->err, rc, "out of memory encoding the write");
+    return rc;
+}
+
 /* Logs and applies a run of data writes (see the top of this file). */
 static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
 {
@@ -47,6 +113,14 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
         size_t start = buf.len;
         if (w->coll->dropped) {
             w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection '%s' was dropped", w->coll->schema->name);
+        } else if (w->op == W_APPLY && w->index <= applied_before(st, first, w)) {
+            w->skipped = true; /* applied before: exactly once */
+        } else if (w->op == W_APPLY) {
+            w->seq = st->seq + 1;
+            if ((w->rc = encode_apply(w, w->seq, &buf)) == QV_OK)
+                st->seq++;
+            else
+                buf.len = start;
         } else {
             w->seq = ++st->seq;
             w->rc = w->op == W_UPSERT
@@ -56,9 +130,11 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
                 qv_err_set(w->err, w->rc, "out of memory encoding the write");
         }
         ends[i] = buf.len;
-        if (w->rc == QV_OK) {
+        if (w->rc == QV_OK && !w->skipped) {
             /* The record bytes are copied into the batch here, so buf may move later. */
             qv_cat_put_wal(&st->cat, b, coll, w->seq, buf.data + start, buf.len - start);
+            if (w->op == W_APPLY) /* in the same batch: the entry and the index that says it is applied */
+                qv_cat_put_applied(&st->cat, b, w->group, w->index);
             any = true;
         }
         if (w == last)
@@ -75,7 +151,9 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
         if (w->rc == QV_OK && rc != QV_OK) {
             w->rc = qv_err_set(w->err, rc == QV_ENOMEM ? QV_ENOMEM : QV_EUNAVAIL, "%s",
                                rc == QV_ENOMEM ? "out of memory" : werr.msg);
-        } else if (w->rc == QV_OK) {
+        } else if (w->rc == QV_OK && !w->skipped) {
+            if (w->op == W_APPLY && qv__applied_set(st, w->group, w->index) != QV_OK)
+                qv__store_fail(st, "out of memory recording an applied index"); /* durable; a restart reads it */
             /* Apply from the encoded record itself, so memory holds exactly what the log holds. */
             size_t start = i ? ends[i - 1] : 0;
             qv_record_t rec;
@@ -128,6 +206,7 @@ typedef struct {
 static const commit_op_t ops[W_COUNT] = {
     [W_UPSERT] = {"upsert", true, NULL},
     [W_DELETE] = {"delete", true, NULL},
+    [W_APPLY] = {"apply", true, NULL},
     [W_CREATE] = {"create", false, qv__run_create},
     [W_DROP] = {"drop", false, qv__run_drop},
     [W_FLUSH] = {"flush", false, qv__run_flush},
@@ -256,6 +335,47 @@ int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t 
     qv_writer_t w = {.op = W_DELETE, .coll = c, .ids = ids, .n = n, .err = err};
     int rc = qv__commit(st, &w);
     *deleted = w.count;
+    return rc;
+}
+
+int qv_store_encode_upsert(qv_coll_t *c, qv_point_t *pts, uint32_t n, qv_wbuf_t *out, qv_err_t *err)
+{
+    int rc = qv_points_validate(c->schema, pts, n, err);
+    if (rc == QV_OK && (rc = qv_record_encode_upsert(out, c->schema->id, 0, c->schema->dim, pts, n)))
+        qv_err_set(err, rc, "out of memory encoding the write");
+    return rc;
+}
+
+int qv_store_encode_delete(qv_coll_t *c, const qv_str_t *ids, uint32_t n, qv_wbuf_t *out, qv_err_t *err)
+{
+    if (n > QV_BATCH_MAX)
+        return qv_err_set(err, QV_EINVAL, "%u ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i].len == 0 || ids[i].len > QV_ID_MAX)
+            return qv_err_set(err, QV_EINVAL, "id %u: %u bytes (want 1..%u)", i, ids[i].len, QV_ID_MAX);
+    int rc = qv_record_encode_delete(out, c->schema->id, 0, ids, n);
+    if (rc)
+        qv_err_set(err, rc, "out of memory encoding the write");
+    return rc;
+}
+
+int qv_store_apply(qv_store_t *st, qv_coll_t *c, uint64_t group, uint64_t index, const void *rec, size_t len,
+                   bool *applied, uint32_t *count, qv_err_t *err)
+{
+    *applied = false;
+    *count = 0;
+    if (index == 0)
+        return qv_err_set(err, QV_EINVAL, "log index 0: entries are numbered from 1");
+    qv_record_t r; /* untrusted bytes: decoded (checksum, bounds, schema) before they join the queue */
+    int rc = qv_record_decode(rec, len, c->schema, &r, err);
+    if (rc)
+        return rc;
+    qv_record_free(&r);
+    qv_writer_t w = {.op = W_APPLY, .coll = c, .blob = rec, .blob_len = len, .group = group, .index = index,
+                     .err = err};
+    rc = qv__commit(st, &w);
+    *applied = rc == QV_OK && !w.skipped;
+    *count = w.count;
     return rc;
 }
 

@@ -12,7 +12,7 @@
 
 #include "storage/store.h"
 
-enum { W_UPSERT = 1, W_DELETE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT, W_PERSIST, W_COUNT };
+enum { W_UPSERT = 1, W_DELETE, W_APPLY, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT, W_PERSIST, W_COUNT };
 
 typedef struct qv_writer qv_writer_t;
 
@@ -28,8 +28,10 @@ struct qv_writer {
     void *job;              /* COMPACT */
     qv_segment_t *seg;      /* INDEX: the segment and its graph blob; PERSIST: the segment and (non-NULL) its blob
                              * chunks are written */
-    const void *blob;
+    const void *blob;       /* INDEX, PERSIST; APPLY: the entry's write record */
     size_t blob_len;
+    uint64_t group, index;  /* APPLY: the external log and the entry's position in it */
+    bool skipped;           /* APPLY, set by the leader: at or below the group's applied index, nothing done */
     /* results, written by the leader */
     int rc;
     qv_err_t *err;

@@ -138,6 +138,7 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
     pthread_mutex_init(&st->q_mu, NULL);
     pthread_mutex_init(&st->jobs_mu, NULL);
     pthread_mutex_init(&st->backup_mu, NULL);
+    pthread_mutex_init(&st->applied_mu, NULL);
     st->next_coll_id = 1;
     st->next_job_id = 1;
 
@@ -243,6 +244,8 @@ void qv_store_close(qv_store_t *st)
     pthread_mutex_destroy(&st->q_mu);
     pthread_mutex_destroy(&st->jobs_mu);
     pthread_mutex_destroy(&st->backup_mu);
+    pthread_mutex_destroy(&st->applied_mu);
+    free(st->applied);
     free(st->path);
     free(st);
 }

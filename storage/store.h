@@ -118,6 +118,21 @@ int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, u
 /* Deletes ids; *deleted = ids that were live. */
 int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, uint32_t *deleted,
                     qv_err_t *err);
+/* ---- log-driven apply: the store as a state machine fed by an external ordered log (a replication group) ----
+ * The write records (record.h) of an external log are made by qv_store_encode_*, which validate as qv_store_upsert
+ * and qv_store_delete do; qv_store_apply then applies entry `index` of log `group` exactly once: an entry at or
+ * below the group's applied index is skipped (*applied false, nothing written), any other is logged and applied
+ * like an upsert or delete, with the group's new applied index in the same RocksDB batch as its WAL record (catalog.h
+ * meta "a"), so a crash can never leave an entry applied without its index or the reverse. Entries need not be
+ * contiguous (a log's configuration entries apply nothing here). The record is untrusted: decoded and checked
+ * against c's schema first. The standalone path and apply share the commit leader's one write path (commit.c). */
+int qv_store_encode_upsert(qv_coll_t *c, qv_point_t *pts, uint32_t n, qv_wbuf_t *out, qv_err_t *err);
+int qv_store_encode_delete(qv_coll_t *c, const qv_str_t *ids, uint32_t n, qv_wbuf_t *out, qv_err_t *err);
+int qv_store_apply(qv_store_t *st, qv_coll_t *c, uint64_t group, uint64_t index, const void *rec, size_t len,
+                   bool *applied, uint32_t *count, qv_err_t *err);
+/* The last index of log group that qv_store_apply applied (0: none). Any thread. */
+uint64_t qv_store_applied(qv_store_t *st, uint64_t group);
+
 /* Seals the growing segment of c (every collection when c is NULL) now; *sealed = segments sealed. */
 int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err);
 

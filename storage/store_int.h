@@ -44,9 +44,19 @@ struct qv_store {
     char fail_reason[256];
     qv_store_salvage_t salvage; /* written by qv_store_open only */
     pthread_mutex_t backup_mu;  /* held by the one qv_store_backup at a time (storage/backup.c) */
+    /* qv_store_apply's applied index per external log: written by the commit leader (and recovery), read by any
+     * thread through qv_store_applied; guarded by applied_mu */
+    pthread_mutex_t applied_mu;
+    struct qv_applied {
+        uint64_t group, index;
+    } *applied;
+    size_t napplied, cap_applied;
 };
 
 /* ---- storage/store.c ---- */
+/* storage/commit.c: records group's applied index (the leader, and recovery); QV_ENOMEM leaves it unrecorded */
+int qv__applied_set(qv_store_t *st, uint64_t group, uint64_t index);
+
 /* Marks the store failed (every later write gets QV_EUNAVAIL) and records why; the first reason wins. */
 void qv__store_fail(qv_store_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes b with sync; on failure fails the store and returns QV_EIO with a message. */

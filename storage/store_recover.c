@@ -43,6 +43,16 @@ typedef struct {
     qv_err_t *err;
 } load_ctx_t;
 
+/* meta "a": the applied index of each external log (qv_store_apply) */
+static int applied_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    load_ctx_t *x = arg;
+    uint64_t group, index;
+    if (!qv_cat_parse_applied(k, kl, v, vl, &group, &index))
+        return qv_err_set(x->err, QV_ECORRUPT, "applied index entry of %zu/%zu bytes", kl, vl);
+    return qv__applied_set(x->st, group, index) == QV_OK ? QV_OK : qv_err_set(x->err, QV_ENOMEM, "out of memory");
+}
+
 static int schema_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
     load_ctx_t *x = arg;
@@ -336,7 +346,9 @@ int qv__store_recover(qv_store_t *st, qv_err_t *err)
         return rc;
     load_ctx_t x = {.st = st, .err = err};
     qv_wbuf_init(&x.blob);
-    rc = scan_prefix(st, CF_META, qv_cat_schema_prefix(), schema_cb, &x, err);
+    rc = scan_prefix(st, CF_META, qv_cat_applied_prefix(), applied_cb, &x, err);
+    if (rc == QV_OK)
+        rc = scan_prefix(st, CF_META, qv_cat_schema_prefix(), schema_cb, &x, err);
     for (size_t i = 0; rc == QV_OK && i < st->ncolls; i++) {
         x.c = st->colls[i];
         if (x.c->schema->id >= st->next_coll_id)
