@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "storage/store_int.h"
@@ -90,3 +91,28 @@ out:
     return rc;
 }
 
+
+/* ---- checkpoints ---- */
+
+int qv_store_checkpoint(qv_store_t *st, const char *dir, qv_err_t *err)
+{
+    if (atomic_load(&st->failed))
+        return qv_err_set(err, QV_EUNAVAIL, "no checkpoint of a failed store");
+    if (mkdir(dir, 0755) != 0)
+        return qv_err_set(err, errno == EEXIST ? QV_EEXIST : QV_EIO, "cannot create %s: %s", dir, strerror(errno));
+    char db[4200];
+    snprintf(db, sizeof db, "%s/db", dir);
+    char *e = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(st->db, &e);
+    if (!e)
+        rocksdb_checkpoint_create(cp, db, 0 /* log_size_for_flush: always flush first */, &e);
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (e) {
+        int rc = qv_err_set(err, QV_EIO, "checkpoint into %s failed: %s", db, e);
+        rocksdb_free(e);
+        rmdir(dir); /* RocksDB builds db in a temporary directory and removes it on failure */
+        return rc;
+    }
+    return QV_OK;
+}

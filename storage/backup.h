@@ -52,6 +52,13 @@ typedef struct {
  * when RocksDB or the file system fails. Any thread; writes and reads go on meanwhile. */
 int qv_store_backup(qv_store_t *st, const char *dir, qv_backup_info_t *out, uint64_t *copied, qv_err_t *err);
 
+/* A point-in-time copy of the whole store at dir/db (dir must not exist; its parent must), which qv_store_open of
+ * dir opens as it was at that instant: RocksDB's checkpoint of every column family (hard links to the immutable SST
+ * files where dir is on the same file system, copies elsewhere; the memtables are flushed first, a memtable switch
+ * that does not stop writes), so segments, index blobs and qv_store_apply's applied indexes come along and the copy
+ * rebuilds nothing. For replication's snapshots; a backup (qv_store_backup) is the checksummed, incremental kind. */
+int qv_store_checkpoint(qv_store_t *st, const char *dir, qv_err_t *err);
+
 /* The complete backups in dir, oldest first (*out: free()). A missing dir has none. */
 int qv_backup_list(const char *dir, qv_backup_info_t **out, size_t *n, qv_err_t *err);
 

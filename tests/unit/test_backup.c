@@ -6,6 +6,8 @@
  *   are shared). list gives both, oldest first, and verify passes both.
  * - Refusals change nothing: restore into a non-empty directory (QV_EEXIST, its file untouched), of an unknown id
  *   (QV_ENOTFOUND, the target not created), verify of an unknown id (QV_ENOTFOUND), list of a missing directory (none).
+ * - A checkpoint (qv_store_checkpoint) taken between the writes opens as the store at that instant; a second one
+ *   into the same directory is QV_EEXIST.
  * - Damage: one flipped byte in a backup's largest file makes verify fail with QV_ECORRUPT naming the file, and
  *   restore fail the same way leaving no target behind; the other backup still verifies and restores. */
 #define _GNU_SOURCE /* nftw, mkdtemp */
@@ -172,6 +174,11 @@ static void test_round_trip_refusals_and_damage(void **state)
     upsert_range(st, c, 0, N1, 0);
     delete_ids(st, c, 100, 150);
 
+    /* a checkpoint opens as the store at that instant */
+    char *ckpt = path2(tmp, "ckpt");
+    assert_int_equal(qv_store_checkpoint(st, ckpt, &err), QV_OK);
+    assert_int_equal(qv_store_checkpoint(st, ckpt, &err), QV_EEXIST);
+
     qv_backup_info_t b1, b2;
     uint64_t copied1, copied2;
     assert_int_equal(qv_store_backup(st, bdir, &b1, &copied1, &err), QV_OK);
@@ -191,6 +198,7 @@ static void test_round_trip_refusals_and_damage(void **state)
     qv_coll_release(c);
     qv_store_close(st);
 
+    check_state(ckpt, N1, 0, 100, 150); /* taken before the second batch of writes */
     qv_backup_info_t *list;
     size_t n;
     assert_int_equal(qv_backup_list(bdir, &list, &n, &err), QV_OK);
@@ -252,7 +260,7 @@ static void test_round_trip_refusals_and_damage(void **state)
     assert_int_equal(qv_backup_restore(bdir, 1, r3, NULL, NULL, NULL, NULL, &err), QV_OK);
     check_state(r3, N1, 0, 100, 150);
 
-    free(priv), free(none), free(r4), free(marker), free(r1), free(r2), free(r3);
+    free(priv), free(none), free(r4), free(marker), free(r1), free(r2), free(r3), free(ckpt);
     free(data), free(bdir);
     remove_tmpdir(tmp);
 }
