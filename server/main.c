@@ -87,6 +87,8 @@ static void usage(FILE *out)
             "  --shard-tls-ca FILE    coordinator: call shards over TLS, verifying them with this CA\n"
             "  --shard-tls-cert FILE --shard-tls-key FILE  coordinator: client certificate for mutual TLS to shards\n"
             "  --shard-api-key KEY    coordinator: send `authorization: Bearer KEY` to shards\n"
+            "  --shard-api-key-file F coordinator: the same key read from file F (its first line), so that it does not\n"
+            "                         show in the process list\n"
             "  --shard-timeout-ms N   coordinator: deadline of shard calls when the client sets none (default 5000)\n"
             "  --shard-max-inflight N coordinator: calls in flight to one shard server; more wait while the shard\n"
             "                         makes progress, else fail UNAVAILABLE (allow_partial: answered without it).\n"
@@ -131,13 +133,13 @@ int main(int argc, char **argv)
     long embed_batch = 64, embed_wait = 2000;
     long cmp_small = 8;
     const char *shards_list = NULL, *etcd = NULL, *etcd_prefix = "/quiver", *shard_name = NULL, *advertise = NULL;
-    const char *shard_ca = NULL, *shard_cert = NULL, *shard_key = NULL, *shard_api_key = NULL;
+    const char *shard_ca = NULL, *shard_cert = NULL, *shard_key = NULL, *shard_api_key = NULL, *shard_key_file = NULL;
     long etcd_poll_ms = 1000, etcd_ttl = 10, shard_timeout_ms = 5000, shard_max_inflight = 0;
     enum { O_ROLE = 1, O_LISTEN, O_DATA, O_THREADS, O_SCAN, O_SEAL_ROWS, O_SEAL_WAL, O_MAXMSG, O_SIMD, O_GRACE, O_LOG,
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
            O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
-           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR };
+           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
         {"shard-tls-cert", required_argument, NULL, O_SHARD_CERT},
         {"shard-tls-key", required_argument, NULL, O_SHARD_KEY},
         {"shard-api-key", required_argument, NULL, O_SHARD_KEYS},
+        {"shard-api-key-file", required_argument, NULL, O_SHARD_KEY_FILE},
         {"shard-timeout-ms", required_argument, NULL, O_SHARD_TIMEOUT},
         {"shard-max-inflight", required_argument, NULL, O_SHARD_INFLIGHT},
         {"gpu", required_argument, NULL, O_GPU},
@@ -262,6 +265,7 @@ int main(int argc, char **argv)
         case O_SHARD_CERT: shard_cert = optarg; break;
         case O_SHARD_KEY: shard_key = optarg; break;
         case O_SHARD_KEYS: shard_api_key = optarg; break;
+        case O_SHARD_KEY_FILE: shard_key_file = optarg; break;
         case O_SHARD_TIMEOUT: shard_timeout_ms = parse_num("--shard-timeout-ms", optarg, 1, 86400000); break;
         case O_SHARD_INFLIGHT: shard_max_inflight = parse_num("--shard-max-inflight", optarg, 1, 1023); break;
         case O_GPU:
@@ -288,7 +292,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((shards_list && !coordinator) || (etcd && !coordinator && !shard) ||
-        ((shard_ca || shard_cert || shard_api_key) && !coordinator) || ((shard_name || advertise) && !shard)) {
+        ((shard_ca || shard_cert || shard_api_key || shard_key_file) && !coordinator) ||
+        ((shard_name || advertise) && !shard)) {
         fprintf(stderr, "quiverd: --shards and --shard-tls-*/--shard-api-key are coordinator flags, --shard-name and "
                         "--advertise shard flags, and --etcd belongs to either\n");
         return 2;
@@ -303,6 +308,24 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    char *shard_key_text = NULL;
+    if (shard_key_file) {
+        qv_err_t kerr;
+        if (shard_api_key) {
+            fprintf(stderr, "quiverd: give one of --shard-api-key and --shard-api-key-file\n");
+            return 2;
+        }
+        if (!(shard_key_text = qv_read_file(shard_key_file, 4096, &kerr))) {
+            fprintf(stderr, "quiverd: --shard-api-key-file: %s\n", kerr.msg);
+            return 2;
+        }
+        shard_key_text[strcspn(shard_key_text, "\r\n")] = '\0'; /* the first line */
+        if (!*shard_key_text) {
+            fprintf(stderr, "quiverd: --shard-api-key-file %s: the first line is empty\n", shard_key_file);
+            return 2;
+        }
+        shard_api_key = shard_key_text;
+    }
     if (coordinator && backup_root) {
         fprintf(stderr, "quiverd: --backup-dir belongs to standalone and shard servers (a coordinator stores no data; "
                         "back up each shard server)\n");

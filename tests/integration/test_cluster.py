@@ -601,7 +601,10 @@ def test_api_keys(quiverd, tmp_path):
     kf = tmp_path / "keys"
     kf.write_text("".join(f"{k} {role}\n" for role, k in KEYS.items()))
     shards = start_shards(quiverd, 2, ["--api-keys", str(kf)])
-    coord = static_coordinator(quiverd, shards, ["--api-keys", str(kf), "--shard-api-key", KEYS["admin"]])
+    skf = tmp_path / "shard-key"
+    skf.write_text(KEYS["admin"] + "\n")  # the key from a file: it does not show in the process list
+    coord = static_coordinator(quiverd, shards, ["--api-keys", str(kf), "--shard-api-key-file", str(skf)])
+    assert KEYS["admin"] not in " ".join(coord.cmdline())
     nokey = static_coordinator(quiverd, shards)  # does not send the shards a key
     try:
         q = pbg.QuiverStub(grpc.insecure_channel(coord.addr))
