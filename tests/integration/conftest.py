@@ -22,6 +22,17 @@ def quiverd():
     return path
 
 
+@pytest.fixture(scope="session")
+def quiver_bin():
+    """The quiver CLI ($QUIVER_CLI, else build/quiver)."""
+    path = qvtest.cli_path()
+    if not path:
+        pytest.skip("set QUIVER_CLI to the quiver binary (ctest does)")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"QUIVER_CLI={path} is not an executable file")
+    return path
+
+
 @pytest.fixture
 def make_server(quiverd):
     """Factory for servers owned by one test: make_server(seal_rows=300).start(); cleaned up afterwards."""

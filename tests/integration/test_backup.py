@@ -26,9 +26,8 @@ import time
 
 import grpc
 import numpy as np
-import pytest
 
-from qvtest import SC, Server, cli_path, expect_error, pb, point, vec_of
+from qvtest import SC, Server, expect_error, pb, point, vec_of
 
 BASE_FLAGS = ["--metrics-listen", "off", "--gpu", "off"]
 
@@ -36,15 +35,6 @@ BASE_FLAGS = ["--metrics-listen", "off", "--gpu", "off"]
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def quiver_bin():
-    p = cli_path()
-    if not p:
-        pytest.skip("set QUIVER_CLI to the quiver binary (ctest does)")
-    assert os.access(p, os.X_OK), f"QUIVER_CLI={p} is not executable"
-    return p
-
-
 def cli(quiver_bin, *args, addr=None, json_out=False, timeout=300):
     """`quiver [--addr ADDR] [--json] args...` -> CompletedProcess (text; never raises on the exit status)."""
     cmd = [quiver_bin] + (["--addr", addr] if addr else []) + (["--json"] if json_out else []) + [str(a) for a in args]

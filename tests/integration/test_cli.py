@@ -33,21 +33,12 @@ import zlib
 import numpy as np
 import pytest
 
-from qvtest import (BOOL, DOUBLE, INT64, KEYWORD, KEYWORDS, L2, REPO, Server, all_, any_of, attrs_of, cli_path, eq,
+from qvtest import (BOOL, DOUBLE, INT64, KEYWORD, KEYWORDS, L2, Server, all_, any_of, attrs_of, eq,
                     free_port, pb, point, rng, vec_of)
 from test_security import make_certs, start_tls
 
 COMMANDS = ["collections", "describe", "create", "drop", "count", "get", "delete", "search", "load", "stats", "flush",
             "compact", "health", "backup", "restore", "embed"]
-
-
-@pytest.fixture(scope="module")
-def quiver_bin():
-    p = cli_path()
-    if not p:
-        pytest.skip("set QUIVER_CLI to the quiver binary (ctest does)")
-    assert os.access(p, os.X_OK), f"QUIVER_CLI={p} is not executable"
-    return p
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@
 
 #include "index/distance.h"
 #include "qvtest.h"
+#include "qvtmp.h"
 #include "storage/store.h"
 
 #define DIM 4
@@ -40,12 +41,6 @@ static struct {
     bool live;
     float v[DIM];
 } model[NIDS];
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static qv_store_t *open_store(const char *dir)
 {
@@ -154,8 +149,7 @@ static void apply_range(qv_store_t *st, entry_t *log, int from, int to, bool wan
 static void test_apply_exactly_once(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/qv-apply-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = make_tmpdir("apply");
     uint64_t seed = 42;
     qv_err_t err;
     qv_store_t *st = open_store(dir);
@@ -240,7 +234,7 @@ static void test_apply_exactly_once(void **state)
         qv_wbuf_free(&log[e].rec);
     for (int e = 0; e < 3; e++)
         qv_wbuf_free(&more[e].rec);
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tmpdir(dir);
 }
 
 int main(void)

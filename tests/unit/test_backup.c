@@ -25,34 +25,13 @@
 
 #include "index/distance.h"
 #include "qvtest.h"
+#include "qvtmp.h"
 #include "storage/backup.h"
 #include "storage/store.h"
 
 #define DIM 4
 #define N1 1200 /* seal_rows 500: two sealed segments and a growing one */
 #define N2 300
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static char *make_tmpdir(void)
-{
-    const char *base = getenv("TMPDIR");
-    char *t = malloc(4096);
-    snprintf(t, 4096, "%s/qv-backup-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(t))
-        fail_msg("mkdtemp %s failed", t);
-    return t;
-}
-
-static void remove_tmpdir(char *dir)
-{
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 static char *path2(const char *a, const char *b)
 {
@@ -163,7 +142,7 @@ static void flip_byte(const char *path)
 static void test_round_trip_refusals_and_damage(void **state)
 {
     (void)state;
-    char *tmp = make_tmpdir();
+    char *tmp = make_tmpdir("backup");
     char *data = path2(tmp, "data"), *bdir = path2(tmp, "backups");
     qv_err_t err;
     qv_store_t *st = open_store(data);

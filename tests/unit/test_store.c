@@ -47,6 +47,7 @@
 #include "query/filter.h"
 #include "query/search.h"
 #include "qvtest.h"
+#include "qvtmp.h"
 #include "storage/store.h"
 
 #define MAXDIM 8
@@ -54,29 +55,6 @@
 /* ---------------------------------------------------------------------------------------------------------------
  * Temporary directories */
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *make_tmpdir(void)
-{
-    const char *base = getenv("TMPDIR");
-    char *t = malloc(4096);
-    snprintf(t, 4096, "%s/qv-store-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(t))
-        fail_msg("mkdtemp %s failed", t);
-    return t;
-}
-
-static void remove_tmpdir(char *dir)
-{
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 /* ---------------------------------------------------------------------------------------------------------------
  * The reference model */
@@ -662,7 +640,7 @@ static size_t total_sealed(qv_store_t *st, const mcoll_t *mc, size_t *per)
 static void test_reopen_cycles(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     mcoll_t mc[NCOLL];
     mcoll_init(&mc[0], "alpha", 8, QV_METRIC_L2, true, NKEYS);
     mcoll_init(&mc[1], "Beta_2", 3, QV_METRIC_COSINE, true, NKEYS);
@@ -814,7 +792,7 @@ static void test_reopen_cycles(void **state)
 static void test_rejections(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     qv_store_t *st = open_store(dir, 0, 0);
     mcoll_t mc;
     mcoll_init(&mc, "rej", 4, QV_METRIC_L2, true, 20);
@@ -925,7 +903,7 @@ static void *reader_main(void *arg)
 static void test_concurrent_writers(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     /* small seals, and automatic compaction so that swaps run between the writers' groups */
     qv_store_opts_t o = {.path = dir, .seal_rows = 64, .seal_wal_bytes = 16384, .compact_deleted_ratio = 0.15,
                          .compact_small_segments = 3};
@@ -1208,7 +1186,7 @@ static void run_searches(qv_store_t *st, qv_pool_t *pool, mcoll_t *mcs, int n, u
 static void test_long_reads_stop(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     qv_store_t *st = open_store(dir, 1000, 0);
     mcoll_t mc;
     mcoll_init(&mc, "stop", 4, QV_METRIC_L2, true, 3000);
@@ -1264,7 +1242,7 @@ static void test_long_reads_stop(void **state)
 static void test_search(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     qv_store_t *st = open_store(dir, 300, 0);
     mcoll_t mc[3];
     mcoll_init(&mc[0], "s_l2", 8, QV_METRIC_L2, true, 1200);
@@ -1446,7 +1424,7 @@ typedef struct {
 static void test_corruption_on_reopen(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = make_tmpdir("store");
     qv_store_t *st = open_store(dir, 0, 0);
     mcoll_t mc;
     mcoll_init(&mc, "cor", 4, QV_METRIC_L2, true, 200);
