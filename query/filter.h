@@ -45,7 +45,7 @@ void qv_filter_free(qv_filter_t *f);
 int qv_filter_validate(qv_filter_t *f, const qv_schema_t *s, qv_err_t *err);
 
 /* Evaluates rows [begin, begin+n) of seg, n <= QV_FILTER_BLOCK, begin a multiple of 64: bit i of out is row
- * begin+i. Bits past n are cleared. The caller holds the collection's read lock. */
+ * begin+i. Bits past n are cleared. seg is one of a read view's segments (storage/read.h). */
 void qv_filter_eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, uint32_t n, uint64_t *out);
 
 #endif

@@ -26,7 +26,7 @@ typedef struct {
 } block_t;
 
 typedef struct {
-    qv_coll_t *c;
+    const qv_read_t *v;
     const qv_search_req_t *req; /* NULL when counting */
     const qv_filter_t *filter;
     qv_stop_t when;             /* the request's deadline and cancellation */
@@ -38,21 +38,19 @@ typedef struct {
     atomic_uint_fast64_t count;
 } scan_t;
 
-/* The segments in scan order: sealed, then growing; rows as of now (the read lock is held). */
-static int make_blocks(qv_coll_t *c, bool use_index, block_t **out, size_t *n)
+/* The view's segments in scan order: sealed, then growing (storage/read.h). */
+static int make_blocks(const qv_read_t *v, bool use_index, block_t **out, size_t *n)
 {
     size_t total = 0;
-    for (size_t i = 0; i <= c->nsealed; i++) {
-        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
-        total += (s->rows + QV_FILTER_BLOCK - 1) / QV_FILTER_BLOCK;
-    }
+    for (size_t i = 0; i < v->nsegs; i++)
+        total += (v->segs[i]->rows + QV_FILTER_BLOCK - 1) / QV_FILTER_BLOCK;
     block_t *b = malloc((total ? total : 1) * sizeof *b);
     if (!b)
         return QV_ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; i <= c->nsealed; i++) {
-        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
-        if (s->rows == s->ndeleted)
+    for (size_t i = 0; i < v->nsegs; i++) {
+        qv_segment_t *s = v->segs[i];
+        if (s->rows == qv_seg_ndeleted(s))
             continue; /* nothing live: skip the whole segment */
         qv_hnsw_t *h = use_index ? atomic_load_explicit(&s->index, memory_order_acquire) : NULL;
         if (h) {
@@ -105,8 +103,9 @@ static bool index_item(scan_t *sc, size_t item, qv_topk_t *heap)
     const qv_segment_t *seg = b->seg;
     const qv_search_req_t *req = sc->req;
     uint64_t *allowed = NULL;
-    size_t count = seg->rows - seg->ndeleted;
-    if (sc->filter || seg->ndeleted) {
+    uint32_t ndeleted = qv_seg_ndeleted(seg);
+    size_t count = seg->rows - ndeleted;
+    if (sc->filter || ndeleted) {
         size_t words = qv_bm_words(seg->rows);
         allowed = malloc(words * sizeof *allowed);
         if (!allowed)
@@ -138,8 +137,8 @@ static void scan_task(void *arg, int task)
     const qv_search_req_t *req = sc->req;
     qv_topk_t *heap = req ? &sc->heaps[task] : NULL;
     const qv_dist_table_t *dt = qv_dist();
-    bool l2 = sc->c->schema->metric == QV_METRIC_L2;
-    uint32_t dim = sc->c->schema->dim;
+    bool l2 = sc->v->schema->metric == QV_METRIC_L2;
+    uint32_t dim = sc->v->schema->dim;
     uint64_t bits[BLOCK_WORDS];
     uint64_t counted = 0;
     for (;;) {
@@ -198,12 +197,12 @@ static int task_count(qv_pool_t *pool, size_t nblocks)
     return (int)(nblocks < (size_t)width ? (nblocks ? nblocks : 1) : (size_t)width);
 }
 
-int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+int qv_search(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
               qv_err_t *err)
 {
     *nhits = 0;
-    scan_t sc = {.c = c, .req = req, .filter = req->filter, .when = {req->deadline_ns, req->cancelled}};
-    if (make_blocks(c, !req->exact, &sc.blocks, &sc.nblocks))
+    scan_t sc = {.v = v, .req = req, .filter = req->filter, .when = {req->deadline_ns, req->cancelled}};
+    if (make_blocks(v, !req->exact, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int tasks = task_count(pool, sc.nblocks), rc = QV_OK;
     sc.heaps = calloc((size_t)tasks, sizeof *sc.heaps);
@@ -223,7 +222,7 @@ int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_
         goto out;
     }
     size_t n = qv_topk_drain_sorted(&sc.heaps[0], sorted);
-    bool l2 = c->schema->metric == QV_METRIC_L2;
+    bool l2 = v->schema->metric == QV_METRIC_L2;
     for (size_t i = 0; i < n; i++) {
         const block_t *b = &sc.blocks[sorted[i].ref >> 32];
         hits[i].seg = b->seg;
@@ -240,23 +239,23 @@ out:
     return rc;
 }
 
-int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
-                    qv_err_t *err)
+int qv_search_exact(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits,
+                    uint32_t *nhits, qv_err_t *err)
 {
     qv_search_req_t exact = *req;
     exact.exact = true;
-    return qv_search(c, pool, &exact, hits, nhits, err);
+    return qv_search(v, pool, &exact, hits, nhits, err);
 }
 
-int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
+int qv_count(const qv_read_t *v, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
              qv_err_t *err)
 {
     if (!filter) {
-        *count = c->live;
+        *count = v->live;
         return QV_OK;
     }
-    scan_t sc = {.c = c, .filter = filter, .when = stop};
-    if (make_blocks(c, false, &sc.blocks, &sc.nblocks))
+    scan_t sc = {.v = v, .filter = filter, .when = stop};
+    if (make_blocks(v, false, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
     int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), err);
     *count = atomic_load(&sc.count);
@@ -303,16 +302,16 @@ static void sift_up(qv_rowref_t *h, uint32_t i)
     }
 }
 
-int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
+int qv_scroll(const qv_read_t *v, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
               qv_rowref_t *out, uint32_t *n, bool *more, qv_err_t *err)
 {
-    scan_t sc = {.c = c, .filter = filter, .when = stop};
+    scan_t sc = {.v = v, .filter = filter, .when = stop};
     atomic_init(&sc.stop, 0);
     uint64_t bits[BLOCK_WORDS];
     uint32_t held = 0;
     uint64_t candidates = 0;
-    for (size_t i = 0; i <= c->nsealed; i++) {
-        qv_segment_t *s = i < c->nsealed ? c->sealed[i] : c->growing;
+    for (size_t i = 0; i < v->nsegs; i++) {
+        qv_segment_t *s = v->segs[i];
         for (uint32_t r0 = 0; r0 < s->rows; r0 += QV_FILTER_BLOCK) {
             if (should_stop(&sc))
                 return qv_err_set(err, atomic_load(&sc.stop), "%s during the scroll",

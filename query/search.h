@@ -6,8 +6,8 @@
  * claim items from a shared counter. An exact block evaluates the filter into a bitmap, drops deleted rows and
  * computes distances for the rest; an index item builds the segment's allowed bitmap (filter and not deleted) and
  * lets the index plan by selectivity (graph walk, two-hop walk through non-matching nodes, or an exact scan of the
- * allowed rows: index/hnsw.h). Each task keeps a private top-k; the lists are merged at the end. The caller holds
- * the collection's read lock for the whole call and while it uses the hits. */
+ * allowed rows: index/hnsw.h). Each task keeps a private top-k; the lists are merged at the end. Everything runs
+ * on a read view (storage/read.h): no lock is held, and hits stay valid until the caller's qv_read_end. */
 #ifndef QV_SEARCH_H
 #define QV_SEARCH_H
 
@@ -15,7 +15,7 @@
 
 #include "index/pool.h"
 #include "query/filter.h"
-#include "storage/store.h"
+#include "storage/read.h"
 
 typedef struct {
     const float *query;          /* dim floats; COSINE queries already normalised */
@@ -29,18 +29,18 @@ typedef struct {
 } qv_search_req_t;
 
 typedef struct {
-    qv_segment_t *seg; /* borrowed: valid while the read lock is held */
+    qv_segment_t *seg; /* one of the view's segments: valid until qv_read_end */
     uint32_t row;
     float score;       /* L2: squared distance; IP: inner product; COSINE: cosine similarity */
 } qv_hit_t;
 
 /* Fills hits (room for req->k) best first and sets *nhits. QV_ETIMEDOUT / QV_ECANCELLED stop the scan early. */
-int qv_search(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
-                    qv_err_t *err);
+int qv_search(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
+              qv_err_t *err);
 
 /* qv_search with every segment scanned exactly (the ground truth the index is measured against). */
-int qv_search_exact(qv_coll_t *c, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
-                    qv_err_t *err);
+int qv_search_exact(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits,
+                    uint32_t *nhits, qv_err_t *err);
 
 /* When a long read gives up: a CLOCK_MONOTONIC deadline (0: none) and the client's cancellation flag (may be NULL).
  * Scans check both once per block of QV_FILTER_BLOCK rows. */
@@ -50,16 +50,16 @@ typedef struct {
 } qv_stop_t;
 
 /* Counts live rows passing the filter (NULL: all live rows). QV_ETIMEDOUT / QV_ECANCELLED per stop. */
-int qv_count(qv_coll_t *c, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
+int qv_count(const qv_read_t *v, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
              qv_err_t *err);
 
 /* Scroll: the live rows passing the filter whose id sorts after `after` (byte order; empty: from the start), the
- * `limit` smallest ids, ascending. *more tells whether further rows exist. The read lock is held by the caller. */
+ * `limit` smallest ids, ascending. *more tells whether further rows exist. The refs are into the view's segments. */
 typedef struct {
     qv_segment_t *seg;
     uint32_t row;
 } qv_rowref_t;
-int qv_scroll(qv_coll_t *c, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
+int qv_scroll(const qv_read_t *v, const qv_filter_t *filter, qv_str_t after, uint32_t limit, qv_stop_t stop,
               qv_rowref_t *out, uint32_t *n, bool *more, qv_err_t *err);
 
 /* CLOCK_MONOTONIC now, in ns. */

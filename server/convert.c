@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "storage/read.h"
+
 static qv_str_t str_of(const char *s)
 {
     qv_str_t r = {s ? s : "", s ? (uint32_t)strlen(s) : 0};
@@ -361,13 +363,16 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
         f->type = (Quiver__V1__FieldType)s->fields[i].type;
         ci->fields[i] = f;
     }
-    qv_coll_rdlock(c);
-    ci->live_rows = c->live;
-    ci->wal_bytes = c->wal_bytes;
-    size_t nseg = c->nsealed + (c->growing->rows ? 1 : 0);
+    qv_read_t *v;
+    qv_err_t verr;
+    if (qv_read_begin(c, &v, &verr) != QV_OK)
+        return NULL;
+    ci->live_rows = v->live;
+    ci->wal_bytes = v->wal_bytes;
+    size_t nseg = v->nsegs;
     ci->segments = qv_arena_array(a, nseg ? nseg : 1, sizeof *ci->segments);
     for (size_t i = 0; ci->segments && i < nseg; i++) {
-        const qv_segment_t *g = i < c->nsealed ? c->sealed[i] : c->growing;
+        const qv_segment_t *g = v->segs[i];
         Quiver__V1__SegmentInfo *si = qv_arena_alloc(a, sizeof *si);
         if (!si) {
             ci->segments = NULL;
@@ -378,7 +383,7 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
         si->state = g->sealed ? QUIVER__V1__SEGMENT_STATE__SEGMENT_STATE_SEALED
                               : QUIVER__V1__SEGMENT_STATE__SEGMENT_STATE_GROWING;
         si->rows = g->rows;
-        si->deleted_rows = g->ndeleted;
+        si->deleted_rows = qv_seg_ndeleted(g);
         si->bytes = qv_seg_bytes(g);
         int state;
         qv_store_seg_index_info(st, (qv_segment_t *)g, &state, &si->index_progress, &si->index_bytes);
@@ -386,6 +391,6 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
         ci->segments[i] = si;
     }
     ci->n_segments = ci->segments ? nseg : 0;
-    qv_coll_unlock(c);
+    qv_read_end(v);
     return ci->segments ? ci : NULL;
 }

@@ -24,7 +24,7 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
 void **qv_conv_row_attrs(qv_arena_t *a, const qv_schema_t *s, const qv_segment_t *seg, uint32_t row, size_t *n,
                          bool for_hit);
 
-/* Collection description; the caller holds no lock (this takes the read lock). */
+/* Collection description, from a read view of c. */
 Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_coll_t *c);
 
 #endif

@@ -1,5 +1,6 @@
 /* Prometheus metrics; see metrics.h. */
 #include "server/metrics.h"
+#include "storage/read.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -241,7 +242,7 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
         for (size_t i = 0; i < nc; i++)
             put(&o, "quiver_live_rows{collection=\"%s\"} %llu\n", list[i]->schema->name,
                 (unsigned long long)list[i]->live);
-        /* one pass under each collection's read lock collects the figures; each family is then written whole
+        /* one pass over a read view of each collection collects the figures; each family is then written whole
          * (HELP, TYPE, its samples), as the exposition format requires */
         typedef struct {
             size_t sealed, by_idx[6];
@@ -256,15 +257,19 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
         size_t nbuilds = 0, cap_builds = 0;
         uint64_t wal = 0, vec_bytes = 0;
         for (size_t i = 0; figs && i < nc; i++) {
-            qv_coll_t *c = list[i];
-            qv_coll_rdlock(c);
-            figs[i].sealed = c->nsealed;
-            wal += c->wal_bytes;
-            for (size_t s = 0; s <= c->nsealed; s++) {
-                qv_segment_t *g = s < c->nsealed ? c->sealed[s] : c->growing;
+            qv_read_t *v;
+            qv_err_t verr;
+            if (qv_read_begin(list[i], &v, &verr) != QV_OK) {
+                o.oom = true;
+                break;
+            }
+            wal += v->wal_bytes;
+            for (size_t s = 0; s < v->nsegs; s++) {
+                qv_segment_t *g = v->segs[s];
                 vec_bytes += (uint64_t)g->rows * g->dim * sizeof(float);
-                if (s == c->nsealed)
+                if (g == v->growing)
                     break;
+                figs[i].sealed++;
                 int state;
                 double progress;
                 uint64_t bytes;
@@ -282,7 +287,7 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
                     builds[nbuilds++] = (build_fig_t){i, g->id, progress};
                 }
             }
-            qv_coll_unlock(c);
+            qv_read_end(v);
         }
         if (!figs)
             o.oom = true;

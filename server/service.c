@@ -220,7 +220,8 @@ static int charge_attrs(qv_call_ctx_t *ctx, ProtobufCMessage *const *attrs, size
     return qv_call_charge(ctx, bytes, hint, err);
 }
 
-/* Fills a Point message for (seg,row), charging it to the response budget before copying; the read lock is held.
+/* Fills a Point message for (seg,row), charging it to the response budget before copying; (seg,row) is in a read
+ * view that is still open.
  * Returns QV_ENOMEM or QV_ETOOBIG (err filled). */
 static int point_out(qv_call_ctx_t *ctx, const qv_schema_t *s, const qv_segment_t *seg, uint32_t row, bool vectors,
                      const char *hint, Quiver__V1__Point **out, qv_err_t *err)
@@ -321,19 +322,23 @@ static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Protobu
     if (rc == QV_OK && (!(dup = qv_arena_array(&ctx->arena, req->n_ids ? req->n_ids : 1, sizeof *dup)) ||
                         mark_duplicates(ids, req->n_ids, dup) != QV_OK))
         rc = qv_err_set(err, QV_ENOMEM, "out of memory");
-    if (rc == QV_OK) {
-        qv_coll_rdlock(c);
-        for (size_t i = 0; i < req->n_ids && rc == QV_OK; i++) {
-            qv_idslot_t *slot = dup[i] ? NULL : qv_idmap_get(&c->ids, ids[i]);
-            if (!slot)
-                continue;
-            rc = point_out(ctx, c->schema, slot->seg, slot->row, req->with_vectors,
-                           "ask for fewer ids per Get, or leave out with_vectors", &r->points[r->n_points], err);
-            if (rc == QV_OK)
-                r->n_points++;
-        }
-        qv_coll_unlock(c);
+    qv_segment_t **segs = NULL;
+    uint32_t *rows = NULL;
+    if (rc == QV_OK && (!(segs = qv_arena_array(&ctx->arena, req->n_ids ? req->n_ids : 1, sizeof *segs)) ||
+                        !(rows = qv_arena_array(&ctx->arena, req->n_ids ? req->n_ids : 1, sizeof *rows))))
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+    qv_read_t *v = NULL;
+    if (rc == QV_OK && (rc = qv_read_begin(c, &v, err)) == QV_OK)
+        rc = qv_read_lookup(v, ids, req->n_ids, segs, rows, err);
+    for (size_t i = 0; i < req->n_ids && rc == QV_OK; i++) {
+        if (dup[i] || !segs[i])
+            continue;
+        rc = point_out(ctx, c->schema, segs[i], rows[i], req->with_vectors,
+                       "ask for fewer ids per Get, or leave out with_vectors", &r->points[r->n_points], err);
+        if (rc == QV_OK)
+            r->n_points++;
     }
+    qv_read_end(v);
     qv_coll_release(c);
     if (rc)
         return rc;
@@ -352,10 +357,10 @@ static int h_count(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Proto
     qv_filter_t *f = NULL;
     uint64_t n = 0;
     rc = qv_conv_filter(req->filter, c->schema, &f, err);
-    if (rc == QV_OK) {
-        qv_coll_rdlock(c);
-        rc = qv_count(c, app->pool, f, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, &n, err);
-        qv_coll_unlock(c);
+    qv_read_t *v = NULL;
+    if (rc == QV_OK && (rc = qv_read_begin(c, &v, err)) == QV_OK) {
+        rc = qv_count(v, app->pool, f, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, &n, err);
+        qv_read_end(v);
     }
     qv_filter_free(f);
     qv_coll_release(c);
@@ -423,7 +428,7 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
 
 #define QV_BATCH_QUERIES_MAX 1000
 
-/* Validates and runs nq searches of one collection under one read lock; out[i] answers queries[i]. Query vectors
+/* Validates and runs nq searches of one collection on one read view; out[i] answers queries[i]. Query vectors
  * are normalised in place for COSINE collections. */
 static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *const *queries, const size_t *dims,
                         size_t nq, const search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
@@ -463,18 +468,21 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
         qv_filter_free(f);
         return qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", o->k);
     }
+    /* one view for the batch: every query sees the same data, and no lock is held while they run */
+    qv_read_t *v = NULL;
+    if (rc == QV_OK)
+        rc = qv_read_begin(c, &v, err);
     for (size_t i = 0; i < nq && rc == QV_OK; i++) {
-        qv_coll_rdlock(c); /* per query: a long batch must not hold writers back for its whole length */
         qv_search_req_t sr = {.query = queries[i], .k = o->k, .filter = f, .ef = ef,
                               .rerank = o->params ? o->params->rerank : 0,
                               .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
                               .cancelled = &ctx->cancelled};
         uint32_t n = 0;
-        rc = qv_search(c, app->pool, &sr, hits, &n, err);
+        rc = qv_search(v, app->pool, &sr, hits, &n, err);
         if (rc == QV_OK)
             rc = build_hits(ctx, c->schema, o, hits, n, out[i], err);
-        qv_coll_unlock(c);
     }
+    qv_read_end(v);
     free(hits);
     qv_filter_free(f);
     return rc;
@@ -581,8 +589,10 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     if (rc == QV_OK) {
         uint32_t n = 0;
         bool more = false;
-        qv_coll_rdlock(c);
-        rc = qv_scroll(c, f, after, limit, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, refs, &n, &more, err);
+        qv_read_t *v = NULL;
+        if ((rc = qv_read_begin(c, &v, err)) == QV_OK)
+            rc = qv_scroll(v, f, after, limit, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, refs, &n, &more,
+                           err);
         for (uint32_t i = 0; rc == QV_OK && i < n; i++) {
             rc = point_out(ctx, c->schema, refs[i].seg, refs[i].row, req->with_vectors,
                            "lower limit and page with next_cursor, or leave out with_vectors", &r->points[i], err);
@@ -593,7 +603,7 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
             if (!(r->next_cursor = qv_arena_strndup(&ctx->arena, last.p, last.len)))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         }
-        qv_coll_unlock(c);
+        qv_read_end(v);
     }
     free(refs);
     qv_filter_free(f);

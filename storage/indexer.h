@@ -2,7 +2,7 @@
  * `idx` column family and publishes it to searches.
  *
  * Until a segment's index is published, searches scan it exactly, so nothing waits for a build. Publication is one
- * atomic pointer store (release) on the segment; searches load it (acquire) under the collection's read lock, and
+ * atomic pointer store (release) on the segment; searches load it (acquire) through a read view (read.h), and
  * the index lives exactly as long as its segment. A build runs on its own thread pool (the indexer thread plus
  * `threads - 1` workers), one segment at a time, oldest first.
  *

@@ -42,8 +42,8 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
     if (post) {
         qv_column_t saved[g->nfields ? g->nfields : 1];
         memcpy(saved, g->cols, g->nfields * sizeof *saved);
-        qv_segment_t shadow = *g;
-        shadow.cols = saved;
+        qv_segment_t shadow = {.rows = g->rows, .nfields = g->nfields, .cols = saved}; /* what the lists read: not
+                                                                 * the whole struct, whose view fields readers change */
         qv_seg_build_postings(&shadow);
         for (int f = 0; f < g->nfields; f++)
             post[f] = saved[f].post;

@@ -15,14 +15,111 @@ static void strcol_free(qv_strcol_t *c)
     memset(c, 0, sizeof *c);
 }
 
+/* ---- growth that read views survive ---- */
+
+typedef struct qv_retired {
+    struct qv_retired *next;
+    void *p;
+} qv_retired_t;
+
+/* An array of old_bytes grown to new_bytes: like realloc, except that while views of seg are open the old array is
+ * retired (kept until the last view ends: they may be reading it) rather than freed. NULL (seg unchanged) on OOM. */
+static void *seg_grow(qv_segment_t *seg, void *old, size_t old_bytes, size_t new_bytes)
+{
+    pthread_mutex_lock(&seg->view_mu);
+    bool viewed = seg->views > 0;
+    pthread_mutex_unlock(&seg->view_mu);
+    if (!viewed || !old) /* no view can start meanwhile: views begin under the collection's read lock, and growth
+                          * happens under its write lock */
+        return realloc(old, new_bytes);
+    void *p = malloc(new_bytes);
+    qv_retired_t *r = malloc(sizeof *r);
+    if (!p || !r) {
+        free(p);
+        free(r);
+        return NULL;
+    }
+    memcpy(p, old, old_bytes);
+    r->p = old;
+    pthread_mutex_lock(&seg->view_mu);
+    r->next = seg->retired;
+    seg->retired = r;
+    pthread_mutex_unlock(&seg->view_mu);
+    return p;
+}
+
+static void retired_free(qv_retired_t *r)
+{
+    while (r) {
+        qv_retired_t *next = r->next;
+        free(r->p);
+        free(r);
+        r = next;
+    }
+}
+
+qv_segment_t *qv_seg_snapshot(qv_segment_t *seg)
+{
+    qv_segment_t *snap = calloc(1, sizeof *snap);
+    qv_column_t *cols = calloc(seg->nfields ? seg->nfields : 1, sizeof *cols);
+    if (!snap || !cols) {
+        free(snap);
+        free(cols);
+        return NULL;
+    }
+    memcpy(cols, seg->cols, seg->nfields * sizeof *cols);
+    snap->id = seg->id;
+    snap->dim = seg->dim;
+    snap->nfields = seg->nfields;
+    snap->sealed = seg->sealed;
+    snap->rows = seg->rows;
+    snap->cap = seg->cap;
+    snap->vectors = seg->vectors;
+    snap->ids = seg->ids;
+    snap->text = seg->text;
+    snap->cols = cols;
+    snap->deleted = seg->deleted;
+    snap->ndeleted = qv_seg_ndeleted(seg);
+    atomic_init(&snap->refs, 1);
+    atomic_init(&snap->index, NULL);
+    atomic_init(&snap->building, NULL);
+    atomic_init(&snap->index_state, QV_IDX_NONE);
+    pthread_mutex_init(&snap->view_mu, NULL);
+    snap->snapshot_of = seg;
+    qv_seg_ref(seg);
+    pthread_mutex_lock(&seg->view_mu);
+    seg->views++;
+    pthread_mutex_unlock(&seg->view_mu);
+    return snap;
+}
+
+void qv_seg_snapshot_free(qv_segment_t *snap)
+{
+    if (!snap)
+        return;
+    qv_segment_t *seg = snap->snapshot_of;
+    qv_retired_t *free_now = NULL;
+    pthread_mutex_lock(&seg->view_mu);
+    if (--seg->views == 0) {
+        free_now = seg->retired;
+        seg->retired = NULL;
+    }
+    pthread_mutex_unlock(&seg->view_mu);
+    retired_free(free_now);
+    pthread_mutex_destroy(&snap->view_mu);
+    free(snap->cols);
+    free(snap);
+    qv_seg_unref(seg);
+}
+
 /* Room for `items` more items of `more` bytes in total after the n items already held. */
-static int strcol_reserve(qv_strcol_t *c, size_t n, size_t items, size_t more)
+static int strcol_reserve(qv_segment_t *seg, qv_strcol_t *c, size_t n, size_t items, size_t more)
 {
     if (n + items + 1 > c->cap_off) {
         size_t cap = c->cap_off ? c->cap_off : 64;
         while (cap < n + items + 1)
             cap *= 2;
-        uint64_t *p = realloc(c->off, cap * sizeof *p);
+        uint64_t *p = seg_grow(seg, c->off, c->cap_off * sizeof *p, cap * sizeof *p);
         if (!p)
             return QV_ENOMEM;
         if (!c->off)
@@ -35,7 +132,7 @@ static int strcol_reserve(qv_strcol_t *c, size_t n, size_t items, size_t more)
         size_t cap = c->cap_bytes ? c->cap_bytes : 256;
         while (cap < used + more)
             cap *= 2;
-        char *p = realloc(c->bytes, cap);
+        char *p = seg_grow(seg, c->bytes, c->cap_bytes, cap);
         if (!p)
             return QV_ENOMEM;
         c->bytes = p;
@@ -52,9 +149,9 @@ static void strcol_push(qv_strcol_t *c, size_t n, const char *p, size_t len)
     c->off[n + 1] = c->off[n] + len;
 }
 
-static void *grow_array(void *arr, size_t cap, size_t size, int *rc)
+static void *grow_array(qv_segment_t *seg, void *arr, size_t old_cap, size_t cap, size_t size, int *rc)
 {
-    void *p = realloc(arr, cap * size);
+    void *p = seg_grow(seg, arr, old_cap * size, cap * size);
     if (!p)
         *rc = QV_ENOMEM;
     return p ? p : arr;
@@ -75,24 +172,27 @@ int qv_seg_reserve(qv_segment_t *seg, uint32_t n)
     /* Arrays that grow before a later one fails keep their larger allocation; cap only moves once all have grown,
      * so the segment stays consistent. */
     int rc = QV_OK;
-    seg->vectors = grow_array(seg->vectors, cap * seg->dim, sizeof(float), &rc);
+    /* old caps: what each array holds now (a failed earlier attempt may have grown some already: they are at
+     * least this big, and copying the old size is all a move needs) */
+    size_t oc = seg->cap;
+    seg->vectors = grow_array(seg, seg->vectors, oc * seg->dim, cap * seg->dim, sizeof(float), &rc);
     size_t old_words = qv_bm_words(seg->cap), words = qv_bm_words(cap);
     if (rc == QV_OK)
-        seg->deleted = grow_array(seg->deleted, words, sizeof(uint64_t), &rc);
+        seg->deleted = grow_array(seg, seg->deleted, old_words, words, sizeof(uint64_t), &rc);
     if (rc == QV_OK)
         memset(seg->deleted + old_words, 0, (words - old_words) * sizeof(uint64_t));
     for (int f = 0; f < seg->nfields && rc == QV_OK; f++) {
         qv_column_t *c = &seg->cols[f];
-        c->present = grow_array(c->present, words, sizeof(uint64_t), &rc);
+        c->present = grow_array(seg, c->present, old_words, words, sizeof(uint64_t), &rc);
         if (rc)
             break;
         memset(c->present + old_words, 0, (words - old_words) * sizeof(uint64_t));
         switch (c->type) {
-        case QV_FT_INT64: c->i64 = grow_array(c->i64, cap, sizeof(int64_t), &rc); break;
-        case QV_FT_DOUBLE: c->f64 = grow_array(c->f64, cap, sizeof(double), &rc); break;
-        case QV_FT_BOOL: c->b = grow_array(c->b, cap, 1, &rc); break;
+        case QV_FT_INT64: c->i64 = grow_array(seg, c->i64, oc, cap, sizeof(int64_t), &rc); break;
+        case QV_FT_DOUBLE: c->f64 = grow_array(seg, c->f64, oc, cap, sizeof(double), &rc); break;
+        case QV_FT_BOOL: c->b = grow_array(seg, c->b, oc, cap, 1, &rc); break;
         case QV_FT_KEYWORDS:
-            c->kw_off = grow_array(c->kw_off, cap + 1, sizeof(uint32_t), &rc);
+            c->kw_off = grow_array(seg, c->kw_off, oc ? oc + 1 : 0, cap + 1, sizeof(uint32_t), &rc);
             if (rc == QV_OK && seg->cap == 0)
                 c->kw_off[0] = 0;
             break;
@@ -117,18 +217,20 @@ qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
     atomic_init(&seg->index, NULL);
     atomic_init(&seg->building, NULL);
     atomic_init(&seg->index_state, QV_IDX_NONE);
+    pthread_mutex_init(&seg->view_mu, NULL);
     seg->cols = calloc(s->nfields ? s->nfields : 1, sizeof *seg->cols);
     if (!seg->cols) {
+        pthread_mutex_destroy(&seg->view_mu);
         free(seg);
         return NULL;
     }
     bool ok = true;
     for (int f = 0; f < s->nfields; f++) {
         seg->cols[f].type = s->fields[f].type;
-        ok = ok && strcol_reserve(&seg->cols[f].str, 0, 0, 0) == QV_OK;
+        ok = ok && strcol_reserve(seg, &seg->cols[f].str, 0, 0, 0) == QV_OK;
     }
-    if (!ok || qv_seg_reserve(seg, 1) != QV_OK || strcol_reserve(&seg->ids, 0, 0, 0) ||
-        strcol_reserve(&seg->text, 0, 0, 0)) {
+    if (!ok || qv_seg_reserve(seg, 1) != QV_OK || strcol_reserve(seg, &seg->ids, 0, 0, 0) ||
+        strcol_reserve(seg, &seg->text, 0, 0, 0)) {
         qv_seg_unref(seg);
         return NULL;
     }
@@ -278,6 +380,8 @@ static void seg_free(qv_segment_t *seg)
         postings_free(c->post);
     }
     free(seg->cols);
+    retired_free(seg->retired); /* no view is left: each held a reference */
+    pthread_mutex_destroy(&seg->view_mu);
     free(seg);
 }
 
@@ -298,7 +402,7 @@ int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out)
         return rc;
     uint32_t r = seg->rows;
     /* Reserve every variable-size part first so that a failure leaves the segment exactly as it was. */
-    if (strcol_reserve(&seg->ids, r, 1, pt->id.len) || strcol_reserve(&seg->text, r, 1, pt->text.len))
+    if (strcol_reserve(seg, &seg->ids, r, 1, pt->id.len) || strcol_reserve(seg, &seg->text, r, 1, pt->text.len))
         return QV_ENOMEM;
     for (int f = 0; f < seg->nfields; f++) {
         qv_column_t *c = &seg->cols[f];
@@ -306,13 +410,13 @@ int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out)
         for (uint32_t a = 0; a < pt->nattrs; a++)
             if (pt->attrs[a].field == f)
                 at = &pt->attrs[a];
-        if (c->type == QV_FT_KEYWORD && strcol_reserve(&c->str, r, 1, at ? at->value.kw.len : 0))
+        if (c->type == QV_FT_KEYWORD && strcol_reserve(seg, &c->str, r, 1, at ? at->value.kw.len : 0))
             return QV_ENOMEM;
         if (c->type == QV_FT_KEYWORDS && at) {
             size_t bytes = 0;
             for (uint32_t k = 0; k < at->value.kws.n; k++)
                 bytes += at->value.kws.items[k].len;
-            if (strcol_reserve(&c->str, c->nitems, at->value.kws.n, bytes))
+            if (strcol_reserve(seg, &c->str, c->nitems, at->value.kws.n, bytes))
                 return QV_ENOMEM;
         }
     }
@@ -353,7 +457,7 @@ bool qv_seg_delete(qv_segment_t *seg, uint32_t row)
     if (row >= seg->rows || qv_seg_is_deleted(seg, row))
         return false;
     qv_bm_set(seg->deleted, row);
-    seg->ndeleted++;
+    __atomic_fetch_add(&seg->ndeleted, 1, __ATOMIC_RELAXED); /* views read it (qv_seg_ndeleted) */
     seg->del_dirty = true;
     return true;
 }

@@ -5,12 +5,16 @@
  * `sealed` and writes the blob, the memory stays where it is. Rows are never removed: a delete or a replacing upsert
  * sets the row's bit in `deleted`. Row data (vectors, ids, attribute columns, text) is written once, on append.
  *
- * Locking: a segment belongs to a collection and is guarded by the collection's rwlock (storage/store.h): appends
- * and deletes happen under the write lock, scans under the read lock. Sealed segments are shared with readers
- * through a reference count so a collection can drop or replace them while a scan still holds them. */
+ * Locking: a segment belongs to a collection; appends and deletes happen in the commit leader under the
+ * collection's write lock. Readers use a read view (storage/read.h) and take no lock while they scan: a sealed
+ * segment's rows never change, the growing segment is read through a copy of its descriptor taken when the view
+ * began (its rows then, its arrays then), delete bits are set and read atomically, and an array the growing segment
+ * outgrows while views of it are open is retired instead of freed (the last such view frees it). Segments are
+ * reference counted, so a collection can drop or replace them while a view still holds them. */
 #ifndef QV_SEGMENT_H
 #define QV_SEGMENT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "storage/schema.h"
@@ -89,6 +93,13 @@ typedef struct qv_segment {
     _Atomic(struct qv_hnsw *) index;
     _Atomic(struct qv_hnsw *) building;
     atomic_int index_state;  /* QV_IDX_* */
+    /* Read views of a growing segment (storage/read.c): while `views` > 0 an array the segment outgrows goes on
+     * `retired` instead of being freed; the last view to end frees them. `snapshot_of`: this descriptor is a view's
+     * copy of that segment's and owns none of the arrays it points at. Guarded by view_mu. */
+    pthread_mutex_t view_mu;
+    int views;
+    struct qv_retired *retired;
+    struct qv_segment *snapshot_of;
 } qv_segment_t;
 
 /* Creates an empty growing segment for the schema. NULL on allocation failure. refs = 1. */
@@ -107,8 +118,20 @@ bool qv_seg_delete(qv_segment_t *seg, uint32_t row);
 
 static inline bool qv_seg_is_deleted(const qv_segment_t *seg, uint32_t row)
 {
-    return (seg->deleted[row >> 6] >> (row & 63)) & 1u;
+    return (__atomic_load_n(&seg->deleted[row >> 6], __ATOMIC_RELAXED) >> (row & 63)) & 1u; /* the leader sets bits */
 }
+
+/* Deleted rows; the leader counts them while views read (atomic). */
+static inline uint32_t qv_seg_ndeleted(const qv_segment_t *seg)
+{
+    return __atomic_load_n(&seg->ndeleted, __ATOMIC_RELAXED);
+}
+
+/* A view's copy of a growing segment's descriptor (storage/read.c; call under the collection's read lock): its
+ * rows and arrays now, readable without a lock until qv_seg_snapshot_free, which the segment's retired arrays
+ * outlive. NULL on OOM. */
+qv_segment_t *qv_seg_snapshot(qv_segment_t *seg);
+void qv_seg_snapshot_free(qv_segment_t *snap);
 
 static inline const float *qv_seg_vector(const qv_segment_t *seg, uint32_t row)
 {
