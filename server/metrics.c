@@ -337,6 +337,18 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
             put(&o, "quiver_compactions{state=\"%s\"} %zu\n", job_names[s], by_state[s]);
         free(jobs);
     }
+    qv_commit_stat_t cs[16];
+    size_t ncs = qv_store_commit_stats(st, cs, 16);
+    put(&o, "# HELP quiver_commit_seconds Time the commit leader ran each kind of operation (every queued write waits "
+            "behind it).\n# TYPE quiver_commit_seconds summary\n");
+    for (size_t i = 0; i < ncs; i++) {
+        put(&o, "quiver_commit_seconds_sum{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].total_ns / 1e9);
+        put(&o, "quiver_commit_seconds_count{op=\"%s\"} %llu\n", cs[i].name, (unsigned long long)cs[i].runs);
+    }
+    put(&o, "# HELP quiver_commit_max_seconds The commit leader's longest run of each kind of operation since "
+            "start-up.\n# TYPE quiver_commit_max_seconds gauge\n");
+    for (size_t i = 0; i < ncs; i++)
+        put(&o, "quiver_commit_max_seconds{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].max_ns / 1e9);
     put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"
             "# TYPE quiver_resident_memory_bytes gauge\nquiver_resident_memory_bytes %llu\n",
         (unsigned long long)qv_resident_bytes());

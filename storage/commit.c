@@ -23,6 +23,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "common/clock.h"
 #include "storage/store_int.h"
 
 #define GROUP_MAX 256
@@ -211,6 +212,7 @@ static const commit_op_t ops[W_COUNT] = {
     [W_DROP] = {"drop", false, qv__run_drop},
     [W_FLUSH] = {"flush", false, qv__run_flush},
     [W_INDEX] = {"index", false, qv__run_index},
+    [W_SEG_ID] = {"segment_id", false, qv__run_seg_id},
     [W_COMPACT] = {"compact", false, qv__run_compact},
     [W_PERSIST] = {"persist", false, qv__run_persist},
 };
@@ -259,10 +261,17 @@ int qv__commit(qv_store_t *st, qv_writer_t *w)
             if (x == last)
                 break;
         }
-    } else if (op->groups) {
-        run_group(st, w, last);
     } else {
-        op->run(st, w);
+        int64_t t0 = qv_mono_ns();
+        if (op->groups)
+            run_group(st, w, last);
+        else
+            op->run(st, w);
+        int64_t took = qv_mono_ns() - t0;
+        atomic_fetch_add_explicit(&st->op_time[w->op].runs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->op_time[w->op].total_ns, took, memory_order_relaxed);
+        if (took > atomic_load_explicit(&st->op_time[w->op].max_ns, memory_order_relaxed))
+            atomic_store_explicit(&st->op_time[w->op].max_ns, took, memory_order_relaxed); /* only the leader */
     }
 
     pthread_mutex_lock(&st->q_mu);
@@ -285,6 +294,19 @@ int qv__commit(qv_store_t *st, qv_writer_t *w)
     pthread_mutex_unlock(&st->q_mu);
     pthread_cond_destroy(&w->cv);
     return w->rc;
+}
+
+size_t qv_store_commit_stats(qv_store_t *st, qv_commit_stat_t *out, size_t max)
+{
+    _Static_assert(W_COUNT <= 16, "op_time in store_int.h has room for 16 kinds");
+    size_t n = 0;
+    for (int k = 1; k < W_COUNT && n < max; k++, n++) {
+        out[n].name = ops[k].name;
+        out[n].runs = atomic_load_explicit(&st->op_time[k].runs, memory_order_relaxed);
+        out[n].total_ns = atomic_load_explicit(&st->op_time[k].total_ns, memory_order_relaxed);
+        out[n].max_ns = atomic_load_explicit(&st->op_time[k].max_ns, memory_order_relaxed);
+    }
+    return n;
 }
 
 /* ---- public write API: each call is one writer ---- */

@@ -12,7 +12,7 @@
 
 #include "storage/store.h"
 
-enum { W_UPSERT = 1, W_DELETE, W_APPLY, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_COMPACT, W_PERSIST, W_COUNT };
+enum { W_UPSERT = 1, W_DELETE, W_APPLY, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_SEG_ID, W_COMPACT, W_PERSIST, W_COUNT };
 
 typedef struct qv_writer qv_writer_t;
 
@@ -59,7 +59,11 @@ void qv__run_flush(qv_store_t *st, qv_writer_t *w);
 void qv__run_persist(qv_store_t *st, qv_writer_t *w);
 /* storage/indexer.c: W_INDEX (replace a segment's stored graph blob) */
 void qv__run_index(qv_store_t *st, qv_writer_t *w);
+/* storage/compact.c: W_SEG_ID (a segment id for a compaction output, in w->seq: taken from the collection's counter,
+ * so the job can write the output's blob before the swap) */
+void qv__run_seg_id(qv_store_t *st, qv_writer_t *w);
 /* storage/compact.c: W_COMPACT (the swap phase of a compaction job) */
 void qv__run_compact(qv_store_t *st, qv_writer_t *w);
+
 
 #endif

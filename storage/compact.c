@@ -5,11 +5,15 @@
  *           rows, taken greedily while their live rows fit the target; references are held from here on.
  *   copy    (background thread, no lock): every row not yet deleted is appended to a fresh segment; map[i][r] keeps
  *           the new row of input i's row r. Inputs are immutable but for their delete bits, read atomically.
+ *   blob    (background thread): the leader hands out the output's segment id (W_SEG_ID, a counter bump), and the
+ *           job writes the output's blob chunks in a batch of its own, off the leader, as the sealer does for
+ *           frozen segments. Until the swap no manifest lists the id, so a crash here leaves orphan chunks that
+ *           start-up removes (store_recover.c); a job that fails after this step deletes them itself.
  *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
- *           to the copy; one batch writes the new blob, its delete bitmap, id-map entries for its live rows and the
- *           manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
- *           collection's write lock, the id map is repointed and the segment list swapped. Readers hold the read
- *           lock while they use segments, so the inputs are released only when no search uses them.
+ *           to the copy; one batch writes its delete bitmap, id-map entries for its live rows and the manifest
+ *           without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
+ *           collection's write lock, the id map is repointed and the segment list swapped. Read views hold
+ *           references to the segments they use (read.h), so the inputs are freed only when no view holds them.
  * Id-map entries in `keys` that still name an input (ids deleted or replaced since the last seal) become stale;
  * recovery skips entries whose segment is gone, and the next seal rewrites them. */
 #include <stdio.h>
@@ -200,16 +204,11 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
         for (uint32_t r = 0; r < j->in[i]->rows; r++)
             if (j->map[i][r] != UINT32_MAX && qv_seg_is_deleted(j->in[i], r))
                 qv_seg_delete(out, j->map[i][r]);
-    out->id = c->next_seg_id;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
     qv_wbuf_init(&buf);
-    int rc = qv_seg_encode(out, &buf);
-    out->blob_len = buf.len;
-    if (rc == QV_OK)
-        qv_cat_put_segment(&st->cat, b, coll, out->id, buf.data, buf.len);
-    if (rc == QV_OK)
-        qv_cat_put_keys(&st->cat, b, coll, out);
+    int rc = QV_OK; /* the blob is written already (write_blob); out->id came from W_SEG_ID */
+    qv_cat_put_keys(&st->cat, b, coll, out);
     if (rc == QV_OK && out->ndeleted) {
         buf.len = 0;
         rc = qv_seg_encode_deleted(out, &buf);
@@ -217,7 +216,7 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     }
     if (rc == QV_OK) {
         buf.len = 0;
-        rc = qv_cat_manifest_encode(&buf, c, c->seal_seq, c->next_seg_id + 1, out, j->in, j->info.ninputs, false,
+        rc = qv_cat_manifest_encode(&buf, c, c->seal_seq, c->next_seg_id, out, j->in, j->info.ninputs, false,
                                     NULL);
         qv_cat_put_manifest(&st->cat, b, coll, buf.data, buf.len);
     }
@@ -259,9 +258,48 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     c->nsealed = n;
     qv_seg_ref(out);
     qv__coll_add_sealed(c, out);
-    c->next_seg_id++;
     pthread_rwlock_unlock(&c->lock);
     w->count = out->rows - out->ndeleted;
+}
+
+void qv__run_seg_id(qv_store_t *st, qv_writer_t *w)
+{
+    (void)st;
+    if (w->coll->dropped)
+        w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
+    else
+        w->seq = w->coll->next_seg_id++; /* the next manifest records the counter past it */
+}
+
+/* The output's blob, off the leader (see the top of this file). */
+static int write_blob(qv_cjob_t *j, qv_err_t *err)
+{
+    qv_wbuf_t buf;
+    qv_wbuf_init(&buf);
+    int rc = qv_seg_encode(j->out, &buf);
+    if (rc) {
+        qv_wbuf_free(&buf);
+        return qv_err_set(err, rc, "compaction: out of memory encoding the segment");
+    }
+    j->out->blob_len = buf.len;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_cat_put_segment(&j->st->cat, b, j->coll->schema->id, j->out->id, buf.data, buf.len);
+    rc = qv__rocks_write(j->st, b, err);
+    rocksdb_writebatch_destroy(b);
+    qv_wbuf_free(&buf);
+    return rc;
+}
+
+/* A job that wrote its output's blob and then failed removes the chunks (no manifest lists them). */
+static void remove_blob(qv_cjob_t *j)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_cat_delete_segment(&j->st->cat, b, j->coll->schema->id, j->out->id);
+    qv_err_t err;
+    if (qv__rocks_write(j->st, b, &err) != QV_OK)
+        qv__store_log(j->st, "compaction.cleanup_failed", "segment=%llu msg=\"%s\" (start-up removes it)",
+                      (unsigned long long)j->out->id, err.msg);
+    rocksdb_writebatch_destroy(b);
 }
 
 static void run_job(void *arg, bool run)
@@ -276,9 +314,19 @@ static void run_job(void *arg, bool run)
     int rc = copy_rows(j);
     qv_err_t err;
     qv_err_clear(&err);
+    bool blob = false;
+    if (rc == QV_OK) {
+        qv_writer_t id = {.op = W_SEG_ID, .coll = j->coll, .err = &err};
+        if ((rc = qv__commit(st, &id)) == QV_OK) {
+            j->out->id = id.seq;
+            blob = (rc = write_blob(j, &err)) == QV_OK;
+        }
+    }
     if (rc == QV_OK) {
         qv_writer_t w = {.op = W_COMPACT, .coll = j->coll, .job = j, .err = &err};
         rc = qv__commit(st, &w);
+        if (rc && blob && !atomic_load(&st->failed))
+            remove_blob(j);
         if (rc == QV_OK) {
             pthread_mutex_lock(&st->jobs_mu);
             j->info.output = j->out->id;

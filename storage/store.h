@@ -140,6 +140,17 @@ int qv_store_flush(qv_store_t *st, qv_coll_t *c, uint32_t *sealed, qv_err_t *err
 static inline void qv_coll_rdlock(qv_coll_t *c) { pthread_rwlock_rdlock(&c->lock); }
 static inline void qv_coll_unlock(qv_coll_t *c) { pthread_rwlock_unlock(&c->lock); }
 
+/* How long the commit leader ran each kind of operation since the store opened (a group of data writes counts
+ * once, as its first writer's kind): the longest is the longest any queued write waited behind it. */
+typedef struct {
+    const char *name; /* "upsert", "delete", "apply", "create", "drop", "flush", "index", "segment_id", "compact",
+                       * "persist" */
+    uint64_t runs;
+    int64_t total_ns, max_ns;
+} qv_commit_stat_t;
+/* Fills up to max entries; returns how many. Any thread. */
+size_t qv_store_commit_stats(qv_store_t *st, qv_commit_stat_t *out, size_t max);
+
 /* Sum of wal_bytes over collections. */
 uint64_t qv_store_wal_bytes(qv_store_t *st);
 

@@ -46,6 +46,10 @@ struct qv_store {
     pthread_mutex_t backup_mu;  /* held by the one qv_store_backup at a time (storage/backup.c) */
     /* qv_store_apply's applied index per external log: written by the commit leader (and recovery), read by any
      * thread through qv_store_applied; guarded by applied_mu */
+    struct {
+        atomic_uint_fast64_t runs;
+        atomic_int_fast64_t total_ns, max_ns;
+    } op_time[16];              /* per writer kind (commit.h W_*): the leader's time running it (commit.c) */
     pthread_mutex_t applied_mu;
     struct qv_applied {
         uint64_t group, index;
