@@ -44,6 +44,8 @@ static void usage(FILE *out)
             "                         DIR/standalone, or for a shard in DIR/<--shard-name, else --advertise, else the\n"
             "                         listen address> (':' and other characters outside [A-Za-z0-9._-] as '_'), so\n"
             "                         servers may share one DIR. `quiver restore --from` reads it offline\n"
+            "  --backup-rate-mb N     Admin.Backup writes at most N MiB/s (default 0: unlimited); a lower rate costs\n"
+            "                         concurrent writes less\n"
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
     long max_inflight = 64, read_timeout_ms = 10000, max_streams = 32;
     bool salvage = false;
     const char *backup_root = NULL;
+    long backup_rate_mb = 0;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     const char *model_dir = NULL, *embed_device = "auto";
     qv_gpu_mode_t gpu_mode = QV_GPU_MODE_AUTO;
@@ -139,7 +142,7 @@ int main(int argc, char **argv)
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
            O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
-           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE };
+           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE, O_BACKUP_RATE };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
         {"max-streams-per-connection", required_argument, NULL, O_STREAMS},
         {"salvage", no_argument, NULL, O_SALVAGE},
         {"backup-dir", required_argument, NULL, O_BACKUP_DIR},
+        {"backup-rate-mb", required_argument, NULL, O_BACKUP_RATE},
         {"api-keys", required_argument, NULL, O_KEYS},
         {"model-dir", required_argument, NULL, O_MODEL},
         {"embed-device", required_argument, NULL, O_EMB_DEV},
@@ -228,6 +232,7 @@ int main(int argc, char **argv)
         case O_STREAMS: max_streams = parse_num("--max-streams-per-connection", optarg, 1, 100000); break;
         case O_SALVAGE: salvage = true; break;
         case O_BACKUP_DIR: backup_root = optarg; break;
+        case O_BACKUP_RATE: backup_rate_mb = parse_num("--backup-rate-mb", optarg, 0, 1 << 20); break;
         case O_METRICS:
             metrics_listen = optarg;
             metrics_explicit = true;
@@ -452,7 +457,7 @@ int main(int argc, char **argv)
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
                           .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small,
                           .graph_build = gpu ? qv_gpu_graph_build : NULL, .graph_ctx = gpu, .graph_builder = "gpu",
-                          .salvage = salvage};
+                          .salvage = salvage, .backup_rate = (uint64_t)backup_rate_mb << 20};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {

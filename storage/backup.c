@@ -49,6 +49,8 @@ int qv_store_backup(qv_store_t *st, const char *dir, qv_backup_info_t *out, uint
     uint64_t before = qv__backup_du(dir);
     rocksdb_backup_engine_options_t *bo = rocksdb_backup_engine_options_create(dir);
     rocksdb_backup_engine_options_set_max_background_operations(bo, qv__backup_threads());
+    if (st->opts.backup_rate)
+        rocksdb_backup_engine_options_set_backup_rate_limit(bo, st->opts.backup_rate);
     env = rocksdb_create_default_env();
     be = rocksdb_backup_engine_open_opts(bo, env, &e);
     rocksdb_backup_engine_options_destroy(bo);

@@ -64,6 +64,7 @@ typedef struct {
      * logs in path/salvage-<time>/ and report the loss (qv_store_salvage_report). Without it such a store refuses to
      * open with QV_ECORRUPT naming the file. */
     bool salvage;
+    uint64_t backup_rate;    /* bytes/s qv_store_backup may write (0: as fast as it can); lowers its effect on writes */
 } qv_store_opts_t;
 
 typedef struct qv_coll {

@@ -129,9 +129,12 @@ def main():
     ap.add_argument("--write-batch", type=int, default=10, help="points per upsert of the latency writer")
     ap.add_argument("--p99-rounds", type=int, default=5, help="most restarts with a fresh backup dir in (c)")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--backup-rate-mb", type=int, default=0, help="quiverd --backup-rate-mb (0: unlimited)")
     a = ap.parse_args()
     cli = quiver_cli()
-    srv = Server(seal_rows=a.seal_rows, extra=["--metrics-listen", "off"])
+    srv = Server(seal_rows=a.seal_rows,
+                 extra=["--metrics-listen", "off"] + (["--backup-rate-mb", str(a.backup_rate_mb)] if a.backup_rate_mb
+                                                      else []))
     work = srv.tmp
     bdir_root = os.path.join(work, "backups")
     set_flag(srv, "--backup-dir", bdir_root)
