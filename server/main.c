@@ -17,6 +17,7 @@
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/coord/coord.h"
+#include "server/coord/etcd.h"
 #include "server/gpu.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -83,6 +84,9 @@ static void usage(FILE *out)
             "  --etcd-prefix P        etcd key prefix (default /quiver)\n"
             "  --etcd-poll-ms N       coordinator: re-read membership and metadata every N ms (default 1000)\n"
             "  --etcd-ttl S           shard: lease TTL of the registration in seconds (default 10)\n"
+            "  --etcd-ca FILE         https:// etcd endpoints are verified against this CA (PEM; default: system roots)\n"
+            "  --etcd-cert FILE --etcd-key FILE  client certificate for an etcd with --client-cert-auth\n"
+            "  --etcd-user NAME --etcd-password-file FILE  etcd authentication (the password is the file's first line)\n"
             "  --shard-name NAME      shard: the name it registers under (default: the advertised address); the\n"
             "                         collections' shard assignment refers to it, so keep it across restarts\n"
             "  --advertise H:P        shard: the address coordinators dial (default: the listen address)\n"
@@ -128,7 +132,8 @@ int main(int argc, char **argv)
     bool metrics_explicit = false;
     long max_inflight = 64, read_timeout_ms = 10000, max_streams = 32;
     bool salvage = false;
-    const char *backup_root = NULL;
+    const char *backup_root = NULL, *etcd_pw_file = NULL;
+    qv_etcd_security_t etcd_sec = {0};
     long backup_rate_mb = 0;
     const char *keys_file = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     const char *model_dir = NULL, *embed_device = "auto";
@@ -142,7 +147,8 @@ int main(int argc, char **argv)
            O_HELP, O_IDX_THREADS, O_IDX_MIN, O_CMP_RATIO, O_CMP_SMALL, O_METRICS, O_INFLIGHT, O_KEYS, O_TLS_CERT, O_TLS_KEY, O_TLS_CA,
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
            O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
-           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE, O_BACKUP_RATE };
+           O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE, O_BACKUP_RATE, O_ETCD_CA, O_ETCD_CERT, O_ETCD_KEY,
+           O_ETCD_USER, O_ETCD_PW };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -179,6 +185,11 @@ int main(int argc, char **argv)
         {"etcd-prefix", required_argument, NULL, O_ETCD_PREFIX},
         {"etcd-poll-ms", required_argument, NULL, O_ETCD_POLL},
         {"etcd-ttl", required_argument, NULL, O_ETCD_TTL},
+        {"etcd-ca", required_argument, NULL, O_ETCD_CA},
+        {"etcd-cert", required_argument, NULL, O_ETCD_CERT},
+        {"etcd-key", required_argument, NULL, O_ETCD_KEY},
+        {"etcd-user", required_argument, NULL, O_ETCD_USER},
+        {"etcd-password-file", required_argument, NULL, O_ETCD_PW},
         {"shard-name", required_argument, NULL, O_SHARD_NAME},
         {"advertise", required_argument, NULL, O_ADVERTISE},
         {"shard-tls-ca", required_argument, NULL, O_SHARD_CA},
@@ -264,6 +275,11 @@ int main(int argc, char **argv)
         case O_ETCD_PREFIX: etcd_prefix = optarg; break;
         case O_ETCD_POLL: etcd_poll_ms = parse_num("--etcd-poll-ms", optarg, 50, 600000); break;
         case O_ETCD_TTL: etcd_ttl = parse_num("--etcd-ttl", optarg, 3, 3600); break;
+        case O_ETCD_CA: etcd_sec.ca = optarg; break;
+        case O_ETCD_CERT: etcd_sec.cert = optarg; break;
+        case O_ETCD_KEY: etcd_sec.key = optarg; break;
+        case O_ETCD_USER: etcd_sec.user = optarg; break;
+        case O_ETCD_PW: etcd_pw_file = optarg; break;
         case O_SHARD_NAME: shard_name = optarg; break;
         case O_ADVERTISE: advertise = optarg; break;
         case O_SHARD_CA: shard_ca = optarg; break;
@@ -313,6 +329,24 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    if ((etcd_sec.ca || etcd_sec.cert || etcd_sec.key || etcd_sec.user || etcd_pw_file) && !etcd) {
+        fprintf(stderr, "quiverd: --etcd-ca/--etcd-cert/--etcd-key/--etcd-user/--etcd-password-file need --etcd\n");
+        return 2;
+    }
+    if (!etcd_sec.cert != !etcd_sec.key || !etcd_sec.user != !etcd_pw_file) {
+        fprintf(stderr, "quiverd: --etcd-cert goes with --etcd-key, and --etcd-user with --etcd-password-file\n");
+        return 2;
+    }
+    char *etcd_pw = NULL;
+    if (etcd_pw_file) {
+        qv_err_t perr;
+        if (!(etcd_pw = qv_read_file(etcd_pw_file, 4096, &perr))) {
+            fprintf(stderr, "quiverd: --etcd-password-file: %s\n", perr.msg);
+            return 2;
+        }
+        etcd_pw[strcspn(etcd_pw, "\r\n")] = '\0';
+        etcd_sec.password = etcd_pw;
+    }
     char *shard_key_text = NULL;
     if (shard_key_file) {
         qv_err_t kerr;
@@ -396,8 +430,10 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread created from here on */
     signal(SIGPIPE, SIG_IGN);
-    if (etcd)
+    if (etcd) {
         qv_coord_global_init();
+        qv_etcd_set_security(&etcd_sec);
+    }
 
     if (coordinator) { /* no store, no scan pool, no metrics endpoint (its gauges read the store) */
         qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,

@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,14 @@
 #define MAX_BODY (64u << 20) /* largest gateway answer accepted */
 #define MAX_ENDPOINTS 8
 
+static qv_etcd_security_t sec; /* qv_etcd_set_security; read-only once connections exist */
+
+void qv_etcd_set_security(const qv_etcd_security_t *s) { sec = *s; }
+
 struct qv_etcd {
-    pthread_mutex_t mu; /* guards curl and cur */
+    pthread_mutex_t mu; /* guards curl, cur and token */
     CURL *curl;
+    char *token;        /* etcd auth token (sec.user), NULL until authenticated */
     char *endpoints[MAX_ENDPOINTS];
     int nendpoints;
     int cur; /* endpoint that answered last */
@@ -131,9 +137,14 @@ int qv_etcd_open(const char *url, qv_etcd_t **out, qv_err_t *err)
         }
         p += n + (p[n] == ',');
     }
-    if (!e->nendpoints || strncmp(e->endpoints[0], "http", 4) != 0) {
+    for (int i = 0; i < e->nendpoints; i++)
+        if (strncmp(e->endpoints[i], "http://", 7) != 0 && strncmp(e->endpoints[i], "https://", 8) != 0) {
+            qv_etcd_close(e);
+            return qv_err_set(err, QV_EINVAL, "--etcd expects http(s)://HOST:PORT[,...], got '%s'", url);
+        }
+    if (!e->nendpoints) {
         qv_etcd_close(e);
-        return qv_err_set(err, QV_EINVAL, "--etcd expects http://HOST:PORT[,http://HOST:PORT...], got '%s'", url);
+        return qv_err_set(err, QV_EINVAL, "--etcd expects http(s)://HOST:PORT[,...], got '%s'", url);
     }
     *out = e;
     return QV_OK;
@@ -145,28 +156,38 @@ void qv_etcd_close(qv_etcd_t *e)
         return;
     if (e->curl)
         curl_easy_cleanup(e->curl);
+    free(e->token);
     for (int i = 0; i < e->nendpoints; i++)
         free(e->endpoints[i]);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
-/* POSTs the JSON request to path; *resp is the parsed answer (decref it). Tries every endpoint once. */
-static int post(qv_etcd_t *e, const char *path, json_t *req, json_t **resp, qv_err_t *err)
+/* One POST of body to path on every endpoint in turn until one answers; *resp the parsed answer. *expired: etcd
+ * said the auth token is not (or no longer) valid. e->mu is held. */
+static int post_locked(qv_etcd_t *e, const char *path, const char *body, json_t **resp, bool *expired, qv_err_t *err)
 {
     *resp = NULL;
-    char *body = json_dumps(req, JSON_COMPACT);
-    if (!body)
-        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    *expired = false;
     int rc = QV_EUNAVAIL;
-    pthread_mutex_lock(&e->mu);
-    for (int attempt = 0; attempt < e->nendpoints && !*resp; attempt++) {
+    for (int attempt = 0; attempt < e->nendpoints && !*resp && !*expired; attempt++) {
         int ep = (e->cur + attempt) % e->nendpoints;
         char url[512];
         snprintf(url, sizeof url, "%s%s", e->endpoints[ep], path);
         body_t b = {0};
         struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+        if (e->token) {
+            char auth[1024];
+            snprintf(auth, sizeof auth, "Authorization: %s", e->token);
+            hdr = curl_slist_append(hdr, auth);
+        }
         curl_easy_reset(e->curl);
+        if (sec.ca)
+            curl_easy_setopt(e->curl, CURLOPT_CAINFO, sec.ca);
+        if (sec.cert) {
+            curl_easy_setopt(e->curl, CURLOPT_SSLCERT, sec.cert);
+            curl_easy_setopt(e->curl, CURLOPT_SSLKEY, sec.key);
+        }
         curl_easy_setopt(e->curl, CURLOPT_URL, url);
         curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, hdr);
@@ -188,8 +209,9 @@ static int post(qv_etcd_t *e, const char *path, json_t *req, json_t **resp, qv_e
             if (!j) {
                 rc = qv_err_set(err, QV_EUNAVAIL, "etcd %s%s: HTTP %ld, not JSON", e->endpoints[ep], path, http);
             } else if (msg || http != 200) {
-                rc = qv_err_set(err, QV_EUNAVAIL, "etcd %s%s: HTTP %ld: %.160s", e->endpoints[ep], path, http,
-                                json_is_string(msg) ? json_string_value(msg) : "error");
+                const char *m = json_is_string(msg) ? json_string_value(msg) : "error";
+                *expired = sec.user && strstr(m, "auth token") != NULL;
+                rc = qv_err_set(err, QV_EUNAVAIL, "etcd %s%s: HTTP %ld: %.160s", e->endpoints[ep], path, http, m);
                 json_decref(j);
             } else {
                 *resp = j;
@@ -199,6 +221,47 @@ static int post(qv_etcd_t *e, const char *path, json_t *req, json_t **resp, qv_e
         }
         free(b.p);
     }
+    return rc;
+}
+
+/* A token for sec.user from /v3/auth/authenticate into e->token. e->mu is held. */
+static int authenticate_locked(qv_etcd_t *e, qv_err_t *err)
+{
+    free(e->token);
+    e->token = NULL;
+    json_t *req = json_pack("{s:s, s:s}", "name", sec.user, "password", sec.password ? sec.password : "");
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    json_t *resp;
+    bool expired;
+    int rc = post_locked(e, "/v3/auth/authenticate", body, &resp, &expired, err);
+    free(body);
+    if (rc)
+        return rc;
+    const char *t = json_string_value(json_object_get(resp, "token"));
+    if (!t || !(e->token = strdup(t)))
+        rc = qv_err_set(err, QV_EUNAVAIL, "etcd: authentication as '%s' gave no token", sec.user);
+    json_decref(resp);
+    return rc;
+}
+
+/* POSTs the JSON request to path; *resp is the parsed answer (decref it). Tries every endpoint once; with etcd
+ * authentication, gets a token first and a new one once if etcd says it expired. */
+static int post(qv_etcd_t *e, const char *path, json_t *req, json_t **resp, qv_err_t *err)
+{
+    *resp = NULL;
+    char *body = json_dumps(req, JSON_COMPACT);
+    if (!body)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    pthread_mutex_lock(&e->mu);
+    int rc = sec.user && !e->token ? authenticate_locked(e, err) : QV_OK;
+    bool expired = false;
+    if (rc == QV_OK)
+        rc = post_locked(e, path, body, resp, &expired, err);
+    if (rc && expired && (rc = authenticate_locked(e, err)) == QV_OK)
+        rc = post_locked(e, path, body, resp, &expired, err);
     pthread_mutex_unlock(&e->mu);
     free(body);
     return rc;

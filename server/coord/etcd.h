@@ -33,6 +33,19 @@ typedef struct {
 /* Call once in main before any thread starts (curl_global_init). */
 void qv_etcd_global_init(void);
 
+/* How this process reaches etcd, for every connection it opens (one process talks to one etcd cluster):
+ * - TLS: https:// endpoints verified against `ca` (PEM file; NULL: the system's roots); `cert` + `key` (PEM files) a
+ *   client certificate for an etcd started with --client-cert-auth;
+ * - etcd's own authentication: `user` and `password` get a token from /v3/auth/authenticate, sent with every call
+ *   as the Authorization header and renewed when etcd says it expired.
+ * Call once in main, after qv_etcd_global_init and before any connection opens; the strings must outlive the process'
+ * use of etcd. Nothing set: plain http, no authentication. */
+typedef struct {
+    const char *ca, *cert, *key;
+    const char *user, *password;
+} qv_etcd_security_t;
+void qv_etcd_set_security(const qv_etcd_security_t *sec);
+
 /* url: "http://HOST:PORT" (one endpoint, or several separated by commas, tried in turn). */
 int qv_etcd_open(const char *url, qv_etcd_t **out, qv_err_t *err);
 void qv_etcd_close(qv_etcd_t *e);
