@@ -99,17 +99,6 @@ bool qv_cat_parse_wal_key(const char *k, size_t kl, uint64_t *seq)
     return true;
 }
 
-bool qv_cat_parse_id_entry(const char *k, size_t kl, const char *v, size_t vl, qv_str_t *id, uint64_t *seg,
-                           uint32_t *row)
-{
-    if (vl != 12 || kl < PREFIX_LEN + 1 || kl > PREFIX_LEN + QV_ID_MAX)
-        return false;
-    memcpy(seg, v, 8);
-    memcpy(row, v + 8, 4);
-    *id = (qv_str_t){k + PREFIX_LEN, (uint32_t)(kl - PREFIX_LEN)};
-    return true;
-}
-
 /* ---- write batch operations ---- */
 
 void qv_cat_put_schema(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, const void *blob,
@@ -186,33 +175,17 @@ static void delete_chunks(const qv_catalog_t *cat, rocksdb_writebatch_t *b, int 
     rocksdb_writebatch_delete_range_cf(b, cat->cf[cf], lo.bytes, lo.len, hi.bytes, hi.len);
 }
 
+void qv_cat_put_segment_chunk(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
+                              uint32_t chunk, const void *data, size_t len)
+{
+    uint8_t k[CHUNK_KEY_LEN];
+    rocksdb_writebatch_put_cf(b, cat->cf[CF_SEG], (char *)k, chunk_key(k, coll, seg, chunk), data, len);
+}
+
 void qv_cat_put_segment(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
                         const void *blob, size_t len)
 {
     put_chunks(cat, b, CF_SEG, coll, seg, blob, len);
-}
-
-void qv_cat_put_keys(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g)
-{
-    uint8_t k[PREFIX_LEN + QV_ID_MAX], v[12];
-    qv_be32(k, coll);
-    for (uint32_t r = 0; r < g->rows; r++) {
-        if (qv_seg_is_deleted(g, r))
-            continue;
-        qv_str_t id = qv_strcol_get(&g->ids, r);
-        memcpy(k + PREFIX_LEN, id.p, id.len);
-        memcpy(v, &g->id, 8);
-        memcpy(v + 8, &r, 4);
-        rocksdb_writebatch_put_cf(b, cat->cf[CF_KEYS], (char *)k, PREFIX_LEN + id.len, (char *)v, 12);
-    }
-}
-
-void qv_cat_delete_key(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, qv_str_t id)
-{
-    uint8_t k[PREFIX_LEN + QV_ID_MAX];
-    qv_be32(k, coll);
-    memcpy(k + PREFIX_LEN, id.p, id.len);
-    rocksdb_writebatch_delete_cf(b, cat->cf[CF_KEYS], (char *)k, PREFIX_LEN + id.len);
 }
 
 void qv_cat_put_deleted(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
@@ -242,6 +215,11 @@ static void delete_prefix(const qv_catalog_t *cat, rocksdb_writebatch_t *b, int 
 {
     qv_cat_key_t lo = qv_cat_coll_prefix(coll), hi = qv_cat_coll_prefix(coll + 1);
     rocksdb_writebatch_delete_range_cf(b, cat->cf[cf], lo.bytes, lo.len, hi.bytes, hi.len);
+}
+
+void qv_cat_delete_id_entries(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll)
+{
+    delete_prefix(cat, b, CF_KEYS, coll);
 }
 
 void qv_cat_delete_collection(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll)

@@ -14,8 +14,10 @@
  *   wal   be32 coll | be64 seq                (12 bytes) -> WAL record (record.h)
  *   seg   be32 coll | be64 seg | be32 chunk   (16 bytes) -> up to 4 MiB (QV_CAT_CHUNK) of the segment blob
  *                                                           (segment_io.c); chunks numbered from 0, no gaps
- *   keys  be32 coll | id bytes                (5..4 + QV_ID_MAX bytes) -> u64 segment | u32 row (native byte
- *                                                           order): the id map as of the last seal
+ *   keys  be32 coll | id bytes                (5..4 + QV_ID_MAX bytes) -> u64 segment | u32 row: written by
+ *                                                           older versions (the id map as of the last seal); no
+ *                                                           longer written or read: recovery rebuilds the id map
+ *                                                           from the segments and removes these entries
  *   del   be32 coll | be64 seg                (12 bytes) -> delete bitmap blob (segment_io.c), as of the last seal
  *   idx   be32 coll | be64 seg | be32 chunk   (16 bytes) -> up to 4 MiB of the segment's HNSW graph blob
  *                                                           (index/hnsw/io.c): derived data
@@ -84,10 +86,11 @@ void qv_cat_delete_wal(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_
 /* A segment blob, split into QV_CAT_CHUNK-sized chunks. */
 void qv_cat_put_segment(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
                         const void *blob, size_t len);
-/* id-map entries (`keys`) for every live row of g. */
-void qv_cat_put_keys(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, const qv_segment_t *g);
-/* Deletes the id-map entry of one id. */
-void qv_cat_delete_key(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, qv_str_t id);
+/* One chunk (chunk-th QV_CAT_CHUNK bytes, len of them) of a segment blob, for writers that batch chunks apart. */
+void qv_cat_put_segment_chunk(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
+                              uint32_t chunk, const void *data, size_t len);
+/* Deletes the id-map entries older stores wrote for coll (`keys`: no longer written or read). */
+void qv_cat_delete_id_entries(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll);
 /* The delete bitmap blob of a segment. */
 void qv_cat_put_deleted(const qv_catalog_t *cat, rocksdb_writebatch_t *b, uint32_t coll, uint64_t seg,
                         const void *blob, size_t len);
@@ -129,9 +132,6 @@ bool qv_cat_parse_schema_key(const char *k, size_t kl, uint32_t *coll);
 bool qv_cat_parse_chunk_key(const char *k, size_t kl, uint32_t *coll, uint64_t *seg, uint32_t *chunk);
 /* wal: the sequence number of a WAL key */
 bool qv_cat_parse_wal_key(const char *k, size_t kl, uint64_t *seq);
-/* keys: an id-map entry; *id points into k */
-bool qv_cat_parse_id_entry(const char *k, size_t kl, const char *v, size_t vl, qv_str_t *id, uint64_t *seg,
-                           uint32_t *row);
 
 /* WAL key of one record (for tests of the key order): 12 bytes. */
 #define QV_CAT_WAL_KEY_LEN 12

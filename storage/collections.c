@@ -25,7 +25,6 @@ qv_coll_t *qv__coll_new(qv_schema_t *s)
     pthread_rwlockattr_destroy(&attr);
     atomic_init(&c->refs, 1);
     c->next_seg_id = 1;
-    qv_wbuf_init(&c->gone);
     if (qv_idmap_init(&c->ids) != QV_OK) {
         pthread_rwlock_destroy(&c->lock);
         free(c);
@@ -42,7 +41,6 @@ void qv__coll_free(qv_coll_t *c)
     free(c->sealed);
     qv_seg_unref(c->growing);
     qv_idmap_free(&c->ids);
-    qv_wbuf_free(&c->gone);
     pthread_rwlock_destroy(&c->lock);
     free(c->schema);
     free(c);
@@ -172,12 +170,6 @@ uint64_t qv_store_wal_bytes(qv_store_t *st)
 
 /* ---- applying WAL records to memory (commit leader and recovery) ---- */
 
-static void note_gone(qv_coll_t *c, qv_str_t id)
-{
-    qv_wbuf_u16(&c->gone, (uint16_t)id.len);
-    qv_wbuf_put(&c->gone, id.p, id.len);
-}
-
 /* Applies one decoded record; the caller holds the collection's write lock (or is recovering). On QV_ENOMEM the
  * points before the failing one stay applied: the caller must then stop accepting writes (see store.h). */
 int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count)
@@ -210,13 +202,10 @@ int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint3
             qv_idslot_t old;
             if (qv_idmap_del(&c->ids, rec->ids[i], &old)) {
                 qv_seg_delete(old.seg, old.row);
-                note_gone(c, rec->ids[i]);
                 c->live--;
                 n++;
             }
         }
-        if (c->gone.oom)
-            return QV_ENOMEM;
     }
     c->last_seq = rec->seq;
     c->wal_bytes += rec_bytes;

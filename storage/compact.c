@@ -10,12 +10,10 @@
  *           frozen segments. Until the swap no manifest lists the id, so a crash here leaves orphan chunks that
  *           start-up removes (store_recover.c); a job that fails after this step deletes them itself.
  *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
- *           to the copy; one batch writes its delete bitmap, id-map entries for its live rows and the manifest
- *           without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
+ *           to the copy; one batch writes its delete bitmap and the manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
  *           collection's write lock, the id map is repointed and the segment list swapped. Read views hold
  *           references to the segments they use (read.h), so the inputs are freed only when no view holds them.
- * Id-map entries in `keys` that still name an input (ids deleted or replaced since the last seal) become stale;
- * recovery skips entries whose segment is gone, and the next seal rewrites them. */
+ * The id map is not persisted (recovery rebuilds it from the segments), so the swap writes no entry per row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,8 +205,8 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
     qv_wbuf_init(&buf);
-    int rc = QV_OK; /* the blob is written already (write_blob); out->id came from W_SEG_ID */
-    qv_cat_put_keys(&st->cat, b, coll, out);
+    int rc = QV_OK; /* the blob is written already (write_blob); out->id came from W_SEG_ID; no id-map entries:
+                     * recovery rebuilds the id map from the segments (store_recover.c) */
     if (rc == QV_OK && out->ndeleted) {
         buf.len = 0;
         rc = qv_seg_encode_deleted(out, &buf);
@@ -282,10 +280,15 @@ static int write_blob(qv_cjob_t *j, qv_err_t *err)
         return qv_err_set(err, rc, "compaction: out of memory encoding the segment");
     }
     j->out->blob_len = buf.len;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    qv_cat_put_segment(&j->st->cat, b, j->coll->schema->id, j->out->id, buf.data, buf.len);
-    rc = qv__rocks_write(j->st, b, err);
-    rocksdb_writebatch_destroy(b);
+    /* one chunk per RocksDB write: RocksDB queues writes, and a blob of tens of MB in one batch would hold the commit
+     * leader's small synced batches behind it for as long as it takes to log */
+    for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += QV_CAT_CHUNK, chunk++) {
+        rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+        qv_cat_put_segment_chunk(&j->st->cat, b, j->coll->schema->id, j->out->id, (uint32_t)chunk, buf.data + off,
+                                 buf.len - off < QV_CAT_CHUNK ? buf.len - off : QV_CAT_CHUNK);
+        rc = qv__rocks_write(j->st, b, err);
+        rocksdb_writebatch_destroy(b);
+    }
     qv_wbuf_free(&buf);
     return rc;
 }

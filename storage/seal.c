@@ -116,20 +116,9 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
             g->blob_len = buf.len;
             qv_cat_put_segment(&st->cat, b, coll, g->id, buf.data, buf.len);
         }
-        qv_cat_put_keys(&st->cat, b, coll, g);
     }
-    /* ids deleted since the last persist and not written again */
-    qv_rbuf_t gr;
-    qv_rbuf_init(&gr, c->gone.data, c->gone.len);
-    while (qv_rbuf_left(&gr) > 0) {
-        uint16_t l = qv_rbuf_u16(&gr);
-        const uint8_t *p = qv_rbuf_take(&gr, l);
-        if (!p)
-            break;
-        qv_str_t id = {(const char *)p, l};
-        if (!qv_idmap_get(&c->ids, id))
-            qv_cat_delete_key(&st->cat, b, coll, id);
-    }
+    /* no id-map entries: recovery rebuilds the id map from the segments and their delete bitmaps
+     * (store_recover.c), so a persist writes blobs, bitmaps and the manifest only */
     /* delete bitmaps that changed, the picked frozen segments' included */
     for (size_t i = 0; rc == QV_OK && i < c->nsealed; i++) {
         qv_segment_t *g = c->sealed[i];
@@ -179,7 +168,6 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
     c->wal_bytes -= share < c->wal_bytes ? share : c->wal_bytes;
     if (growing_empty)
         c->wal_growing = 0;
-    c->gone.len = 0;
     pthread_rwlock_unlock(&c->lock);
     for (size_t i = 0; i < ndone; i++) {
         qv__store_maybe_index(st, c, done[i]);

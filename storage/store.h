@@ -81,7 +81,6 @@ typedef struct qv_coll {
     uint64_t next_seg_id;
     uint64_t wal_bytes;           /* bytes of WAL records after seal_seq (frozen segments' and the growing one's) */
     uint64_t wal_growing;         /* bytes of WAL records applied to the growing segment (the seal trigger) */
-    qv_wbuf_t gone;               /* ids deleted since the last seal: u16 len | bytes, repeated */
     atomic_bool dropped;          /* set by DropCollection (in the commit leader) */
     atomic_bool compacting;       /* a compaction job is queued or running for this collection */
 } qv_coll_t;

@@ -1,5 +1,8 @@
-/* Recovery: rebuilds every collection from the meta, seg, del and keys column families (laid out as catalog.h
- * specifies), then replays the WAL.
+/* Recovery: rebuilds every collection from the meta, seg and del column families (laid out as catalog.h specifies):
+ * schemas, manifests, segment blobs and delete bitmaps; the id map from the segments' live rows (it is not
+ * persisted: at every manifest an id is live in at most one listed segment, since a seal writes the bitmaps its
+ * replacements changed in the same batch as the new segment, and a compaction swap removes its inputs in the same
+ * batch as it adds the output); then replays the WAL.
  * Everything read is untrusted: a blob that fails its checks stops the start-up with QV_ECORRUPT and a message
  * naming the collection and segment, rather than serving silently wrong data. */
 #include <stdlib.h>
@@ -183,50 +186,52 @@ void qv__load_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
     qv_wbuf_free(&x.blob);
 }
 
-static qv_segment_t *find_sealed(qv_coll_t *c, uint64_t id)
+/* The id map from the sealed segments' live rows (see the top of this file); an id live in two of them is damage. */
+static int rebuild_ids(load_ctx_t *x)
 {
-    size_t lo = 0, hi = c->nsealed;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (c->sealed[mid]->id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
+    qv_coll_t *c = x->c;
+    uint64_t live = 0;
+    for (size_t i = 0; i < c->nsealed; i++)
+        live += c->sealed[i]->rows - c->sealed[i]->ndeleted;
+    if (live > SIZE_MAX / 2 || qv_idmap_reserve(&c->ids, (size_t)live) != QV_OK)
+        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->nsealed; i++) {
+        qv_segment_t *seg = c->sealed[i];
+        for (uint32_t row = 0; row < seg->rows; row++) {
+            if (qv_seg_is_deleted(seg, row))
+                continue;
+            qv_str_t id = qv_strcol_get(&seg->ids, row);
+            qv_idslot_t old;
+            int rc;
+            if (qv_idmap_put(&c->ids, id, seg, row, &old, &rc))
+                return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id '%.*s' is live in segments %llu and %llu",
+                                  c->schema->name, (int)(id.len > 64 ? 64 : id.len), id.p,
+                                  (unsigned long long)old.seg->id, (unsigned long long)seg->id);
+            if (rc)
+                return qv_err_set(x->err, QV_ENOMEM, "out of memory");
+            c->live++;
+        }
     }
-    return lo < c->nsealed && c->sealed[lo]->id == id ? c->sealed[lo] : NULL;
+    return QV_OK;
 }
 
-static int keys_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+/* id-map entries of stores written before the id map was rebuilt from the segments: nothing reads them; removed */
+static int drop_old_id_entries(qv_store_t *st, uint32_t coll, qv_err_t *err)
 {
-    load_ctx_t *x = arg;
-    qv_coll_t *c = x->c;
-    uint64_t seg_id;
-    uint32_t row;
-    qv_str_t id;
-    if (!qv_cat_parse_id_entry(k, kl, v, vl, &id, &seg_id, &row))
-        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': bad id map entry", c->schema->name);
-    qv_segment_t *seg = find_sealed(c, seg_id);
-    /* An entry may be stale: the id was deleted or replaced after the last seal and its segment since compacted
-     * away, or its row deleted. Such entries are skipped; the live-count check after the scan proves that every
-     * live sealed row was reached by exactly one entry. */
-    if (!seg)
+    qv_cat_key_t p = qv_cat_coll_prefix(coll);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cat.cf[CF_KEYS]);
+    rocksdb_iter_seek(it, p.bytes, p.len);
+    size_t kl = 0;
+    const char *k = rocksdb_iter_valid(it) ? rocksdb_iter_key(it, &kl) : NULL;
+    bool any = k && kl >= p.len && memcmp(k, p.bytes, p.len) == 0;
+    rocksdb_iter_destroy(it);
+    if (!any)
         return QV_OK;
-    if (row >= seg->rows)
-        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map points past segment %llu",
-                          c->schema->name, (unsigned long long)seg_id);
-    if (qv_seg_is_deleted(seg, row))
-        return QV_OK;
-    qv_str_t stored = qv_strcol_get(&seg->ids, row);
-    if (stored.len != id.len || memcmp(stored.p, id.p, id.len) != 0)
-        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map disagrees with segment %llu",
-                          c->schema->name, (unsigned long long)seg_id);
-    int rc;
-    if (qv_idmap_put(&c->ids, id, seg, row, NULL, &rc))
-        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id listed twice", c->schema->name);
-    if (rc)
-        return qv_err_set(x->err, QV_ENOMEM, "out of memory");
-    c->live++;
-    return QV_OK;
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    qv_cat_delete_id_entries(&st->cat, b, coll);
+    int rc = qv__rocks_write(st, b, err);
+    rocksdb_writebatch_destroy(b);
+    return rc;
 }
 
 static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
@@ -326,14 +331,8 @@ static int recover_coll(load_ctx_t *x)
     if (seal_seq > st->seq)
         st->seq = seal_seq;
     qv_cat_key_t p = qv_cat_coll_prefix(coll);
-    if ((rc = scan_prefix(st, CF_KEYS, p, keys_cb, x, x->err)) != QV_OK)
+    if ((rc = rebuild_ids(x)) != QV_OK || (rc = drop_old_id_entries(st, coll, x->err)) != QV_OK)
         return rc;
-    uint64_t sealed_live = 0;
-    for (size_t i = 0; i < c->nsealed; i++)
-        sealed_live += c->sealed[i]->rows - c->sealed[i]->ndeleted;
-    if (sealed_live != c->live)
-        return qv_err_set(x->err, QV_ECORRUPT, "collection '%s': id map has %llu ids, segments %llu live rows",
-                          c->schema->name, (unsigned long long)c->live, (unsigned long long)sealed_live);
     if (!(c->growing = qv_seg_create(c->schema, next_seg)))
         return qv_err_set(x->err, QV_ENOMEM, "out of memory");
     return scan_prefix(st, CF_WAL, p, wal_cb, x, x->err);
