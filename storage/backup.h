@@ -90,7 +90,9 @@ int qv__backup_engine_error(qv_err_t *err, int code, const char *what, const cha
 /* ---- internal: the read side on RocksDB's C++ BackupEngineReadOnly (storage/backup_engine.cc), which the C API
  * lacks. Each returns 0, or -1 with a malloc'd message in *msg (*notfound set when the id is not a backup of dir). */
 int qv__backup_engine_list(const char *dir, qv_backup_info_t **out, size_t *n, char **msg);
-int qv__backup_engine_verify(const char *dir, uint32_t id, bool *notfound, char **msg);
+/* *size and *files: what the backup's meta file lists */
+int qv__backup_engine_verify(const char *dir, uint32_t id, uint64_t *size, uint32_t *files, bool *notfound,
+                             char **msg);
 /* id 0: the latest; *restored and *size get the backup restored and its size */
 int qv__backup_engine_restore(const char *dir, uint32_t id, const char *db_dir, uint32_t *restored, uint64_t *size,
                               bool *notfound, char **msg);

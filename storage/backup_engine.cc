@@ -95,7 +95,8 @@ extern "C" int qv__backup_engine_list(const char *dir, qv_backup_info_t **out, s
     }
 }
 
-extern "C" int qv__backup_engine_verify(const char *dir, uint32_t id, bool *notfound, char **msg)
+extern "C" int qv__backup_engine_verify(const char *dir, uint32_t id, uint64_t *size, uint32_t *files, bool *notfound,
+                                        char **msg)
 {
     *notfound = false;
     try {
@@ -108,6 +109,8 @@ extern "C" int qv__backup_engine_verify(const char *dir, uint32_t id, bool *notf
         BackupInfo info;
         if (find(be.get(), id, &info, notfound, msg))
             return -1;
+        *size = info.size;
+        *files = info.number_files;
         s = be->VerifyBackup(id, true /* read every byte against the crc32c in the backup's meta file */);
         if (!s.ok()) {
             *msg = dup(s.ToString());

@@ -110,29 +110,31 @@ int qv_backup_list(const char *dir, qv_backup_info_t **out, size_t *n, qv_err_t 
     return QV_OK;
 }
 
+/* QV_ENOTFOUND unless dir is a backup directory (it has meta/; RocksDB's own error for that is "NotFound: meta is
+ * missing", which would read as damage). */
+static int backup_dir(const char *dir, uint32_t id, qv_err_t *err)
+{
+    char meta[4200], which[32] = "";
+    struct stat sb;
+    snprintf(meta, sizeof meta, "%s/meta", dir);
+    if (id)
+        snprintf(which, sizeof which, "no backup %u: ", id);
+    if (stat(meta, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return qv_err_set(err, QV_ENOTFOUND, "%s%s holds no backup (no meta/ directory: is it a server's backup "
+                          "directory, as `quiver backup list` shows it?)", which, dir);
+    return QV_OK;
+}
+
 int qv_backup_verify(const char *dir, uint32_t id, uint64_t *bytes, uint32_t *files, qv_err_t *err)
 {
     *bytes = 0;
     *files = 0;
-    qv_backup_info_t *list;
-    size_t n;
-    int rc = qv_backup_list(dir, &list, &n, err);
+    int rc = backup_dir(dir, id, err);
     if (rc)
         return rc;
-    bool listed = false;
-    for (size_t i = 0; i < n; i++)
-        if (list[i].id == id) {
-            *bytes = list[i].size_bytes;
-            *files = list[i].files;
-            listed = true;
-        }
-    free(list);
-    /* a damaged backup (a file missing or of another size) is not listed either: the engine tells the two apart */
-    if (!listed && n == 0)
-        return qv_err_set(err, QV_ENOTFOUND, "no backup %u: %s holds no complete backup", id, dir);
     char *msg = NULL;
     bool notfound = false;
-    if (qv__backup_engine_verify(dir, id, &notfound, &msg))
+    if (qv__backup_engine_verify(dir, id, bytes, files, &notfound, &msg))
         return qv__backup_engine_error(err, notfound ? QV_ENOTFOUND : QV_ECORRUPT, "backup verification failed", dir,
                                        msg);
     return QV_OK;
@@ -167,13 +169,9 @@ int qv_backup_restore(const char *dir, uint32_t id, const char *data, qv_backup_
 {
     struct stat sb;
     bool created = false;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return qv_err_set(err, QV_ENOTFOUND, "no backup directory %s", dir);
-    char meta[4200];
-    snprintf(meta, sizeof meta, "%s/meta", dir);
-    if (stat(meta, &sb) != 0)
-        return qv_err_set(err, QV_ENOTFOUND, "%s holds no backup (no meta/ directory: is it a server's backup "
-                          "directory, as `quiver backup list` shows it?)", dir);
+    int brc = backup_dir(dir, id, err);
+    if (brc)
+        return brc;
     if (stat(data, &sb) == 0) {
         DIR *d = S_ISDIR(sb.st_mode) ? opendir(data) : NULL;
         if (!d)
@@ -228,7 +226,9 @@ int qv_backup_restore(const char *dir, uint32_t id, const char *data, qv_backup_
         char *vmsg = NULL;
         bool vnotfound = false;
         int code = notfound ? QV_ENOTFOUND : QV_EIO; /* EIO: the backup is intact, writing the copy failed */
-        if (!notfound && got && qv__backup_engine_verify(dir, got, &vnotfound, &vmsg) != 0) {
+        uint64_t vsize;
+        uint32_t vfiles;
+        if (!notfound && got && qv__backup_engine_verify(dir, got, &vsize, &vfiles, &vnotfound, &vmsg) != 0) {
             free(msg);
             msg = vmsg;
             code = QV_ECORRUPT;

@@ -12,6 +12,7 @@
 #ifndef QV_FUZZ_H
 #define QV_FUZZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "index/distance.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,6 +47,26 @@ static inline uint8_t *qv_fuzz_checksummed(const uint8_t *data, size_t size)
     uint64_t sum = qv_checksum(data, size);
     memcpy(blob + size, &sum, 8);
     return blob;
+}
+
+/* LLVMFuzzerTestOneInput of the blob targets whose first byte picks a decoder mode (its low 2 bits): the rest is
+ * decoded as given, and again with a valid checksum appended; the distance kernels are those of the best SIMD tier,
+ * as in production. Inputs over 1 MiB are skipped. */
+static inline int qv_fuzz_modal_blob(const uint8_t *data, size_t size,
+                                     void (*decode)(const uint8_t *blob, size_t len, uint8_t mode))
+{
+    static bool kernels;
+    if (!kernels)
+        qv_dist_init(QV_SIMD_AUTO);
+    kernels = true;
+    if (size < 1 || size > (1u << 20))
+        return 0;
+    uint8_t mode = data[0] & 3;
+    uint8_t *blob = qv_fuzz_checksummed(data + 1, size - 1);
+    decode(data + 1, size - 1, mode);
+    decode(blob, size - 1 + 8, mode);
+    free(blob);
+    return 0;
 }
 
 #endif

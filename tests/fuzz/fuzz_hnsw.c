@@ -134,29 +134,7 @@ static void decode(const uint8_t *blob, size_t len, uint8_t mode)
     free(vectors);
 }
 
-/* The kernels of the best SIMD tier, as in production (the distance table starts at the scalar tier). */
-static void init(void)
-{
-    static bool done;
-    if (!done)
-        qv_dist_init(QV_SIMD_AUTO);
-    done = true;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    init();
-    if (size < 1 || size > (1u << 20))
-        return 0;
-    uint8_t mode = data[0] & 3;
-    data++;
-    size--;
-    uint8_t *blob = qv_fuzz_checksummed(data, size);
-    decode(data, size, mode);
-    decode(blob, size + 8, mode);
-    free(blob);
-    return 0;
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return qv_fuzz_modal_blob(data, size, decode); }
 
 /* ---- seeds: graphs of 0, 1, 2, 60 and 400 rows (M = 3 and 4, several levels), both metrics, SQ8 and PQ sections,
  * and a version 1 blob ---- */
@@ -175,7 +153,7 @@ static void add_blob(qv_fuzz_add_fn add, void *ctx, uint8_t mode, const qv_wbuf_
 
 void qv_fuzz_seeds(qv_fuzz_add_fn add, void *ctx)
 {
-    init();
+    qv_dist_init(QV_SIMD_AUTO); /* the encoders use the kernels */
     enum { DIM = 4, MAXN = 400 };
     float *v = malloc(MAXN * DIM * sizeof *v);
     FUZZ_CHECK(v);

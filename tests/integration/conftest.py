@@ -12,25 +12,23 @@ def pytest_report_header(config):
     return f"quiverd: {qvtest.quiverd_path()}"
 
 
+def _binary(path, var, what):
+    if not path:
+        pytest.skip(f"set {var} to the {what} binary (ctest does)")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{var}={path} is not an executable file")
+    return path
+
+
 @pytest.fixture(scope="session")
 def quiverd():
-    path = qvtest.quiverd_path()
-    if not path:
-        pytest.skip("set QUIVERD to the quiverd binary (ctest does)")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"QUIVERD={path} is not an executable file")
-    return path
+    return _binary(qvtest.quiverd_path(), "QUIVERD", "quiverd")
 
 
 @pytest.fixture(scope="session")
 def quiver_bin():
     """The quiver CLI ($QUIVER_CLI, else build/quiver)."""
-    path = qvtest.cli_path()
-    if not path:
-        pytest.skip("set QUIVER_CLI to the quiver binary (ctest does)")
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"QUIVER_CLI={path} is not an executable file")
-    return path
+    return _binary(qvtest.cli_path(), "QUIVER_CLI", "quiver")
 
 
 @pytest.fixture

@@ -252,8 +252,6 @@ static int backup_verify(qv_cli_t *cli, uint32_t id, const char *server)
 
 int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv)
 {
-    if (cli->timeout == QV_CLI_DEFAULT_TIMEOUT) /* a --timeout before the command name has set it already */
-        cli->timeout = LONG_CALL_TIMEOUT;
     enum { O_SERVER = QV_OPT_FIRST_COMMAND };
     static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {"server", required_argument, NULL, O_SERVER},
                                          {NULL, 0, NULL, 0}};
@@ -266,7 +264,7 @@ int qv_cmd_backup(qv_cli_t *cli, int argc, char **argv)
             qv_cli_common(cli, "backup", backup_help, o);
     }
     qv_cli_positional("backup", argc, argv, 1, 2);
-    if (cli->timeout == QV_CLI_DEFAULT_TIMEOUT) /* ... or one after it */
+    if (cli->timeout == QV_CLI_DEFAULT_TIMEOUT) /* no --timeout, before or after the command name */
         cli->timeout = LONG_CALL_TIMEOUT;
     const char *sub = argv[optind];
     int rest = argc - optind - 1;
