@@ -15,6 +15,7 @@
 
 #include "index/pool.h"
 #include "query/filter.h"
+#include "query/request.h"
 #include "storage/read.h"
 
 typedef struct {

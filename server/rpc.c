@@ -5,6 +5,7 @@
  * the call. During shutdown no new request is posted, and requests already posted complete with success = 0 and
  * are freed. */
 #include "server/rpc.h"
+#include "server/status.h"
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>

@@ -82,9 +82,6 @@ int qv_rpc_port(const qv_rpc_t *r);
  * frees everything. */
 void qv_rpc_stop(qv_rpc_t *r, int grace_ms);
 
-/* Maps a QV_E* code to a grpc_status_code (server/status.c; the only place this mapping exists). */
-int qv_status_of(int qv_code);
-
 #define QV_RPC_ADMIN_SLOTS 8 /* calls of the Admin service admitted beyond --max-inflight */
 
 /* Limits of the pre-unpack walk over an untrusted request (server/pbcheck.c). */

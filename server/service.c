@@ -14,6 +14,7 @@
 #include "server/convert.h"
 #include "server/grpc_health.h"
 #include "server/metrics.h"
+#include "server/request.h"
 #include "storage/backup.h"
 
 #define QV_VERSION "0.1.0"
@@ -166,21 +167,17 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     return QV_OK;
 }
 
+/* The ids of a Get or Delete, checked (server/request.h) and borrowed from the message. */
 static int conv_ids(qv_call_ctx_t *ctx, char *const *ids, size_t n, qv_str_t **out, qv_err_t *err)
 {
-    if (n > QV_BATCH_MAX)
-        return qv_err_set(err, QV_EINVAL, "%zu ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
+    int rc = qv_req_ids(ids, n, err);
+    if (rc)
+        return rc;
     qv_str_t *s = qv_arena_array(&ctx->arena, n ? n : 1, sizeof *s);
     if (!s)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        s[i].p = ids[i];
-        s[i].len = (uint32_t)strlen(ids[i]);
-        if (s[i].len == 0)
-            return qv_err_set(err, QV_EINVAL, "id %zu is empty", i);
-        if (s[i].len > QV_ID_MAX)
-            return qv_err_set(err, QV_EINVAL, "id %zu: %u bytes exceeds %u", i, s[i].len, QV_ID_MAX);
-    }
+    for (size_t i = 0; i < n; i++)
+        s[i] = (qv_str_t){ids[i], (uint32_t)strlen(ids[i])};
     *out = s;
     return QV_OK;
 }
@@ -290,10 +287,7 @@ static int mark_duplicates(const qv_str_t *ids, size_t n, bool *dup)
 /* Rejects responses that would carry more vector data than a message may hold, before building them. */
 static int check_vector_budget(qv_app_t *app, size_t n, uint32_t dim, qv_err_t *err)
 {
-    if ((uint64_t)n * dim * sizeof(float) > (uint64_t)app->max_message_bytes)
-        return qv_err_set(err, QV_ETOOBIG, "%zu vectors of dim %u exceed the %d byte message limit", n, dim,
-                          app->max_message_bytes);
-    return QV_OK;
+    return qv_req_vectors_fit(n, dim, app->max_message_bytes, err);
 }
 
 static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
@@ -426,21 +420,15 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
     return QV_OK;
 }
 
-#define QV_BATCH_QUERIES_MAX 1000
-
 /* Validates and runs nq searches of one collection on one read view; out[i] answers queries[i]. Query vectors
  * are normalised in place for COSINE collections. */
 static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *const *queries, const size_t *dims,
                         size_t nq, const search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
 {
     int rc = QV_OK;
-    if (o->k == 0 || o->k > QV_K_MAX)
-        return qv_err_set(err, QV_EINVAL, "k = %u out of range: must be 1..%u", o->k, QV_K_MAX);
     uint32_t ef = o->params ? o->params->ef : 0;
-    if (ef > QV_EF_MAX)
-        return qv_err_set(err, QV_EINVAL, "ef = %u out of range: must be 0..%u", ef, QV_EF_MAX);
-    if (o->params && o->params->rerank > 1000)
-        return qv_err_set(err, QV_EINVAL, "rerank = %u out of range: must be 0..1000", o->params->rerank);
+    if ((rc = qv_search_check_params(o->k, ef, o->params ? o->params->rerank : 0, err)) != QV_OK)
+        return rc;
     for (size_t i = 0; i < nq; i++) {
         if ((rc = qv_query_validate(c->schema, queries[i], (uint32_t)dims[i], err)) != QV_OK) {
             if (nq > 1) {
@@ -530,11 +518,12 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
 {
     qv_app_t *app = a;
     const Quiver__V1__SearchBatchRequest *req = (const void *)m;
-    if (req->n_vectors == 0 || req->n_vectors > QV_BATCH_QUERIES_MAX)
-        return qv_err_set(err, QV_EINVAL, "%zu query vectors: must be 1..%d", req->n_vectors, QV_BATCH_QUERIES_MAX);
+    int rc = qv_search_check_batch(req->n_vectors, err);
+    if (rc)
+        return rc;
     RESP(Quiver__V1__SearchBatchResponse, quiver__v1__search_batch_response__init, r);
     qv_coll_t *c;
-    int rc = get_coll(app, req->collection, &c, err);
+    rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
     search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
@@ -561,14 +550,13 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
 {
     qv_app_t *app = a;
     const Quiver__V1__ScrollRequest *req = (const void *)m;
-    uint32_t limit = req->limit ? req->limit : 100;
-    if (limit > QV_BATCH_MAX)
-        return qv_err_set(err, QV_EINVAL, "limit = %u out of range: must be 0..%u", limit, QV_BATCH_MAX);
+    uint32_t limit;
+    int rc = qv_req_scroll(req->limit, req->cursor, &limit, err);
+    if (rc)
+        return rc;
     qv_str_t after = {req->cursor, (uint32_t)strlen(req->cursor)};
-    if (after.len > QV_ID_MAX)
-        return qv_err_set(err, QV_EINVAL, "cursor longer than %u bytes is not one this server returned", QV_ID_MAX);
     qv_coll_t *c;
-    int rc = get_coll(app, req->collection, &c, err);
+    rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
     qv_filter_t *f = NULL;

@@ -198,7 +198,7 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
     return QV_OK;
 }
 
-static int check_vector(const qv_schema_t *s, float *v, uint32_t n, const char *what, qv_err_t *err)
+int qv_vector_check(const qv_schema_t *s, float *v, uint32_t n, const char *what, qv_err_t *err)
 {
     if (n != s->dim)
         return qv_err_set(err, QV_EINVAL, "%s: vector has %u components, collection '%s' has dim %u", what, n,
@@ -214,11 +214,6 @@ static int check_vector(const qv_schema_t *s, float *v, uint32_t n, const char *
     return QV_OK;
 }
 
-int qv_query_validate(const qv_schema_t *s, float *vec, uint32_t n, qv_err_t *err)
-{
-    return check_vector(s, vec, n, "query", err);
-}
-
 int qv_point_validate(const qv_schema_t *s, qv_point_t *pt, uint32_t pos, qv_err_t *err)
 {
     char what[QV_ID_MAX + 64];
@@ -227,7 +222,7 @@ int qv_point_validate(const qv_schema_t *s, qv_point_t *pt, uint32_t pos, qv_err
     if (pt->id.len > QV_ID_MAX)
         return qv_err_set(err, QV_EINVAL, "point %u: id of %u bytes exceeds %u", pos, pt->id.len, QV_ID_MAX);
     snprintf(what, sizeof what, "point %u (id '%.*s')", pos, (int)pt->id.len, pt->id.p);
-    int rc = check_vector(s, pt->vector, pt->nvector, what, err);
+    int rc = qv_vector_check(s, pt->vector, pt->nvector, what, err);
     if (rc)
         return rc;
     if (pt->text.len > QV_TEXT_MAX)

@@ -23,7 +23,6 @@
 #define QV_FIELDS_MAX 256
 #define QV_SHARDS_MAX 1024
 #define QV_BATCH_MAX 10000      /* points per Upsert, ids per Delete/Get */
-#define QV_K_MAX 10000
 #define QV_TEXT_MAX (16u << 20) /* text bytes per point */
 #define QV_KEYWORDS_MAX 4096    /* elements of one KEYWORDS value */
 
@@ -50,7 +49,6 @@ enum { QV_QUANT_NONE = 0, QV_QUANT_SQ8 = 1, QV_QUANT_PQ = 2 };
 
 #define QV_HNSW_M_MAX 128
 #define QV_HNSW_EFC_MAX 4096
-#define QV_EF_MAX 10000
 
 typedef struct {
     uint32_t id; /* assigned at creation, never reused */
@@ -129,8 +127,10 @@ int qv_point_validate(const qv_schema_t *s, qv_point_t *pt, uint32_t pos, qv_err
  * has been written anywhere. */
 int qv_points_validate(const qv_schema_t *s, qv_point_t *pts, uint32_t n, qv_err_t *err);
 
-/* Validates a query vector (length, finite) and normalises it for COSINE. */
-int qv_query_validate(const qv_schema_t *s, float *vec, uint32_t n, qv_err_t *err);
+/* Checks a vector of n components for s (length, finite; nonzero for COSINE) and normalises it in place for COSINE;
+ * messages begin with `what` ("query", "point 3 (id 'a')"). Points use it through qv_point_validate, queries through
+ * query/request.h. */
+int qv_vector_check(const qv_schema_t *s, float *v, uint32_t n, const char *what, qv_err_t *err);
 
 const char *qv_ftype_name(uint8_t t);
 

@@ -16,11 +16,12 @@
 #include "server/coord/client.h"
 #include "server/coord/coord.h"
 #include "server/coord/etcd.h"
+#include "server/request.h"
 #include "server/rpc.h"
+#include "server/status.h"
 #include "storage/schema.h"
 
 #define QV_COORD_VERSION "0.1.0"
-#define QV_BATCH_QUERIES_MAX 1000 /* as service.c */
 #define QV_STATIC_CACHE_NS (2 * 1000000000LL) /* static mode: a collection's Describe'd metadata is reused this long */
 /* Names found to be no collection are answered NOT_FOUND from memory for this long, so that a client asking for
  * unknown collections in a loop costs no etcd read (or shard fan-out, static mode) per call; a create through this
@@ -120,9 +121,6 @@ qv_cmeta_t *qv_meta_decode(const char *name, const char *json, size_t len);
 
 /* ---- outcomes (outcome.c) ---- */
 
-/* A QV_E* code whose gRPC status (server/status.c) is the given one, so that a shard's status and message pass
- * through the coordinator unchanged. The inverse of qv_status_of for the codes the servers produce. */
-int qv_code_of_status(int grpc_status);
 /* True when the shard itself failed (unreachable, late, busy, broken, refusing the coordinator's credentials) as
  * opposed to refusing the request (INVALID_ARGUMENT, NOT_FOUND, ...), which every shard would do alike. */
 bool qv_sub_failed(const qv_sub_t *s);
@@ -132,6 +130,19 @@ bool qv_sub_failed(const qv_sub_t *s);
  * UNAVAILABLE naming the failed shards. `what` begins the failure message ("search", "upsert of 12 points"). */
 int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_partial, const char ***missing,
                size_t *nmissing, const char *what, qv_err_t *err);
+/* ---- merges (merge.c) ---- */
+
+/* The best k of per-shard hit lists, each best first (parts[i] NULL: a missing shard): by score, L2 ascending, IP and
+ * COSINE descending; equal scores keep the lower part first. Each shard answers its own top k, so the merged first k
+ * are the global top k. out->hits in ar, pointing at the parts' hits. QV_ENOMEM only. */
+int qv_merge_hits(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k, bool ascending,
+                  Quiver__V1__SearchResponse *out);
+/* One Scroll page from the shards' pages (each its `limit` smallest ids after the cursor, ascending): the `limit`
+ * smallest of all; next_cursor is the last of them when anything remains (some shard said it had more, or more came
+ * back than fit), else "". QV_ENOMEM only. */
+int qv_merge_scroll(qv_arena_t *ar, Quiver__V1__ScrollResponse *const *parts, size_t nparts, uint32_t limit,
+                    Quiver__V1__ScrollResponse *out);
+
 /* Builds n subs calling `method` with the same request on every server of the route (arena). */
 qv_sub_t *qv_subs_same(qv_call_ctx_t *ctx, const char **names, qv_shard_t **shards, size_t n, const char *method,
                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc);
@@ -147,9 +158,7 @@ int qv_fan_members(qv_coord_t *co, qv_call_ctx_t *ctx, const char *method, const
 extern const qv_handler_t qv_coord_write_handlers[], qv_coord_read_handlers[], qv_coord_admin_handlers[],
     qv_coord_backup_handlers[];
 
-/* Shared with h_read.c: the standalone server's id checks (positions as in the client's request), and grouping
- * ids by server (srv[i]: the server of ids[i]; counts[s]: how many go to server s). */
-int qv_coord_check_ids(char *const *ids, size_t n, qv_err_t *err);
+/* Shared with h_read.c: grouping ids by server (srv[i]: the server of ids[i]; counts[s]: how many go to server s). */
 int qv_coord_split_ids(qv_call_ctx_t *ctx, const qv_route_t *rt, char *const *ids, size_t n, uint32_t **srv,
                        size_t **counts, qv_err_t *err);
 

@@ -2,17 +2,15 @@
  *
  * Search and SearchBatch send the client's request unchanged to every server of the collection at once (one
  * completion queue, the client's remaining deadline on every call) and merge the per-shard top-k lists, each best
- * first, by score: L2 ascending, IP and COSINE descending; equal scores keep the lower shard first. Each shard
- * returns its own top k, so the merged first k are the global top k. A shard that fails or is late fails the query
- * (UNAVAILABLE / DEADLINE_EXCEEDED naming it) unless the request sets allow_partial; then the answer carries
- * partial = true and missing_shards, and the shard calls end a little before the client's deadline (client.c), so
- * that a late shard makes the answer partial instead of the whole call late. Input the shards reject (bad k,
- * dimension, filter) is refused by all of them alike and passes through with the standalone server's status and
- * message.
+ * first (qv_merge_hits, merge.c). A shard that fails or is late fails the query (UNAVAILABLE / DEADLINE_EXCEEDED
+ * naming it) unless the request sets allow_partial; then the answer carries partial = true and missing_shards, and
+ * the shard calls end a little before the client's deadline (client.c), so that a late shard makes the answer
+ * partial instead of the whole call late. k, ef, rerank and the batch size are checked here before the fan-out
+ * (query/request.h); what needs the data (dimension, filter) is refused by every shard alike and passes through with
+ * the standalone server's status and message.
  *
- * Scroll passes the cursor through: each shard returns its `limit` smallest ids after the cursor, in order; the
- * coordinator takes the `limit` smallest of all, and the last of them is the next cursor when anything remains
- * (some shard said it had more, or more came back than fit). */
+ * Scroll passes the cursor through: each shard returns its `limit` smallest ids after the cursor, in order, and the
+ * coordinator merges the pages (qv_merge_scroll). */
 #include <grpc/status.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,36 +42,6 @@ static int fan_route(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, const c
     return rc;
 }
 
-/* Merges per-shard lists (best first) into the best k; parts[i] may be NULL (a missing shard). */
-static int merge_hits(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k,
-                      bool ascending, Quiver__V1__SearchResponse *out)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < nparts; i++)
-        total += parts[i] ? parts[i]->n_hits : 0;
-    size_t want = total < k ? total : k;
-    size_t *head = qv_arena_array(&ctx->arena, nparts ? nparts : 1, sizeof *head);
-    out->hits = qv_arena_array(&ctx->arena, want ? want : 1, sizeof *out->hits);
-    if (!head || !out->hits)
-        return QV_ENOMEM;
-    for (size_t n = 0; n < want; n++) {
-        size_t best = nparts;
-        for (size_t i = 0; i < nparts; i++) {
-            if (!parts[i] || head[i] >= parts[i]->n_hits)
-                continue;
-            if (best == nparts) {
-                best = i;
-                continue;
-            }
-            float s = parts[i]->hits[head[i]]->score, b = parts[best]->hits[head[best]]->score;
-            if (ascending ? s < b : s > b)
-                best = i;
-        }
-        out->hits[out->n_hits++] = parts[best]->hits[head[best]++];
-    }
-    return QV_OK;
-}
-
 static int set_missing(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *r, const char **missing, size_t n)
 {
     if (!n)
@@ -96,6 +64,11 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     int rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
+    if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
+                                     err)) != QV_OK) {
+        qv_route_release(&rt);
+        return rc;
+    }
     qv_sub_t *subs = NULL;
     const char **missing = NULL;
     size_t nmissing = 0;
@@ -111,7 +84,7 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
             quiver__v1__search_response__init(r);
             for (size_t i = 0; i < rt.nservers; i++)
                 parts[i] = (void *)subs[i].resp;
-            if (merge_hits(ctx, parts, rt.nservers, req->k, rt.meta->schema->metric == QV_METRIC_L2, r) ||
+            if (qv_merge_hits(&ctx->arena, parts, rt.nservers, req->k, rt.meta->schema->metric == QV_METRIC_L2, r) ||
                 set_missing(ctx, r, missing, nmissing))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
         }
@@ -128,12 +101,18 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
 {
     qv_coord_t *co = a;
     const Quiver__V1__SearchBatchRequest *req = (const void *)msg;
-    if (req->n_vectors == 0 || req->n_vectors > QV_BATCH_QUERIES_MAX) /* before the lookup, as service.c */
-        return qv_err_set(err, QV_EINVAL, "%zu query vectors: must be 1..%d", req->n_vectors, QV_BATCH_QUERIES_MAX);
-    qv_route_t rt;
-    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    int rc = qv_search_check_batch(req->n_vectors, err); /* before the lookup, as the standalone server */
     if (rc)
         return rc;
+    qv_route_t rt;
+    rc = qv_route(co, ctx, req->collection, &rt, err);
+    if (rc)
+        return rc;
+    if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
+                                     err)) != QV_OK) {
+        qv_route_release(&rt);
+        return rc;
+    }
     qv_sub_t *subs = NULL;
     const char **missing = NULL;
     size_t nmissing = 0, nq = req->n_vectors, ns = rt.nservers;
@@ -161,7 +140,8 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
             for (size_t i = 0; i < ns; i++)
                 parts[i] = subs[i].resp ? ((Quiver__V1__SearchBatchResponse *)subs[i].resp)->results[q] : NULL;
             quiver__v1__search_response__init(&res[q]);
-            if (merge_hits(ctx, parts, ns, req->k, asc, &res[q]) || set_missing(ctx, &res[q], missing, nmissing))
+            if (qv_merge_hits(&ctx->arena, parts, ns, req->k, asc, &res[q]) ||
+                set_missing(ctx, &res[q], missing, nmissing))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
             r->results[q] = &res[q];
         }
@@ -208,14 +188,12 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
 {
     qv_coord_t *co = a;
     const Quiver__V1__ScrollRequest *req = (const void *)msg;
-    uint32_t limit = req->limit ? req->limit : 100;
-    /* the standalone server's checks, before the lookup as there */
-    if (limit > QV_BATCH_MAX)
-        return qv_err_set(err, QV_EINVAL, "limit = %u out of range: must be 0..%u", limit, QV_BATCH_MAX);
-    if (strlen(req->cursor) > QV_ID_MAX)
-        return qv_err_set(err, QV_EINVAL, "cursor longer than %u bytes is not one this server returned", QV_ID_MAX);
+    uint32_t limit;
+    int rc = qv_req_scroll(req->limit, req->cursor, &limit, err); /* before the lookup, as the standalone server */
+    if (rc)
+        return rc;
     qv_route_t rt;
-    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
     qv_sub_t *subs = NULL;
@@ -226,32 +204,13 @@ static int h_scroll(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     if (rc)
         return rc;
     RESP(Quiver__V1__ScrollResponse, quiver__v1__scroll_response__init, r);
-    size_t *head = qv_arena_array(&ctx->arena, ns, sizeof *head);
-    r->points = qv_arena_array(&ctx->arena, limit, sizeof *r->points);
-    if (!head || !r->points)
+    Quiver__V1__ScrollResponse **parts = qv_arena_array(&ctx->arena, ns, sizeof *parts);
+    if (!parts)
         return qv_err_set(err, QV_ENOMEM, "out of memory");
-    bool more = false;
     for (size_t i = 0; i < ns; i++)
-        more |= ((const Quiver__V1__ScrollResponse *)subs[i].resp)->next_cursor[0] != '\0';
-    for (;;) {
-        size_t best = ns;
-        for (size_t i = 0; i < ns; i++) {
-            const Quiver__V1__ScrollResponse *p = (const void *)subs[i].resp;
-            if (head[i] < p->n_points &&
-                (best == ns || strcmp(p->points[head[i]]->id,
-                                      ((const Quiver__V1__ScrollResponse *)subs[best].resp)->points[head[best]]->id) < 0))
-                best = i;
-        }
-        if (best == ns)
-            break;
-        if (r->n_points == limit) {
-            more = true; /* a point beyond this page exists */
-            break;
-        }
-        r->points[r->n_points++] = ((const Quiver__V1__ScrollResponse *)subs[best].resp)->points[head[best]++];
-    }
-    if (more && r->n_points)
-        r->next_cursor = r->points[r->n_points - 1]->id;
+        parts[i] = (void *)subs[i].resp;
+    if (qv_merge_scroll(&ctx->arena, parts, ns, limit, r))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
     *resp = &r->base;
     return QV_OK;
 }
@@ -265,12 +224,9 @@ static int h_get(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Proto
     if (rc)
         return rc;
     size_t n = req->n_ids, ns = rt.nservers;
-    rc = qv_coord_check_ids(req->ids, n, err);
-    uint32_t dim = rt.meta->schema->dim;
-    if (rc == QV_OK && req->with_vectors &&
-        (uint64_t)n * dim * sizeof(float) > (uint64_t)co->cfg->max_message_bytes) /* service.c's budget check */
-        rc = qv_err_set(err, QV_ETOOBIG, "%zu vectors of dim %u exceed the %d byte message limit", n, dim,
-                        co->cfg->max_message_bytes);
+    rc = qv_req_ids(req->ids, n, err);
+    if (rc == QV_OK && req->with_vectors)
+        rc = qv_req_vectors_fit(n, rt.meta->schema->dim, co->cfg->max_message_bytes, err);
     uint32_t *srv = NULL;
     size_t *counts = NULL;
     if (rc == QV_OK)

@@ -305,23 +305,6 @@ static int h_drop(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Prot
     return QV_OK;
 }
 
-/* The standalone server's id checks (service.c conv_ids), with positions in the client's request. */
-static int check_ids(char *const *ids, size_t n, qv_err_t *err)
-{
-    if (n > QV_BATCH_MAX)
-        return qv_err_set(err, QV_EINVAL, "%zu ids in one request exceeds the limit of %u", n, QV_BATCH_MAX);
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(ids[i]);
-        if (len == 0)
-            return qv_err_set(err, QV_EINVAL, "id %zu is empty", i);
-        if (len > QV_ID_MAX)
-            return qv_err_set(err, QV_EINVAL, "id %zu: %u bytes exceeds %u", i, (uint32_t)len, QV_ID_MAX);
-    }
-    return QV_OK;
-}
-
-int qv_coord_check_ids(char *const *ids, size_t n, qv_err_t *err) { return check_ids(ids, n, err); }
-
 /* Groups request items by server: srv[i] is item i's server; counts[s] the items of server s. */
 static int split(qv_call_ctx_t *ctx, const qv_route_t *rt, const char *(*id_of)(const void *, size_t),
                  const void *items, size_t n, uint32_t **srv, size_t **counts, qv_err_t *err)
@@ -460,7 +443,7 @@ static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     size_t n = req->n_ids;
     uint32_t *srv;
     size_t *counts;
-    rc = check_ids(req->ids, n, err);
+    rc = qv_req_ids(req->ids, n, err);
     if (rc == QV_OK)
         rc = split(ctx, &rt, str_id, req->ids, n, &srv, &counts, err);
     uint32_t deleted = 0;

@@ -4,23 +4,7 @@
 #include <string.h>
 
 #include "server/coord/coord_int.h"
-
-int qv_code_of_status(int st)
-{
-    switch (st) {
-    case GRPC_STATUS_OK: return QV_OK;
-    case GRPC_STATUS_INVALID_ARGUMENT: return QV_EINVAL;
-    case GRPC_STATUS_NOT_FOUND: return QV_ENOTFOUND;
-    case GRPC_STATUS_ALREADY_EXISTS: return QV_EEXIST;
-    case GRPC_STATUS_RESOURCE_EXHAUSTED: return QV_ETOOBIG;
-    case GRPC_STATUS_DATA_LOSS: return QV_ECORRUPT;
-    case GRPC_STATUS_CANCELLED: return QV_ECANCELLED;
-    case GRPC_STATUS_DEADLINE_EXCEEDED: return QV_ETIMEDOUT;
-    case GRPC_STATUS_UNAVAILABLE: return QV_EUNAVAIL;
-    case GRPC_STATUS_FAILED_PRECONDITION: return QV_EPRECOND;
-    default: return QV_EIO;
-    }
-}
+#include "server/status.h"
 
 bool qv_sub_failed(const qv_sub_t *s)
 {

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,8 +239,9 @@ static void test_apply_exactly_once(void **state)
     remove_tmpdir(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     qv_dist_init(QV_SIMD_AUTO);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_exactly_once),

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,8 +246,9 @@ static void test_round_trip_refusals_and_damage(void **state)
     remove_tmpdir(tmp);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     qv_dist_init(QV_SIMD_AUTO);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_refusals_and_damage),

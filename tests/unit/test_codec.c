@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1572,8 +1574,9 @@ static void test_points_validate(void **state)
     free(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_roundtrip),    cmocka_unit_test(test_schema_corruption),
         cmocka_unit_test(test_schema_crafted),      cmocka_unit_test(test_record_roundtrip),

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "index/distance.h"
 
 #include <math.h>
@@ -309,8 +311,9 @@ static void test_init_forcing(void **state)
     assert_ptr_equal(qv_dist(), qv_dist_tier(QV_SIMD_SCALAR));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_is_scalar),  /* must stay first */
         cmocka_unit_test(test_tiers_match_cpu),

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -1061,8 +1063,9 @@ static void test_f16(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     find_paths();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16),

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -262,8 +264,9 @@ static void test_pool_for(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_against_double),
         cmocka_unit_test(test_packed_against_double),

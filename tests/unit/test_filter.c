@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -579,8 +581,9 @@ static void test_validate(void **state)
     free(s);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_semantics),
         cmocka_unit_test(test_eval_random),

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "vecdata.h"
 
 #include <math.h>
@@ -910,8 +912,9 @@ static void test_masked_attention_equals_per_sequence(void **state)
     free(sc);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     qv_dist_init(QV_SIMD_AUTO);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accum_odd_dims),

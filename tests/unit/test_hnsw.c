@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "vecdata.h"
 
 #include "common/bitmap.h"
@@ -629,8 +631,9 @@ static void test_progress(void **state)
     free(v);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest l2[] = {
         cmocka_unit_test(test_recall),   cmocka_unit_test(test_filtered), cmocka_unit_test(test_deleted),
         cmocka_unit_test(test_validate), cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_concurrent_search),

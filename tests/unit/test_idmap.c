@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,8 +288,9 @@ static void test_reserve(void **state)
     free(refs);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ops),
         cmocka_unit_test(test_wrapped_runs),

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,8 +268,9 @@ static void test_npy_shape_and_dtype(void **state)
     open_fails("unsupported dtype");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_rows),
         cmocka_unit_test(test_npy_header_length_zero),

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "index/pool.h"
 
 #include <pthread.h>
@@ -260,8 +262,9 @@ static void test_create_destroy(void **state)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nthreads_0),
         cmocka_unit_test(test_nthreads_1),

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "vecdata.h"
 
 #include "common/bitmap.h"
@@ -903,8 +905,9 @@ static void test_q_tiny_and_cancel(void **state)
     free(w);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest quant[] = {
         cmocka_unit_test(test_sq8_accuracy),   cmocka_unit_test(test_pq_accuracy),
         cmocka_unit_test(test_sq8_edges),      cmocka_unit_test(test_tiers),

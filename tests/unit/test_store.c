@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
@@ -1606,8 +1608,9 @@ static void test_corruption_on_reopen(void **state)
     remove_tmpdir(dir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     qv_dist_init(QV_SIMD_AUTO);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rejections),

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "qvcase.h"
+
 #include "common/err.h"
 #include "index/topk.h"
 
@@ -306,8 +308,9 @@ static void test_init_errors(void **state)
     qv_topk_free(&t);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_sort),
         cmocka_unit_test(test_all_ties),

@@ -1,0 +1,28 @@
+/* The query's request rules: what a search may ask for (k, ef, rerank, the number of queries in one batch) and the
+ * checks of a query vector. Both server roles apply them before any work (the coordinator after its lookup and
+ * before its fan-out, as the standalone server after its lookup and before its scan), so a bad request gets the same
+ * status and message from either. */
+#ifndef QV_QUERY_REQUEST_H
+#define QV_QUERY_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "storage/schema.h"
+
+#define QV_K_MAX 10000             /* hits per query */
+#define QV_EF_MAX 10000            /* HNSW search breadth */
+#define QV_RERANK_MAX 1000         /* quantised indexes' re-ranking factor */
+#define QV_BATCH_QUERIES_MAX 1000  /* query vectors in one SearchBatch */
+
+/* k must be 1..QV_K_MAX, ef 0..QV_EF_MAX (0: the default), rerank 0..QV_RERANK_MAX. QV_EINVAL naming the value. */
+int qv_search_check_params(uint32_t k, uint32_t ef, uint32_t rerank, qv_err_t *err);
+
+/* A batch holds 1..QV_BATCH_QUERIES_MAX queries. */
+int qv_search_check_batch(size_t nqueries, qv_err_t *err);
+
+/* Validates a query vector (length, finite) and normalises it in place for COSINE collections. */
+int qv_query_validate(const qv_schema_t *s, float *vec, uint32_t n, qv_err_t *err);
+
+#endif
