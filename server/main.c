@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/auth.h"
@@ -301,6 +302,11 @@ int main(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "quiverd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!qv_fault_start()) { /* common/fault.h: tests arm fault points through these fifos */
+        fprintf(stderr, "quiverd: QV_FAULT_FIFO is set but this build has no fault points (QV_FAULT_POINTS) or the "
+                        "fifos could not be made\n");
         return 2;
     }
     bool coordinator = strcmp(role, "coordinator") == 0, shard = strcmp(role, "shard") == 0;

@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #define MAX_METHODS 64
+#define METRICS_IDLE_S 10       /* seconds a metrics connection may send nothing */
+#define METRICS_PER_IP 16       /* connections one client address may hold */
+#define METRICS_CONNECTIONS 512 /* connections in all */
 #define NCODES 17 /* gRPC status codes 0..16 */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
@@ -419,13 +422,21 @@ int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, con
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     m->st = st;
     m->started_ns = started_ns;
+    /* Against slow or idle clients (slowloris): a connection that sends nothing for METRICS_IDLE_S is closed, one
+     * address may hold METRICS_PER_IP connections (a scraper needs one), and epoll (MHD_USE_AUTO picks it on Linux)
+     * takes connections past select()'s FD_SETSIZE up to METRICS_CONNECTIONS in all. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | (cert_pem && key_pem ? MHD_USE_TLS : 0);
     if (cert_pem && key_pem)
-        m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request,
-                                m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
-                                MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
+        m->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
+                                (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_S,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_IP,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_HTTPS_MEM_KEY,
+                                key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
     else
-        m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, on_request, m,
-                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
+        m->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
+                                (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_S,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_IP,
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_END);
     if (!m->d) {
         free(m);
         return qv_err_set(err, QV_EIO, "cannot serve metrics on %s", listen);

@@ -250,7 +250,7 @@ void qv__run_create(qv_store_t *st, qv_writer_t *w)
         qv_cat_put_manifest(&st->cat, b, s->id, buf.data, buf.len);
         qv_cat_put_next_coll(&st->cat, b, st->next_coll_id + 1);
     }
-    rc = rc ? qv_err_set(w->err, rc, "create: out of memory") : qv__rocks_write(st, b, w->err);
+    rc = rc ? qv_err_set(w->err, rc, "create: out of memory") : qv__rocks_write(st, b, "create", w->err);
     rocksdb_writebatch_destroy(b);
     qv_wbuf_free(&buf);
     if (rc == QV_OK) {
@@ -282,7 +282,7 @@ void qv__run_drop(qv_store_t *st, qv_writer_t *w)
     qv_cat_delete_collection(&st->cat, b, id);
     /* the dropped collection's WAL held the highest sequence numbers perhaps: keep the floor */
     qv_cat_put_seq_floor(&st->cat, b, st->seq);
-    w->rc = qv__rocks_write(st, b, w->err);
+    w->rc = qv__rocks_write(st, b, "drop", w->err);
     rocksdb_writebatch_destroy(b);
     if (w->rc)
         return;

@@ -144,7 +144,7 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
     int rc = ends ? QV_OK : QV_ENOMEM;
     qv_err_t werr;
     if (rc == QV_OK && any)
-        rc = qv__rocks_write(st, b, &werr);
+        rc = qv__rocks_write(st, b, "commit", &werr);
     rocksdb_writebatch_destroy(b);
 
     i = 0;

@@ -221,7 +221,7 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
     for (uint32_t i = 0; rc == QV_OK && i < j->info.ninputs; i++)
         qv_cat_delete_segment(&st->cat, b, coll, j->in[i]->id);
     if (rc == QV_OK)
-        rc = qv__rocks_write(st, b, w->err);
+        rc = qv__rocks_write(st, b, "compact_swap", w->err);
     else
         qv_err_set(w->err, rc, "compaction: out of memory");
     rocksdb_writebatch_destroy(b);
@@ -286,7 +286,7 @@ static int write_blob(qv_cjob_t *j, qv_err_t *err)
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();
         qv_cat_put_segment_chunk(&j->st->cat, b, j->coll->schema->id, j->out->id, (uint32_t)chunk, buf.data + off,
                                  buf.len - off < QV_CAT_CHUNK ? buf.len - off : QV_CAT_CHUNK);
-        rc = qv__rocks_write(j->st, b, err);
+        rc = qv__rocks_write(j->st, b, "compact_blob", err);
         rocksdb_writebatch_destroy(b);
     }
     qv_wbuf_free(&buf);
@@ -299,7 +299,7 @@ static void remove_blob(qv_cjob_t *j)
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_cat_delete_segment(&j->st->cat, b, j->coll->schema->id, j->out->id);
     qv_err_t err;
-    if (qv__rocks_write(j->st, b, &err) != QV_OK)
+    if (qv__rocks_write(j->st, b, "compact_blob", &err) != QV_OK)
         qv__store_log(j->st, "compaction.cleanup_failed", "segment=%llu msg=\"%s\" (start-up removes it)",
                       (unsigned long long)j->out->id, err.msg);
     rocksdb_writebatch_destroy(b);

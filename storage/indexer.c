@@ -330,6 +330,6 @@ void qv__run_index(qv_store_t *st, qv_writer_t *w)
     uint32_t coll = w->coll->schema->id;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_cat_put_index(&st->cat, b, coll, w->seg->id, w->blob, w->blob_len);
-    w->rc = qv__rocks_write(st, b, w->err);
+    w->rc = qv__rocks_write(st, b, "index", w->err);
     rocksdb_writebatch_destroy(b);
 }

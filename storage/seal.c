@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "storage/commit.h"
 #include "storage/indexer.h"
 #include "storage/store_int.h"
@@ -137,7 +138,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
     if (rc == QV_OK) {
         qv_cat_delete_wal(&st->cat, b, coll, covered);
         qv_cat_put_seq_floor(&st->cat, b, st->seq);
-        rc = qv__rocks_write(st, b, err);
+        rc = qv__rocks_write(st, b, "seal_persist", err);
     } else {
         qv_err_set(err, rc, "seal: out of memory");
     }
@@ -202,10 +203,13 @@ static void seal_task(void *arg, bool run)
         if (rc == QV_OK) {
             qv_cat_put_segment(&t->st->cat, b, t->c->schema->id, t->g->id, blob.data, blob.len);
             char *e = NULL;
-            rocksdb_write(t->st->db, t->st->wsync, b, &e);
+            if (qv_fault("quiver/storage/seal_blob"))
+                e = strdup("IO error: injected fault");
+            else
+                rocksdb_write(t->st->db, t->st->wsync, b, &e);
             if (e) {
                 rc = qv_err_set(&err, QV_EIO, "%s", e);
-                rocksdb_free(e);
+                free(e); /* rocksdb_free is free() */
             }
         }
         rocksdb_writebatch_destroy(b);

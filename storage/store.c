@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/fault.h"
 #include "storage/commit.h"
 #include "storage/indexer.h"
 
@@ -71,15 +72,20 @@ bool qv_store_failed(qv_store_t *st, char *reason, size_t reason_len)
 
 void qv_store_salvage_report(qv_store_t *st, qv_store_salvage_t *out) { *out = st->salvage; }
 
-/* A synced write of b; a failure fails the store (the outcome of the batch is unknown). */
-int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err)
+/* A synced write of b for `what` (a fault point's last part, common/fault.h: "commit", "seal_persist", ...); a
+ * failure fails the store (the outcome of the batch is unknown). */
+int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, const char *what, qv_err_t *err)
 {
-    char *e = NULL;
-    rocksdb_write(st->db, st->wsync, b, &e);
+    char *e = NULL, point[64];
+    snprintf(point, sizeof point, "quiver/storage/%s", what);
+    if (qv_fault(point))
+        e = strdup("IO error: injected fault");
+    else
+        rocksdb_write(st->db, st->wsync, b, &e);
     if (e) {
-        qv__store_fail(st, "storage write failed: %s", e);
-        qv_err_set(err, QV_EIO, "storage write failed: %s", e);
-        rocksdb_free(e);
+        qv__store_fail(st, "storage write failed (%s): %s", what, e);
+        qv_err_set(err, QV_EIO, "storage write failed (%s): %s", what, e);
+        free(e); /* rocksdb_free is free() */
         return QV_EIO;
     }
     return QV_OK;

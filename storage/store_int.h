@@ -64,7 +64,7 @@ int qv__applied_set(qv_store_t *st, uint64_t group, uint64_t index);
 /* Marks the store failed (every later write gets QV_EUNAVAIL) and records why; the first reason wins. */
 void qv__store_fail(qv_store_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes b with sync; on failure fails the store and returns QV_EIO with a message. */
-int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, qv_err_t *err);
+int qv__rocks_write(qv_store_t *st, rocksdb_writebatch_t *b, const char *what, qv_err_t *err);
 void qv__store_log(qv_store_t *st, const char *event, const char *fields, ...) __attribute__((format(printf, 3, 4)));
 int64_t qv__now_ns(void);
 

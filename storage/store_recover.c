@@ -229,7 +229,7 @@ static int drop_old_id_entries(qv_store_t *st, uint32_t coll, qv_err_t *err)
         return QV_OK;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_cat_delete_id_entries(&st->cat, b, coll);
-    int rc = qv__rocks_write(st, b, err);
+    int rc = qv__rocks_write(st, b, "recover", err);
     rocksdb_writebatch_destroy(b);
     return rc;
 }
@@ -291,7 +291,7 @@ static int remove_orphans(qv_store_t *st, qv_coll_t *c, const uint64_t *segs, ui
         rc = qv_err_set(err, QV_EIO, "reading the store: %s", e);
         rocksdb_free(e);
     } else if (orphans) {
-        rc = qv__rocks_write(st, b, err);
+        rc = qv__rocks_write(st, b, "recover", err);
         qv__store_log(st, "recover.orphans_removed", "collection=%s segments=%zu", c->schema->name, orphans);
     }
     rocksdb_writebatch_destroy(b);

@@ -207,6 +207,7 @@ class Server:
             self.flags += ["--threads", str(threads)]
         self.flags += list(extra)
         self.proc = None
+        self.env = None  # None: this process's environment
         self.port = None
         self._client = None
         self.starts = 0
@@ -235,7 +236,7 @@ class Server:
                 log.write(f"\n===== start #{self.starts}: {' '.join(cmd)} =====\n".encode())
                 log.flush()
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                             start_new_session=True)
+                                             start_new_session=True, env=self.env)
             ok, last = self._wait_healthy(timeout)
             if ok:
                 return self

@@ -71,7 +71,7 @@ class Node(t.Server):
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
+                                         start_new_session=True, env=self.env)
         ok, last = self._wait_healthy(timeout)
         if not ok:
             self.kill9()
@@ -758,6 +758,96 @@ def test_etcd_cluster(quiverd, etcd):
     finally:
         for s in shards + coords:
             s.cleanup()
+
+
+def _etcd_ranges(etcd):
+    with urllib.request.urlopen(f"{etcd.url}/metrics", timeout=5) as r:
+        m = re.search(r"^etcd_mvcc_range_total (\S+)$", r.read().decode(), re.M)
+    return float(m.group(1))
+
+
+def test_unknown_names_are_answered_from_memory(quiverd, etcd):
+    """A client asking for a collection that does not exist, in a loop, costs the coordinator no etcd read per call
+    (a negative cache of 1 s); a collection created through another coordinator under that name is found within
+    that second."""
+    shards = start_shards(quiverd, n=1, etcd=etcd)
+    nodes = list(shards)
+    try:
+        wait(lambda: len(etcd.range("/quiver/shards/")) == 1, what="the registration")
+        a = Node("coordinator", ["--etcd", etcd.url, "--etcd-poll-ms", "60000"], binary=quiverd).start()
+        b = Node("coordinator", ["--etcd", etcd.url, "--etcd-poll-ms", "60000"], binary=quiverd).start()
+        nodes += [a, b]
+        expect_error(lambda: a.client.count("ghost"), SC.NOT_FOUND, ["ghost"], "unknown")
+        before = _etcd_ranges(etcd)
+        t0 = time.monotonic()
+        calls = 0
+        while time.monotonic() - t0 < 0.8:  # inside one cache period
+            expect_error(lambda: a.client.count("ghost"), SC.NOT_FOUND, ["ghost"], "unknown")
+            calls += 1
+        assert calls >= 20, calls
+        reads = _etcd_ranges(etcd) - before
+        assert reads <= 2, f"{reads:.0f} etcd reads for {calls} lookups of one unknown name"
+        # many distinct unknown names: each costs a read once, then none while its entry lives
+        t0 = time.monotonic()
+        for i in range(20):
+            expect_error(lambda: a.client.count(f"ghost{i}"), SC.NOT_FOUND, [f"ghost{i}"], "unknown")
+        before = _etcd_ranges(etcd)
+        for i in range(20):
+            expect_error(lambda: a.client.count(f"ghost{i}"), SC.NOT_FOUND, [f"ghost{i}"], "unknown")
+        if time.monotonic() - t0 < 0.9:  # (a machine too slow for this leaves the entries expired: no verdict)
+            assert _etcd_ranges(etcd) - before <= 2
+        # created elsewhere: found once the entry expires (1 s), long before a poll (60 s)
+        b.client.create("ghost", 2, L2)
+        b.client.upsert("ghost", [point("a", [1, 0])])
+        t0 = time.monotonic()
+        wait(lambda: _ok(lambda: a.client.count("ghost")), timeout=5, what="the new collection at the other coordinator")
+        assert time.monotonic() - t0 < 2.5
+        assert a.client.count("ghost") == 1
+        # created through this coordinator: found at once
+        a.client.create("ghost7", 2, L2)
+        assert a.client.count("ghost7") == 0
+    finally:
+        for n in nodes:
+            n.cleanup()
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_wall_clock_steps_do_not_expire_the_lease(quiverd, etcd, tmp_path):
+    """The shard's wall clock steps back 60 s, then forward 120 s, while it holds a 4 s etcd lease (libfaketime moves
+    CLOCK_REALTIME, time() and gettimeofday in the shard process; CLOCK_MONOTONIC stays, as under an NTP step): its
+    registration never lapses over 3 TTLs after each step, and the coordinator keeps answering through it."""
+    if not os.path.exists(FAKETIME_LIB):
+        pytest.skip("libfaketime is not installed (Debian faketime; tools/deps.sh --test)")
+    clock = tmp_path / "clock"
+    clock.write_text("+0\n")
+    shard = Node("shard", ["--etcd", etcd.url, "--shard-name", "s0", "--etcd-ttl", "4", "--backup-dir",
+                           str(tmp_path / "bk")], binary=quiverd)
+    shard.env = dict(os.environ, LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=str(clock), FAKETIME_NO_CACHE="1",
+                     DONT_FAKE_MONOTONIC="1")
+    nodes = [shard.start()]
+    try:
+        wait(lambda: "/quiver/shards/s0" in etcd.range("/quiver/shards/"), what="the registration")
+        coord = Node("coordinator", ["--etcd", etcd.url, "--etcd-poll-ms", "200"], binary=quiverd).start()
+        nodes.append(coord)
+        cl = coord.client
+        cl.create("clk", 2, L2)
+        cl.upsert("clk", [point("a", [1, 0]), point("b", [0, 1])])
+        for step in ("-60s", "+60s"):
+            clock.write_text(step + "\n")
+            # the step took effect in the shard process: a backup's creation time is its wall clock
+            skew = shard.client.admin.Backup(pb.BackupRequest(), timeout=60).backup.created_unix - time.time()
+            assert abs(skew - int(step[:-1])) < 10, (step, skew)
+            t_end = time.monotonic() + 12  # 3 TTLs
+            while time.monotonic() < t_end:
+                assert "/quiver/shards/s0" in etcd.range("/quiver/shards/"), f"registration lapsed after {step}"
+                assert cl.count("clk") == 2
+                time.sleep(0.5)
+        assert "etcd.lease_expired" not in shard.log_tail(100000)
+    finally:
+        for n in nodes:
+            n.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

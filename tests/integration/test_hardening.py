@@ -271,10 +271,63 @@ class FiuServer(Server):
         subprocess.run(["fiu-ctrl"] + list(args) + [str(self.proc.pid)], check=True, timeout=10)
 
 
+class Writers:
+    """4 threads upserting one point per call into coll until stop(); `acked` maps every acknowledged id to its
+    vector, `errors` collects the status codes of refused writes."""
+
+    def __init__(self, srv, coll):
+        self.acked, self.errors = {}, []
+        self._stop = threading.Event()
+        self._ts = [threading.Thread(target=self._run, args=(srv, coll, w)) for w in range(4)]
+        for t in self._ts:
+            t.start()
+
+    def _run(self, srv, coll, w):
+        cl = srv.new_client()
+        i = 0
+        while not self._stop.is_set():
+            pid = f"w{w}-{i}"
+            vec = [float(w), float(i), 1.0, 0.5]
+            try:
+                cl.upsert(coll, [point(pid, vec)])
+                self.acked[pid] = vec
+            except grpc.RpcError as e:
+                self.errors.append(e.code())
+                if e.code() == SC.UNAVAILABLE:
+                    time.sleep(0.05)
+            i += 1
+        cl.close()
+
+    def stop(self):
+        self._stop.set()
+        for t in self._ts:
+            t.join()
+
+
+def _failed_health(srv):
+    """Health once NOT_SERVING (within 30 s), else None."""
+    got = []
+
+    def failed():
+        _, h = health_ms(srv.addr)
+        got[:] = [h]
+        return h.status == pb.HealthResponse.STATUS_NOT_SERVING
+
+    return got[0] if wait_for(failed, timeout=30) else None
+
+
+def _all_acked_served(srv, coll, acked):
+    got = srv.client.get_map(coll, list(acked), with_vectors=True)
+    missing = [p for p in acked if p not in got]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged points lost, e.g. {missing[:5]}"
+    for p, vec in acked.items():
+        assert list(got[p].vector) == pytest.approx(vec)
+
+
 @pytest.mark.skipif(not shutil.which("fiu-run"), reason="fiu-utils not installed (tools/deps.sh --test)")
 # The fault is a failed fdatasync (RocksDB's sync of its log on every acknowledged write). Failing write() itself
 # cannot be confined to files with fiu's POSIX preloader (gRPC's sockets and wake-up fds fail with it); the
-# disk-full test below covers failed writes for real.
+# disk-full test below covers failed writes for real, and the fault points below each kind of write.
 @pytest.mark.parametrize("fault", ["posix/io/sync/fdatasync"])
 def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault):
     # --gpu off: the CUDA runtime's start-up is not what is tested here, and it must not run under fiu's POSIX
@@ -284,47 +337,16 @@ def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault)
         srv.start()
         c = srv.client
         c.create("f", 4)
-        acked = {}
-        stop = threading.Event()
-        errors = []
-
-        def writer(w):
-            i = 0
-            cl = srv.new_client()
-            while not stop.is_set():
-                pid = f"w{w}-{i}"
-                vec = [float(w), float(i), 1.0, 0.5]
-                try:
-                    cl.upsert("f", [point(pid, vec)])
-                    acked[pid] = vec
-                except grpc.RpcError as e:
-                    errors.append(e.code())
-                    if e.code() == SC.UNAVAILABLE:
-                        time.sleep(0.05)
-                i += 1
-            cl.close()
-
-        ts = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-        for t in ts:
-            t.start()
-        assert wait_for(lambda: len(acked) >= 500, timeout=60)  # past two seals: blobs and manifests written too
+        wr = Writers(srv, "f")
+        assert wait_for(lambda: len(wr.acked) >= 500, timeout=60)  # past two seals: blobs and manifests written too
         srv.fiu("-c", f"enable name={fault},failinfo=5")  # EIO
-        h = None
-
-        def failed():
-            nonlocal h
-            _, h = health_ms(srv.addr)
-            return h.status == pb.HealthResponse.STATUS_NOT_SERVING
-
-        assert wait_for(failed, timeout=30), "Health still SERVING after the fault"
+        h = _failed_health(srv)
+        assert h is not None, "Health still SERVING after the fault"
         assert "storage write failed" in h.reason, h.reason
         assert grpc_health(srv.addr) == 2  # the standard health check says NOT_SERVING too
         time.sleep(0.3)
-        stop.set()
-        for t in ts:
-            t.join()
-        assert SC.UNAVAILABLE in errors or SC.INTERNAL in errors, errors
-        n_acked = len(acked)
+        wr.stop()
+        assert SC.UNAVAILABLE in wr.errors or SC.INTERNAL in wr.errors, wr.errors
         # every later write is refused with a status that says why
         expect_error(lambda: c.upsert("f", [point("late", [0.0, 0.0, 0.0, 0.0])]), SC.UNAVAILABLE,
                      names=["restart"])
@@ -332,12 +354,63 @@ def test_storage_fault_fails_the_store_visibly_and_loses_nothing(quiverd, fault)
         srv.kill9()
         srv.use_fiu = False  # the fault has cleared: restart as a plain process
         srv.start()
+        _all_acked_served(srv, "f", wr.acked)
+    finally:
+        srv.cleanup()
+
+
+def _has_fault_points(binary):
+    env = dict(os.environ, QV_FAULT_FIFO="/nonexistent-dir/fiu")  # a build without points refuses the variable
+    r = subprocess.run([binary, "--help"], env=env, capture_output=True, text=True, timeout=30)
+    return "no fault points" not in r.stderr
+
+
+# Each synced write of the store fails at its own fault point (common/fault.h) while 4 writers run: the store fails
+# visibly (Health NOT_SERVING naming the write, later writes UNAVAILABLE), and after the fault clears a restart
+# serves every acknowledged point. A seal's blob is the exception by design: the commit leader writes it instead, and
+# nothing fails.
+@pytest.mark.parametrize("what", ["commit", "seal_persist", "seal_blob", "index", "compact_blob", "compact_swap"])
+def test_each_kind_of_storage_write_fails_safely(quiverd, tmp_path, what):
+    if not shutil.which("fiu-ctrl"):
+        pytest.skip("fiu-utils not installed (tools/deps.sh --test)")
+    if not _has_fault_points(quiverd):
+        pytest.skip("this quiverd has no fault points (a build with -DQV_FAULT_POINTS=ON: the Debug build)")
+    fifo = str(tmp_path / "fiu")
+    srv = Server(binary=quiverd, seal_rows=200,
+                 extra=["--metrics-listen", "off", "--gpu", "off", "--index-min-rows", "100"])
+    srv.env = dict(os.environ, QV_FAULT_FIFO=fifo)
+    try:
+        srv.start()
         c = srv.client
-        got = c.get_map("f", list(acked), with_vectors=True)
-        missing = [p for p in acked if p not in got]
-        assert not missing, f"{len(missing)} of {n_acked} acknowledged points lost, e.g. {missing[:5]}"
-        for p, vec in acked.items():
-            assert list(got[p].vector) == pytest.approx(vec)
+        index = pb.IndexParams(kind=pb.INDEX_KIND_HNSW) if what == "index" else None
+        c.create("f", 4, index=index)
+        wr = Writers(srv, "f")
+        assert wait_for(lambda: len(wr.acked) >= 700, timeout=60)  # a few seals (and index builds) done
+        subprocess.run(["fiu-ctrl", "-f", fifo, "-c", f"enable name=quiver/storage/{what}", str(srv.proc.pid)],
+                       check=True, timeout=10)
+        if what.startswith("compact"):
+            c.admin.Compact(pb.CompactRequest(collection="f", target_rows=10000))  # merges the 200-row segments
+        if what == "seal_blob":
+            n = len(wr.acked)
+            assert wait_for(lambda: len(wr.acked) >= n + 600, timeout=60)  # three more seals, all by the leader
+            assert "seal.blob_write_failed" in srv.log_tail(20000)
+            _, h = health_ms(srv.addr)
+            assert h.status == pb.HealthResponse.STATUS_SERVING, h.reason
+            assert not wr.errors, wr.errors[:5]
+        else:
+            h = _failed_health(srv)
+            assert h is not None, f"Health still SERVING after the {what} fault"
+            assert f"storage write failed ({what})" in h.reason, h.reason
+            expect_error(lambda: c.upsert("f", [point("late", [0.0, 0.0, 0.0, 0.0])]), SC.UNAVAILABLE,
+                         names=["restart"])
+        wr.stop()
+        subprocess.run(["fiu-ctrl", "-f", fifo, "-c", f"disable name=quiver/storage/{what}", str(srv.proc.pid)],
+                       check=True, timeout=10)
+        srv.kill9()
+        srv.env = None
+        srv.start()
+        _all_acked_served(srv, "f", wr.acked)
+        assert srv.client.count("f") == len(wr.acked)
     finally:
         srv.cleanup()
 

@@ -99,3 +99,58 @@ def test_metrics_port_taken(make_server):
     with pytest.raises(RuntimeError):
         srv.start(timeout=10)  # an explicitly requested metrics address that cannot be bound fails the start
     s.close()
+
+
+def test_slow_clients_do_not_stop_scraping(make_server):
+    """Slowloris: 1100 connections from one address (127.0.0.2) that send half a request and then a byte now and
+    then, more than select() could watch. A scraper on another address (127.0.0.1) still gets every scrape, each
+    within 2 s; the slow address holds at most a few connections, the rest are closed at once."""
+    import resource
+    import socket
+    import time
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {want}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))  # the server inherits it
+    port = free_port()
+    srv = make_server(extra=["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    slow = []
+    try:
+        for _ in range(1100):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(2)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            except OSError:
+                s.close()
+                continue
+            slow.append(s)
+        for round in range(5):
+            t0 = time.monotonic()
+            text = scrape_text(port)
+            took = time.monotonic() - t0
+            assert "quiver_uptime_seconds" in text or "process_start_time_seconds" in text
+            assert took < 2.0, f"scrape {round} took {took:.2f} s beside {len(slow)} slow connections"
+            for s in slow:  # keep the survivors trickling
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        alive = 0
+        for s in slow:
+            try:
+                s.setblocking(False)
+                alive += s.recv(1) != b""  # b"": the server closed it
+            except BlockingIOError:
+                alive += 1  # still open, nothing to read
+            except OSError:
+                pass
+        assert alive <= 16, f"{alive} connections from one address still open"
+    finally:
+        for s in slow:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
