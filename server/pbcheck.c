@@ -7,7 +7,13 @@
  * its wire type; every field is charged what protobuf-c would allocate for it. The estimate is an upper bound of
  * protobuf-c 1.4's unpack (message structs, string and bytes copies, repeated arrays, unknown-field records and
  * their copies, and the temporary per-field scan records it keeps while unpacking one message), each allocation
- * with malloc's overhead; exactness does not matter, proportionality to the wire size does. */
+ * with malloc's overhead; exactness does not matter, proportionality to the wire size does.
+ *
+ * Scan records are temporary: protobuf-c scans a message's fields into them, unpacks the fields (sub-messages
+ * recursively, its own records still alive) and frees them before it returns. So they are charged once for the
+ * worst chain, not per message: at each depth the largest field count met there, summed over the depths (a bound
+ * on any chain of nested messages being unpacked at once). Charging them per message made a valid Upsert of 10,000
+ * small points (347 KB) look like 8 MB and fail the budget. */
 #include <string.h>
 
 #include "server/rpc.h"
@@ -19,8 +25,9 @@
 #define UNKNOWN_RECORD 24  /* sizeof(ProtobufCMessageUnknownField) */
 
 typedef struct {
-    size_t decoded;
+    size_t decoded;                    /* what stays allocated once unpacked */
     size_t unknown;
+    size_t max_fields[QV_PB_MAX_DEPTH]; /* the most fields any message at each depth has (scan records) */
 } walk_t;
 
 static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -37,6 +44,19 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
         }
     }
     return -1;
+}
+
+/* Elements a packed array of `bytes` wire bytes holds at most: fixed-width types exactly, varints one per byte. */
+static size_t packed_count(const ProtobufCFieldDescriptor *f, size_t bytes)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_FLOAT: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_SFIXED32:
+        return bytes / 4;
+    case PROTOBUF_C_TYPE_DOUBLE: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_SFIXED64:
+        return bytes / 8;
+    default:
+        return bytes;
+    }
 }
 
 /* Bytes one element of a repeated field takes in protobuf-c's array. */
@@ -60,7 +80,7 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
         return QV_PB_MALFORMED;
     w->decoded += d->sizeof_message + MALLOC_OVERHEAD;
     const uint8_t *p = data, *end = data + len;
-    size_t nrepeated = 0; /* repeated fields met: each array is one allocation */
+    size_t nrepeated = 0, nfields = 0; /* repeated fields met (each array is one allocation), and all fields */
     while (p < end) {
         const uint8_t *field_start = p;
         uint64_t key, v;
@@ -98,15 +118,14 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
                     return QV_PB_NUL;
                 w->decoded += (size_t)v + 1 + MALLOC_OVERHEAD;
             } else if (f && f->label == PROTOBUF_C_LABEL_REPEATED) {
-                /* a packed array: at most one element per byte (varints), each elt_size bytes unpacked */
-                w->decoded += (size_t)v * elt_size(f);
+                w->decoded += packed_count(f, (size_t)v) * elt_size(f); /* a packed array */
             }
             p += v;
             break;
         default:
             return QV_PB_MALFORMED; /* groups (3, 4) are not used by proto3 */
         }
-        w->decoded += SCAN_RECORD;
+        nfields++;
         if (!f) {
             if (++w->unknown > QV_PB_MAX_UNKNOWN)
                 return QV_PB_UNKNOWN;
@@ -117,13 +136,18 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
         }
     }
     w->decoded += nrepeated * MALLOC_OVERHEAD;
+    size_t level = QV_PB_MAX_DEPTH - (size_t)depth;
+    if (nfields > w->max_fields[level])
+        w->max_fields[level] = nfields;
     return QV_PB_OK;
 }
 
 int qv_pb_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, size_t *decoded)
 {
-    walk_t w = {0, 0};
+    walk_t w = {0};
     int rc = walk(d, data, len, QV_PB_MAX_DEPTH, &w);
+    for (size_t i = 0; i < QV_PB_MAX_DEPTH; i++)
+        w.decoded += w.max_fields[i] * SCAN_RECORD;
     if (decoded)
         *decoded = w.decoded;
     if (rc == QV_PB_OK && w.decoded > len * QV_PB_DECODE_FACTOR + QV_PB_DECODE_SLACK)

@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from qvtest import SC, Server, expect_error, pb, pbg, point, wait_for
+from qvtest import SC, Server, any_of, expect_error, filter_pb, pb, pbg, point, wait_for
 
 KEYS = {"read": "r" * 24, "write": "w" * 24, "admin": "a" * 24}
 MiB = 1 << 20
@@ -254,6 +254,47 @@ def test_get_deduplicates_ids_and_responses_stop_at_the_budget(make_server):
     # what fits is still served
     r = c.q.Search(pb.SearchRequest(collection="t", vector=[0.0, 0.0], k=10, with_text=True), timeout=10)
     assert len(r.hits) == 10
+
+
+def test_long_count_keeps_its_deadline_and_writers_move(make_server):
+    """Count with a 10,000-value any_of over 1M rows: with a 1 s deadline it answers (the exact count) or gives up
+    with DEADLINE_EXCEEDED within 1.5 s; with a deadline too short for the scan it gives up; an upsert sent while it
+    runs completes within 1 s."""
+    import numpy as np
+    srv = make_server(seal_rows=250000, extra=["--metrics-listen", "off"]).start()
+    c = srv.client
+    c.create("big", 2, fields=[("tag", pb.FIELD_TYPE_KEYWORD)])
+    n, batch = 1_000_000, 10000
+    vec = np.zeros((batch, 2), np.float32)
+    for s in range(0, n, batch):  # tags t0..t99999: each value is 10 points
+        pts = [pb.Point(id=f"p{i}", vector=vec[j], attributes={"tag": pb.Value(keyword_value=f"t{i % 100000}")})
+               for j, i in enumerate(range(s, s + batch))]
+        c.q.Upsert(pb.UpsertRequest(collection="big", points=pts), timeout=120)
+    values = [f"t{v}" for v in range(0, 200000, 20)]  # 10,000 values, half of them present
+    req = pb.CountRequest(collection="big", filter=filter_pb(any_of("tag", values)))
+    done = {}
+
+    def long_count():
+        t0 = time.monotonic()
+        try:
+            done["n"] = c.q.Count(req, timeout=1.0).count
+        except grpc.RpcError as e:
+            done["code"] = e.code()
+        done["s"] = time.monotonic() - t0
+
+    th = threading.Thread(target=long_count)
+    th.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    srv.new_client().upsert("big", [point("during", [1.0, 1.0])])
+    upsert_s = time.monotonic() - t0
+    th.join()
+    assert done["s"] < 1.5, done
+    assert done.get("n") == 5000 * 10 or done.get("code") == SC.DEADLINE_EXCEEDED, done
+    assert upsert_s < 1.0, upsert_s
+    t0 = time.monotonic()
+    expect_error(lambda: c.q.Count(req, timeout=0.002), SC.DEADLINE_EXCEEDED, [], "a deadline shorter than the scan")
+    assert time.monotonic() - t0 < 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------------------
