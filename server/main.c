@@ -51,6 +51,9 @@ static void usage(FILE *out)
             "  --scan-threads N       threads per exact scan, the caller included (default: online CPUs)\n"
             "  --seal-rows N          seal a collection's growing segment at N rows (default 100000)\n"
             "  --seal-wal-mb N        ... or when its WAL records reach N MiB (default 256)\n"
+            "  --min-free-mb N        refuse upserts (RESOURCE_EXHAUSTED) while the data directory's disk has less\n"
+            "                         than N MiB free, keeping room for seals, compactions and deletes (default 256;\n"
+            "                         0: no check)\n"
             "  --compact-deleted-ratio X  compact a segment automatically once this fraction of its rows is deleted\n"
             "                         (default 0.3; 0 turns it off)\n"
             "  --compact-small-segments N  ... or once a collection has N segments under a quarter of --seal-rows\n"
@@ -126,7 +129,7 @@ int main(int argc, char **argv)
 {
     const char *role = "standalone", *listen = "127.0.0.1:7700", *data = "./quiver-data";
     long threads = 16, scan_threads = sysconf(_SC_NPROCESSORS_ONLN), seal_rows = 100000, seal_wal_mb = 256;
-    long max_msg_mb = 64, grace_ms = 10000, index_threads = sysconf(_SC_NPROCESSORS_ONLN), index_min_rows = 1000;
+    long min_free_mb = 256, max_msg_mb = 64, grace_ms = 10000, index_threads = sysconf(_SC_NPROCESSORS_ONLN), index_min_rows = 1000;
     qv_simd_t simd = QV_SIMD_AUTO;
     double cmp_ratio = 0.3;
     const char *metrics_listen = "127.0.0.1:9700";
@@ -149,7 +152,7 @@ int main(int argc, char **argv)
            O_SHARDS, O_ETCD, O_ETCD_PREFIX, O_ETCD_POLL, O_ETCD_TTL, O_SHARD_NAME, O_ADVERTISE, O_SHARD_CA, O_SHARD_CERT,
            O_SHARD_KEY, O_SHARD_KEYS, O_SHARD_TIMEOUT, O_MODEL, O_EMB_DEV, O_EMB_BATCH, O_EMB_WAIT, O_GPU,
            O_READ_TIMEOUT, O_STREAMS, O_SALVAGE, O_SHARD_INFLIGHT, O_BACKUP_DIR, O_SHARD_KEY_FILE, O_BACKUP_RATE, O_ETCD_CA, O_ETCD_CERT, O_ETCD_KEY,
-           O_ETCD_USER, O_ETCD_PW };
+           O_ETCD_USER, O_ETCD_PW, O_MIN_FREE };
     static const struct option opts[] = {
         {"role", required_argument, NULL, O_ROLE},
         {"listen", required_argument, NULL, O_LISTEN},
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
         {"scan-threads", required_argument, NULL, O_SCAN},
         {"seal-rows", required_argument, NULL, O_SEAL_ROWS},
         {"seal-wal-mb", required_argument, NULL, O_SEAL_WAL},
+        {"min-free-mb", required_argument, NULL, O_MIN_FREE},
         {"max-message-mb", required_argument, NULL, O_MAXMSG},
         {"simd", required_argument, NULL, O_SIMD},
         {"shutdown-grace-ms", required_argument, NULL, O_GRACE},
@@ -214,6 +218,7 @@ int main(int argc, char **argv)
         case O_SCAN: scan_threads = parse_num("--scan-threads", optarg, 1, 1024); break;
         case O_SEAL_ROWS: seal_rows = parse_num("--seal-rows", optarg, 1, 100000000); break;
         case O_SEAL_WAL: seal_wal_mb = parse_num("--seal-wal-mb", optarg, 1, 1 << 20); break;
+        case O_MIN_FREE: min_free_mb = parse_num("--min-free-mb", optarg, 0, 1 << 30); break;
         case O_MAXMSG: max_msg_mb = parse_num("--max-message-mb", optarg, 1, 1024); break;
         case O_IDX_THREADS: index_threads = parse_num("--index-threads", optarg, 1, 1024); break;
         case O_CMP_RATIO: {
@@ -499,7 +504,8 @@ int main(int argc, char **argv)
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
                           .compact_deleted_ratio = cmp_ratio, .compact_small_segments = (uint32_t)cmp_small,
                           .graph_build = gpu ? qv_gpu_graph_build : NULL, .graph_ctx = gpu, .graph_builder = "gpu",
-                          .salvage = salvage, .backup_rate = (uint64_t)backup_rate_mb << 20};
+                          .salvage = salvage, .backup_rate = (uint64_t)backup_rate_mb << 20,
+                          .min_free_bytes = (uint64_t)min_free_mb << 20};
     qv_store_t *store;
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {

@@ -22,6 +22,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 
 #include "common/clock.h"
 #include "storage/store_int.h"
@@ -95,6 +96,21 @@ static int encode_apply(qv_writer_t *w, uint64_t seq, qv_wbuf_t *buf)
 }
 
 /* Logs and applies a run of data writes (see the top of this file). */
+/* True when the data directory's file system has less free space than the reserve (opts.min_free_bytes). *measured
+ * caches the figure for the rest of one batch (UINT64_MAX: not measured yet). A failed statvfs is no verdict. */
+static bool low_on_space(qv_store_t *st, uint64_t *measured)
+{
+    if (!st->opts.min_free_bytes)
+        return false;
+    if (*measured == UINT64_MAX) {
+        struct statvfs fs;
+        if (statvfs(st->opts.path, &fs) != 0)
+            return false;
+        *measured = (uint64_t)fs.f_bavail * fs.f_frsize;
+    }
+    return *measured < st->opts.min_free_bytes;
+}
+
 static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
@@ -109,11 +125,19 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
     ends = calloc(nw, sizeof *ends);
     size_t i = 0;
     bool any = false;
+    uint64_t free_bytes = UINT64_MAX; /* measured once per batch, when it holds an upsert */
     for (qv_writer_t *w = first; ends; w = w->next, i++) {
         uint32_t coll = w->coll->schema->id;
         size_t start = buf.len;
         if (w->coll->dropped) {
             w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection '%s' was dropped", w->coll->schema->name);
+        } else if (w->op == W_UPSERT && low_on_space(st, &free_bytes)) {
+            w->rc = qv_err_set(w->err, QV_ETOOBIG,
+                               "not enough disk space: %llu MiB free under %s, below the %llu MiB reserve "
+                               "(--min-free-mb); nothing was written. Free space (delete points, drop collections, "
+                               "remove backups) and retry",
+                               (unsigned long long)(free_bytes >> 20), st->opts.path,
+                               (unsigned long long)(st->opts.min_free_bytes >> 20));
         } else if (w->op == W_APPLY && w->index <= applied_before(st, first, w)) {
             w->skipped = true; /* applied before: exactly once */
         } else if (w->op == W_APPLY) {

@@ -65,6 +65,10 @@ typedef struct {
      * open with QV_ECORRUPT naming the file. */
     bool salvage;
     uint64_t backup_rate;    /* bytes/s qv_store_backup may write (0: as fast as it can); lowers its effect on writes */
+    /* Upserts are refused (QV_ETOOBIG, nothing written) while the data directory's file system has less free space
+     * than this, so that a disk filling up gives a clear error before RocksDB meets ENOSPC, and seals, index builds,
+     * compactions and deletes keep room to run. 0: no check. */
+    uint64_t min_free_bytes;
 } qv_store_opts_t;
 
 typedef struct qv_coll {
