@@ -1,5 +1,6 @@
 /* Filter validation and block evaluation; see filter.h. */
 #include "query/filter.h"
+#include "storage/dynattr.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -53,6 +54,38 @@ static int check_value(vctx_t *x, qv_value_t *v, const qv_field_t *fd)
 
 static void sort_values(qv_filter_t *f, int type);
 
+/* A condition on a key that is not a field, in a collection with dynamic attributes: any scalar values (INT64,
+ * DOUBLE, KEYWORD, BOOL), numeric bounds for a range. */
+static int validate_dynamic(vctx_t *x, qv_filter_t *f)
+{
+    int kl = (int)(f->field_name.len > 64 ? 64 : f->field_name.len);
+    if (f->field_name.len == 0 || f->field_name.len > QV_NAME_MAX)
+        return qv_err_set(x->err, QV_EINVAL, "filter on a field name of %u bytes (must be 1..%d)",
+                          f->field_name.len, QV_NAME_MAX);
+    f->dynamic = true;
+    if (f->kind == QV_F_RANGE) {
+        if (!f->has_lo && !f->has_hi)
+            return qv_err_set(x->err, QV_EINVAL, "filter: range on '%.*s' has no bound", kl, f->field_name.p);
+        if ((f->has_lo && isnan(f->lo)) || (f->has_hi && isnan(f->hi)))
+            return qv_err_set(x->err, QV_EINVAL, "filter: range on '%.*s' has a NaN bound", kl, f->field_name.p);
+        return QV_OK;
+    }
+    if (f->nvalues == 0)
+        return qv_err_set(x->err, QV_EINVAL, "filter: any_of on '%.*s' has no values", kl, f->field_name.p);
+    x->values += f->nvalues;
+    if (x->values > QV_FILTER_VALUES_MAX)
+        return qv_err_set(x->err, QV_EINVAL, "filter has more than %d values", QV_FILTER_VALUES_MAX);
+    for (uint32_t i = 0; i < f->nvalues; i++) {
+        const qv_value_t *v = &f->values[i];
+        if (v->type == QV_FT_KEYWORDS)
+            return qv_err_set(x->err, QV_EINVAL, "filter on '%.*s': a keyword list is not a value to compare with",
+                              kl, f->field_name.p);
+        if (v->type == QV_FT_DOUBLE && isnan(v->d))
+            return qv_err_set(x->err, QV_EINVAL, "filter on '%.*s': NaN value", kl, f->field_name.p);
+    }
+    return QV_OK;
+}
+
 static int validate(vctx_t *x, qv_filter_t *f, int depth)
 {
     if (depth > QV_FILTER_DEPTH_MAX)
@@ -84,6 +117,8 @@ static int validate(vctx_t *x, qv_filter_t *f, int depth)
         return qv_err_set(x->err, QV_EINVAL, "filter: a filter or condition has no operator set");
     }
     f->field = qv_schema_field(x->s, f->field_name.p, f->field_name.len);
+    if (f->field < 0 && x->s->dynamic)
+        return validate_dynamic(x, f);
     if (f->field < 0)
         return qv_err_set(x->err, QV_EINVAL, "filter on unknown field '%.*s'",
                           (int)(f->field_name.len > 64 ? 64 : f->field_name.len), f->field_name.p);
@@ -254,6 +289,48 @@ static bool in_range(const qv_filter_t *f, double v)
     return true;
 }
 
+/* Does a row's dynamic value equal filter value w (comparable types only)? items: a KEYWORDS value's items. */
+static bool dyn_equal(const qv_value_t *v, const qv_rbuf_t *items, const qv_value_t *w)
+{
+    bool vnum = v->type == QV_FT_INT64 || v->type == QV_FT_DOUBLE;
+    bool wnum = w->type == QV_FT_INT64 || w->type == QV_FT_DOUBLE;
+    if (vnum && wnum) {
+        if (v->type == QV_FT_INT64 && w->type == QV_FT_INT64)
+            return v->i == w->i;
+        return (v->type == QV_FT_INT64 ? (double)v->i : v->d) == (w->type == QV_FT_INT64 ? (double)w->i : w->d);
+    }
+    if (w->type == QV_FT_BOOL)
+        return v->type == QV_FT_BOOL && v->b == w->b;
+    if (w->type != QV_FT_KEYWORD)
+        return false;
+    if (v->type == QV_FT_KEYWORD)
+        return str_eq(v->kw, w->kw);
+    if (v->type == QV_FT_KEYWORDS) {
+        qv_rbuf_t it = *items;
+        for (uint32_t e = 0; e < v->kws.n; e++)
+            if (str_eq(qv_dyn_item(&it), w->kw))
+                return true;
+    }
+    return false;
+}
+
+/* A condition on a dynamic key at row r of seg. */
+static bool dyn_match(const qv_filter_t *f, const qv_segment_t *seg, uint32_t r)
+{
+    qv_str_t blob = qv_strcol_get(&seg->dyn, r);
+    qv_value_t v;
+    qv_rbuf_t items;
+    if (blob.len == 0 || !qv_dyn_find(blob, f->field_name, &v, &items))
+        return false;
+    if (f->kind == QV_F_RANGE)
+        return (v.type == QV_FT_INT64 || v.type == QV_FT_DOUBLE) &&
+               in_range(f, v.type == QV_FT_INT64 ? (double)v.i : v.d);
+    for (uint32_t i = 0; i < f->nvalues; i++)
+        if (dyn_equal(&v, &items, &f->values[i]))
+            return true;
+    return false;
+}
+
 static void eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, uint32_t n, uint64_t *out)
 {
     size_t words = qv_bm_words(n);
@@ -279,8 +356,14 @@ static void eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, 
     default:
         break;
     }
-    const qv_column_t *c = &seg->cols[f->field];
     memset(out, 0, words * 8);
+    if (f->dynamic) {
+        for (uint32_t i = 0; i < n; i++)
+            if (dyn_match(f, seg, begin + i))
+                out[i >> 6] |= (uint64_t)1 << (i & 63);
+        return;
+    }
+    const qv_column_t *c = &seg->cols[f->field];
     if (c->post && f->kind != QV_F_RANGE) {
         /* inverted lists: only the rows of the named keywords, found by binary search into [begin, begin+n) */
         const qv_postings_t *p = c->post;

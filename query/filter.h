@@ -7,7 +7,10 @@
  *
  * Semantics: a row without a value for the field fails every condition on it (and so passes its negation).
  * eq/any_of on KEYWORDS match when any element matches. Ranges apply to INT64 and DOUBLE fields and compare as
- * doubles. */
+ * doubles. In a collection with dynamic attributes (storage/dynattr.h) a condition may name a key that is not a
+ * field: it reads each row's dyn blob and matches the rows that have the key with a comparable value (numbers with
+ * numbers, as doubles; a keyword with a KEYWORD or any element of a KEYWORDS value; booleans with booleans); its
+ * values may be of any scalar type, and a range needs a numeric value. */
 #ifndef QV_FILTER_H
 #define QV_FILTER_H
 
@@ -27,7 +30,8 @@ typedef struct qv_filter {
     uint32_t nkids;
     /* conditions */
     qv_str_t field_name;  /* borrowed */
-    int field;            /* resolved by qv_filter_validate */
+    int field;            /* resolved by qv_filter_validate; -1 with `dynamic` */
+    bool dynamic;         /* a key of the rows' dynamic attributes, not a field */
     qv_value_t *values;   /* EQ: 1, IN: nvalues; borrowed strings, owned array */
     uint32_t nvalues;
     bool has_lo, lo_incl, has_hi, hi_incl;

@@ -1,8 +1,10 @@
 #include "server/convert.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "storage/dynattr.h"
 #include "storage/read.h"
 
 static qv_str_t str_of(const char *s)
@@ -52,26 +54,50 @@ int qv_conv_points(qv_arena_t *a, const qv_schema_t *s, Quiver__V1__Point *const
         p[i].vector = pp->vector;
         p[i].nvector = (uint32_t)pp->n_vector;
         p[i].text = str_of(pp->text);
-        if (pp->n_attributes > s->nfields)
-            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): %zu attributes, the schema has %u fields", i,
-                              p[i].id.p, pp->n_attributes, s->nfields);
+        size_t most = s->nfields + (s->dynamic ? QV_DYN_ATTRS_MAX : 0);
+        if (pp->n_attributes > most)
+            return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): %zu attributes, the schema has %u fields%s",
+                              i, p[i].id.p, pp->n_attributes, s->nfields,
+                              s->dynamic ? " and a point at most 256 dynamic attributes" : "");
         p[i].attrs = qv_arena_array(a, pp->n_attributes ? pp->n_attributes : 1, sizeof *p[i].attrs);
-        if (!p[i].attrs)
+        qv_dynattr_t *dyn = s->dynamic ? qv_arena_array(a, pp->n_attributes ? pp->n_attributes : 1, sizeof *dyn)
+                                       : NULL;
+        if (!p[i].attrs || (s->dynamic && !dyn))
             return qv_err_set(err, QV_ENOMEM, "out of memory");
-        p[i].nattrs = (uint32_t)pp->n_attributes;
+        uint32_t ndyn = 0;
         for (size_t k = 0; k < pp->n_attributes; k++) {
             const Quiver__V1__Point__AttributesEntry *e = pp->attributes[k];
             int f = qv_schema_field(s, e->key, strlen(e->key));
-            if (f < 0)
+            if (f < 0 && !s->dynamic)
                 return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): attribute '%.64s' is not in the schema", i,
                                   p[i].id.p, e->key);
-            p[i].attrs[k].field = (uint16_t)f;
-            int rc = conv_value(a, e->value, &p[i].attrs[k].value);
+            qv_value_t *v = f < 0 ? &dyn[ndyn].value : &p[i].attrs[p[i].nattrs].value;
+            int rc = conv_value(a, e->value, v);
             if (rc == QV_ENOMEM)
                 return qv_err_set(err, rc, "out of memory");
             if (rc)
                 return qv_err_set(err, QV_EINVAL, "point %zu (id '%.64s'): attribute '%.64s' has no value", i,
                                   p[i].id.p, e->key);
+            if (f < 0)
+                dyn[ndyn++].key = str_of(e->key);
+            else
+                p[i].attrs[p[i].nattrs++].field = (uint16_t)f;
+        }
+        if (ndyn) { /* an undeclared key of a dynamic collection: into the point's dyn blob (storage/dynattr.h) */
+            char what[QV_ID_MAX + 64];
+            snprintf(what, sizeof what, "point %zu (id '%.64s')", i, p[i].id.p);
+            qv_wbuf_t b;
+            qv_wbuf_init(&b);
+            int rc = qv_dyn_encode(dyn, ndyn, what, &b, err);
+            char *copy = rc == QV_OK ? qv_arena_alloc(a, b.len) : NULL;
+            if (copy)
+                memcpy(copy, b.data, b.len);
+            p[i].dyn = (qv_str_t){copy, (uint32_t)b.len};
+            qv_wbuf_free(&b);
+            if (rc)
+                return rc;
+            if (!copy)
+                return qv_err_set(err, QV_ENOMEM, "out of memory");
         }
     }
     *out = p;
@@ -193,6 +219,7 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
     s->metric = req->metric >= 0 && req->metric <= 255 ? (uint8_t)req->metric : 0;
     s->shards = req->shards;
     s->nfields = (uint16_t)req->n_fields;
+    s->dynamic = req->dynamic_attributes;
     if (req->embedding_model[0]) {
         if (strcmp(req->embedding_model, QV_EMBED_MINILM_NAME) != 0) {
             free(s);
@@ -202,6 +229,8 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
         s->embed = QV_EMBED_MINILM;
         if (s->dim == 0)
             s->dim = QV_EMBED_MINILM_DIM;
+        if (s->metric == 0) /* the model's vectors are unit length: cosine, as the CLI and the clients default */
+            s->metric = QV_METRIC_COSINE;
     }
     if (req->index) {
         int k = req->index->kind;
@@ -238,6 +267,18 @@ int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t *
     return QV_OK;
 }
 
+/* A Keywords message with room for n values (filled by the caller); NULL when out of memory. */
+static Quiver__V1__Keywords *keywords_new(qv_arena_t *a, uint32_t n)
+{
+    Quiver__V1__Keywords *k = qv_arena_alloc(a, sizeof *k);
+    if (!k)
+        return NULL;
+    quiver__v1__keywords__init(k);
+    k->values = qv_arena_array(a, n ? n : 1, sizeof(char *));
+    k->n_values = n;
+    return k->values ? k : NULL;
+}
+
 static Quiver__V1__Value *value_out(qv_arena_t *a, const qv_column_t *c, uint32_t row)
 {
     Quiver__V1__Value *v = qv_arena_alloc(a, sizeof *v);
@@ -265,14 +306,9 @@ static Quiver__V1__Value *value_out(qv_arena_t *a, const qv_column_t *c, uint32_
         break;
     }
     case QV_FT_KEYWORDS: {
-        Quiver__V1__Keywords *k = qv_arena_alloc(a, sizeof *k);
-        if (!k)
-            return NULL;
-        quiver__v1__keywords__init(k);
         uint32_t b = c->kw_off[row], e = c->kw_off[row + 1];
-        k->n_values = e - b;
-        k->values = qv_arena_array(a, e - b ? e - b : 1, sizeof(char *));
-        if (!k->values)
+        Quiver__V1__Keywords *k = keywords_new(a, e - b);
+        if (!k)
             return NULL;
         for (uint32_t i = b; i < e; i++) {
             qv_str_t s = qv_strcol_get(&c->str, i);
@@ -287,11 +323,69 @@ static Quiver__V1__Value *value_out(qv_arena_t *a, const qv_column_t *c, uint32_
     return v;
 }
 
+/* A dynamic attribute's value (items: a KEYWORDS value's encoded items, storage/dynattr.h). */
+static Quiver__V1__Value *dyn_value_out(qv_arena_t *a, const qv_value_t *d, qv_rbuf_t *items)
+{
+    Quiver__V1__Value *v = qv_arena_alloc(a, sizeof *v);
+    if (!v)
+        return NULL;
+    quiver__v1__value__init(v);
+    switch (d->type) {
+    case QV_FT_INT64: v->kind_case = QUIVER__V1__VALUE__KIND_INT_VALUE; v->int_value = d->i; break;
+    case QV_FT_DOUBLE: v->kind_case = QUIVER__V1__VALUE__KIND_DOUBLE_VALUE; v->double_value = d->d; break;
+    case QV_FT_BOOL: v->kind_case = QUIVER__V1__VALUE__KIND_BOOL_VALUE; v->bool_value = d->b; break;
+    case QV_FT_KEYWORD:
+        v->kind_case = QUIVER__V1__VALUE__KIND_KEYWORD_VALUE;
+        if (!(v->keyword_value = qv_arena_strndup(a, d->kw.p, d->kw.len)))
+            return NULL;
+        break;
+    case QV_FT_KEYWORDS: {
+        Quiver__V1__Keywords *k = keywords_new(a, d->kws.n);
+        if (!k)
+            return NULL;
+        for (uint32_t i = 0; i < d->kws.n; i++) {
+            qv_str_t e = qv_dyn_item(items);
+            if (!(k->values[i] = qv_arena_strndup(a, e.p, e.len)))
+                return NULL;
+        }
+        v->kind_case = QUIVER__V1__VALUE__KIND_KEYWORDS_VALUE;
+        v->keywords_value = k;
+        break;
+    }
+    default: return NULL;
+    }
+    return v;
+}
+
+/* Point and Hit attribute entries are distinct message types with the same fields. */
+static void *attr_entry(qv_arena_t *a, bool for_hit, char *key, Quiver__V1__Value *v)
+{
+    if (for_hit) {
+        Quiver__V1__Hit__AttributesEntry *e = qv_arena_alloc(a, sizeof *e);
+        if (e) {
+            quiver__v1__hit__attributes_entry__init(e);
+            e->key = key;
+            e->value = v;
+        }
+        return e;
+    }
+    Quiver__V1__Point__AttributesEntry *e = qv_arena_alloc(a, sizeof *e);
+    if (e) {
+        quiver__v1__point__attributes_entry__init(e);
+        e->key = key;
+        e->value = v;
+    }
+    return e;
+}
+
 void **qv_conv_row_attrs(qv_arena_t *a, const qv_schema_t *s, const qv_segment_t *seg, uint32_t row, size_t *n,
                          bool for_hit)
 {
     *n = 0;
-    void **entries = qv_arena_array(a, s->nfields ? s->nfields : 1, sizeof(void *));
+    qv_str_t dyn = qv_strcol_get(&seg->dyn, row);
+    qv_dyn_iter_t it;
+    qv_dyn_iter(&it, dyn);
+    void **entries = qv_arena_array(a, s->nfields + it.left ? s->nfields + it.left : 1, sizeof(void *));
     if (!entries)
         return NULL;
     size_t k = 0;
@@ -300,26 +394,17 @@ void **qv_conv_row_attrs(qv_arena_t *a, const qv_schema_t *s, const qv_segment_t
         if (!((c->present[row >> 6] >> (row & 63)) & 1))
             continue;
         Quiver__V1__Value *v = value_out(a, c, row);
-        if (!v)
+        if (!v || !(entries[k++] = attr_entry(a, for_hit, (char *)s->fields[f].name, v)))
             return NULL;
-        /* Point and Hit attribute entries are distinct message types with the same fields. */
-        if (for_hit) {
-            Quiver__V1__Hit__AttributesEntry *e = qv_arena_alloc(a, sizeof *e);
-            if (!e)
-                return NULL;
-            quiver__v1__hit__attributes_entry__init(e);
-            e->key = (char *)s->fields[f].name;
-            e->value = v;
-            entries[k++] = e;
-        } else {
-            Quiver__V1__Point__AttributesEntry *e = qv_arena_alloc(a, sizeof *e);
-            if (!e)
-                return NULL;
-            quiver__v1__point__attributes_entry__init(e);
-            e->key = (char *)s->fields[f].name;
-            e->value = v;
-            entries[k++] = e;
-        }
+    }
+    qv_str_t key;
+    qv_value_t dv;
+    qv_rbuf_t items;
+    while (qv_dyn_next(&it, &key, &dv, &items)) { /* the row's dynamic attributes, after the declared ones */
+        char *name = qv_arena_strndup(a, key.p, key.len);
+        Quiver__V1__Value *v = name ? dyn_value_out(a, &dv, &items) : NULL;
+        if (!v || !(entries[k++] = attr_entry(a, for_hit, name, v)))
+            return NULL;
     }
     *n = k;
     return entries;
@@ -337,6 +422,7 @@ Quiver__V1__CollectionInfo *qv_conv_coll_info(qv_arena_t *a, qv_store_t *st, qv_
     ci->metric = (Quiver__V1__Metric)s->metric;
     ci->shards = s->shards;
     ci->embedding_model = s->embed == QV_EMBED_MINILM ? QV_EMBED_MINILM_NAME : "";
+    ci->dynamic_attributes = s->dynamic;
     ci->n_fields = s->nfields;
     Quiver__V1__IndexParams *ip = qv_arena_alloc(a, sizeof *ip);
     if (!ip)

@@ -530,8 +530,8 @@ static void add_methods(qv_rpc_t *r, const ProtobufCServiceDescriptor *sd, const
                 m->fn = h->fn;
                 m->role = h->role;
             }
-        if (!m->fn)
-            qv_log(QV_LOG_WARN, "rpc.unimplemented", "method=%s", m->path);
+        if (!m->fn) /* answered UNIMPLEMENTED (grpc.health.v1.Health/Watch by design): not a warning */
+            qv_log(QV_LOG_DEBUG, "rpc.unimplemented", "method=%s", m->path);
     }
 }
 

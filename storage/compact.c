@@ -111,6 +111,7 @@ static int row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_att
 {
     pt->id = qv_strcol_get(&seg->ids, r);
     pt->text = qv_strcol_get(&seg->text, r);
+    pt->dyn = qv_strcol_get(&seg->dyn, r);
     pt->vector = (float *)qv_seg_vector(seg, r);
     pt->nvector = seg->dim;
     pt->attrs = attrs;

@@ -1,12 +1,14 @@
 /* WAL record codec; the format is specified in record.h. */
 #include "storage/record.h"
+#include "storage/dynattr.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define REC_MAGIC 0x52575651u /* "QVWR" */
-#define REC_VERSION 1
+#define REC_VERSION 2
+#define REC_VERSION_NO_DYN 1 /* read only */
 #define REC_HEADER 26         /* magic 4 + version 1 + op 1 + coll 4 + seq 8 + count 4 + dim 4 */
 
 static void header(qv_wbuf_t *out, uint8_t op, uint32_t coll_id, uint64_t seq, uint32_t count, uint32_t dim)
@@ -60,6 +62,7 @@ int qv_record_encode_upsert(qv_wbuf_t *out, uint32_t coll_id, uint64_t seq, uint
             }
         }
         put_str32(out, p->text);
+        put_str32(out, p->dyn);
     }
     return trailer(out, start);
 }
@@ -109,7 +112,7 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t size)
     return true;
 }
 
-static int decode_upsert(qv_rbuf_t *r, const qv_schema_t *s, qv_record_t *rec, qv_err_t *err)
+static int decode_upsert(qv_rbuf_t *r, const qv_schema_t *s, uint8_t version, qv_record_t *rec, qv_err_t *err)
 {
     uint32_t n = rec->count, dim = s->dim;
     rec->points = calloc(n ? n : 1, sizeof *rec->points);
@@ -178,6 +181,11 @@ static int decode_upsert(qv_rbuf_t *r, const qv_schema_t *s, qv_record_t *rec, q
         uint32_t tl = qv_rbuf_u32(r);
         if (tl > QV_TEXT_MAX || !take_str(r, &p->text, tl))
             return qv_err_set(err, QV_ECORRUPT, "wal record: point %u: bad text", i);
+        if (version == REC_VERSION_NO_DYN)
+            continue;
+        uint32_t dl = qv_rbuf_u32(r);
+        if (dl > QV_DYN_BYTES_MAX || !take_str(r, &p->dyn, dl) || (dl && !s->dynamic) || !qv_dyn_valid(p->dyn.p, dl))
+            return qv_err_set(err, QV_ECORRUPT, "wal record: point %u: bad dynamic attributes", i);
     }
     /* Empty lists get NULL: when no point has attributes (or no KEYWORDS value has items) the array is NULL, and
      * NULL + 0 is undefined behaviour (clang's UBSan stops on it). */
@@ -208,7 +216,7 @@ int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_reco
     rec->seq = qv_rbuf_u64(&r);
     rec->count = qv_rbuf_u32(&r);
     uint32_t dim = qv_rbuf_u32(&r);
-    if (magic != REC_MAGIC || version != REC_VERSION)
+    if (magic != REC_MAGIC || (version != REC_VERSION && version != REC_VERSION_NO_DYN))
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad magic or unsupported version");
     if (rec->coll_id != s->id || rec->count > QV_BATCH_MAX)
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad collection or count");
@@ -222,7 +230,7 @@ int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_reco
         if (dim != s->dim)
             rc = qv_err_set(err, QV_ECORRUPT, "wal record: dim %u, collection has %u", dim, s->dim);
         else
-            rc = decode_upsert(&r, s, rec, err);
+            rc = decode_upsert(&r, s, version, rec, err);
     } else if (rec->op == QV_OP_DELETE) {
         rec->ids = calloc(rec->count ? rec->count : 1, sizeof *rec->ids);
         if (!rec->ids)

@@ -1,13 +1,15 @@
 /* Write-ahead log records (the `wal` column family; their keys are catalog.h's).
  *
  * Layout, little-endian:
- *   u32 magic "QVWR" | u8 version (1) | u8 op (1 = upsert, 2 = delete) | u32 collection id | u64 seq |
+ *   u32 magic "QVWR" | u8 version (2) | u8 op (1 = upsert, 2 = delete) | u32 collection id | u64 seq |
  *   u32 count | u32 dim | body | u64 xxh3-64 of every byte before it
  * upsert body, count times:
- *   u16 id_len | id | dim x f32 | u16 nattrs | nattrs x (u16 field | u8 type | value) | u32 text_len | text
+ *   u16 id_len | id | dim x f32 | u16 nattrs | nattrs x (u16 field | u8 type | value) | u32 text_len | text |
+ *   u32 dyn_len | dyn (the point's dynamic attributes, storage/dynattr.h; 0 bytes when none)
  *   value: INT64 i64 | DOUBLE f64 | BOOL u8 (0/1) | KEYWORD u32 len, bytes | KEYWORDS u32 n, n x (u32 len, bytes)
  * delete body, count times:
  *   u16 id_len | id
+ * Version 1 (before dynamic attributes) has no dyn_len and dyn, and is read as points without them.
  * Vectors are stored as accepted (COSINE: already unit length), so replay reproduces them bit for bit. */
 #ifndef QV_RECORD_H
 #define QV_RECORD_H

@@ -1,5 +1,6 @@
 /* Schema and point validation, and the schema blob codec (format in schema.h). */
 #include "storage/schema.h"
+#include "storage/dynattr.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +13,8 @@
 #define SCHEMA_MAGIC 0x53435651u /* "QVCS" */
 /* 2: index parameters and the embedding model joined the format (version 1 was a pre-release layout; such stores
  * are refused with a message rather than read wrongly). */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION_NO_DYNAMIC 2
 
 size_t qv_schema_size(uint16_t nfields) { return sizeof(qv_schema_t) + (size_t)nfields * sizeof(qv_field_t); }
 
@@ -128,6 +130,7 @@ int qv_schema_encode(const qv_schema_t *s, qv_wbuf_t *out)
     qv_wbuf_u8(out, s->embed);
     qv_wbuf_u8(out, s->quant);
     qv_wbuf_u32(out, s->pq_m);
+    qv_wbuf_u8(out, s->dynamic);
     return qv_wbuf_seal(out, start);
 }
 
@@ -152,7 +155,7 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
     uint8_t version = qv_rbuf_u8(&r);
     if (magic != SCHEMA_MAGIC)
         return qv_err_set(err, QV_ECORRUPT, "schema blob: bad magic");
-    if (version != SCHEMA_VERSION)
+    if (version != SCHEMA_VERSION && version != SCHEMA_VERSION_NO_DYNAMIC)
         return qv_err_set(err, QV_ECORRUPT, "schema blob version %u; this build reads version %u (a data directory "
                           "from a pre-release build: recreate it)", version, SCHEMA_VERSION);
     uint32_t id = qv_rbuf_u32(&r);
@@ -187,9 +190,10 @@ int qv_schema_decode(const void *data, size_t len, qv_schema_t **out, qv_err_t *
     s->embed = qv_rbuf_u8(&r);
     s->quant = qv_rbuf_u8(&r);
     s->pq_m = qv_rbuf_u32(&r);
+    s->dynamic = version == SCHEMA_VERSION ? qv_rbuf_u8(&r) : 0;
     qv_err_t verr;
     uint32_t stored_pq_m = s->pq_m;
-    if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || s->index_kind == 0 || s->hnsw_m == 0 ||
+    if (r.failed || qv_rbuf_left(&r) != 0 || s->shards == 0 || s->dynamic > 1 || s->index_kind == 0 || s->hnsw_m == 0 ||
         s->hnsw_efc == 0 || (s->quant == QV_QUANT_PQ && stored_pq_m == 0) || qv_schema_validate(s, &verr) != QV_OK) {
         free(s);
         return qv_err_set(err, QV_ECORRUPT, "schema blob: inconsistent contents");
@@ -227,6 +231,11 @@ int qv_point_validate(const qv_schema_t *s, qv_point_t *pt, uint32_t pos, qv_err
         return rc;
     if (pt->text.len > QV_TEXT_MAX)
         return qv_err_set(err, QV_EINVAL, "%s: text of %u bytes exceeds %u", what, pt->text.len, QV_TEXT_MAX);
+    if (pt->dyn.len && !s->dynamic)
+        return qv_err_set(err, QV_EINVAL, "%s: attributes beyond the schema, and collection '%s' was not created "
+                          "with dynamic_attributes", what, s->name);
+    if (!qv_dyn_valid(pt->dyn.p, pt->dyn.len))
+        return qv_err_set(err, QV_EINVAL, "%s: malformed dynamic attributes", what);
     uint64_t seen[(QV_FIELDS_MAX + 63) / 64] = {0};
     for (uint32_t a = 0; a < pt->nattrs; a++) {
         qv_attr_t *at = &pt->attrs[a];

@@ -6,7 +6,9 @@
  *   u32 magic "QVCS" | u8 version (2) | u32 collection id | u8 name_len | name | u32 dim | u8 metric |
  *   u32 shards | u16 nfields | nfields x (u8 name_len | name | u8 type) |
  *   u8 index kind | u32 hnsw M | u32 hnsw ef_construction | u8 embedding model (0 none, 1 all-MiniLM-L6-v2) |
- *   u8 quantisation (0 none, 1 SQ8, 2 PQ) | u32 PQ sub-quantisers (0 unless PQ) | u64 xxh3 of everything before it */
+ *   u8 quantisation (0 none, 1 SQ8, 2 PQ) | u32 PQ sub-quantisers (0 unless PQ) | u8 dynamic attributes (0/1) |
+ *   u64 xxh3 of everything before it
+ * Version 2 (before dynamic attributes) is the same without the dynamic byte, and is read as dynamic = 0. */
 #ifndef QV_SCHEMA_H
 #define QV_SCHEMA_H
 
@@ -62,6 +64,7 @@ typedef struct {
     uint8_t embed;          /* QV_EMBED_NONE / QV_EMBED_MINILM */
     uint8_t quant;          /* QV_QUANT_NONE / SQ8 / PQ (values of qv_hnsw_quant_t) */
     uint32_t pq_m;          /* PQ: sub-quantisers (a divisor of dim; 0 in a request: chosen) */
+    uint8_t dynamic;        /* 1: points may carry attributes beyond the fields (storage/dynattr.h) */
     uint16_t nfields;
     qv_field_t fields[]; /* nfields */
 } qv_schema_t;
@@ -99,6 +102,7 @@ typedef struct {
     qv_attr_t *attrs;  /* at most one per field, any order */
     uint32_t nattrs;
     qv_str_t text;
+    qv_str_t dyn;      /* dynamic attributes: a dyn blob (storage/dynattr.h), empty when none */
 } qv_point_t;
 
 /* Allocates a schema for nfields fields (zeroed). Free with free(). */

@@ -77,6 +77,7 @@ qv_segment_t *qv_seg_snapshot(qv_segment_t *seg)
     snap->vectors = seg->vectors;
     snap->ids = seg->ids;
     snap->text = seg->text;
+    snap->dyn = seg->dyn;
     snap->cols = cols;
     snap->deleted = seg->deleted;
     snap->ndeleted = qv_seg_ndeleted(seg);
@@ -230,7 +231,7 @@ qv_segment_t *qv_seg_create(const qv_schema_t *s, uint64_t id)
         ok = ok && strcol_reserve(seg, &seg->cols[f].str, 0, 0, 0) == QV_OK;
     }
     if (!ok || qv_seg_reserve(seg, 1) != QV_OK || strcol_reserve(seg, &seg->ids, 0, 0, 0) ||
-        strcol_reserve(seg, &seg->text, 0, 0, 0)) {
+        strcol_reserve(seg, &seg->text, 0, 0, 0) || strcol_reserve(seg, &seg->dyn, 0, 0, 0)) {
         qv_seg_unref(seg);
         return NULL;
     }
@@ -369,6 +370,7 @@ static void seg_free(qv_segment_t *seg)
     free(seg->deleted);
     strcol_free(&seg->ids);
     strcol_free(&seg->text);
+    strcol_free(&seg->dyn);
     for (int f = 0; seg->cols && f < seg->nfields; f++) {
         qv_column_t *c = &seg->cols[f];
         free(c->present);
@@ -402,7 +404,8 @@ int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out)
         return rc;
     uint32_t r = seg->rows;
     /* Reserve every variable-size part first so that a failure leaves the segment exactly as it was. */
-    if (strcol_reserve(seg, &seg->ids, r, 1, pt->id.len) || strcol_reserve(seg, &seg->text, r, 1, pt->text.len))
+    if (strcol_reserve(seg, &seg->ids, r, 1, pt->id.len) || strcol_reserve(seg, &seg->text, r, 1, pt->text.len) ||
+        strcol_reserve(seg, &seg->dyn, r, 1, pt->dyn.len))
         return QV_ENOMEM;
     for (int f = 0; f < seg->nfields; f++) {
         qv_column_t *c = &seg->cols[f];
@@ -423,6 +426,7 @@ int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out)
     memcpy(seg->vectors + (size_t)r * seg->dim, pt->vector, (size_t)seg->dim * sizeof(float));
     strcol_push(&seg->ids, r, pt->id.p, pt->id.len);
     strcol_push(&seg->text, r, pt->text.p, pt->text.len);
+    strcol_push(&seg->dyn, r, pt->dyn.p, pt->dyn.len);
     for (int f = 0; f < seg->nfields; f++) {
         qv_column_t *c = &seg->cols[f];
         const qv_attr_t *at = NULL;
@@ -465,7 +469,8 @@ bool qv_seg_delete(qv_segment_t *seg, uint32_t row)
 size_t qv_seg_bytes(const qv_segment_t *seg)
 {
     size_t n = (size_t)seg->cap * seg->dim * sizeof(float) + seg->ids.cap_bytes + seg->text.cap_bytes +
-               (seg->ids.cap_off + seg->text.cap_off) * sizeof(uint64_t) + qv_bm_words(seg->cap) * 8;
+               seg->dyn.cap_bytes + (seg->ids.cap_off + seg->text.cap_off + seg->dyn.cap_off) * sizeof(uint64_t) +
+               qv_bm_words(seg->cap) * 8;
     for (int f = 0; f < seg->nfields; f++) {
         const qv_column_t *c = &seg->cols[f];
         n += qv_bm_words(seg->cap) * 8 + c->str.cap_bytes + c->str.cap_off * sizeof(uint64_t);

@@ -76,6 +76,7 @@ typedef struct qv_segment {
     float *vectors;     /* rows x dim, row-major */
     qv_strcol_t ids;    /* point id of each row */
     qv_strcol_t text;   /* text of each row (empty when none) */
+    qv_strcol_t dyn;    /* dynamic attributes of each row: a dyn blob (storage/dynattr.h), empty when none */
     qv_column_t *cols;  /* nfields columns, schema order */
     uint64_t *deleted;  /* bit per row, cap bits */
     uint32_t ndeleted;

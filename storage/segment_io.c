@@ -1,13 +1,15 @@
 /* Sealed segment blobs and delete bitmaps: the persistent form of a segment.
  *
  * Segment blob (stored in the `seg` column family in chunks, see catalog.h), little-endian:
- *   u32 magic "QVSG" | u8 version (1) | u64 segment id | u32 dim | u32 rows | u16 nfields | nfields x u8 type |
+ *   u32 magic "QVSG" | u8 version (2) | u64 segment id | u32 dim | u32 rows | u16 nfields | nfields x u8 type |
  *   vectors: rows x dim f32 |
- *   ids: strcol | text: strcol |
+ *   ids: strcol | text: strcol | dyn: strcol (each row's dynamic attributes, storage/dynattr.h; empty items when
+ *   none) |
  *   per field, schema order: present bitmap (ceil(rows/64) x u64) then
  *     INT64 rows x i64 | DOUBLE rows x f64 | BOOL rows x u8 | KEYWORD strcol of rows items |
  *     KEYWORDS (rows+1) x u32 item offsets, then strcol of the items |
  *   u64 xxh3-64 of every byte before it
+ * Version 1 (before dynamic attributes) has no dyn strcol; its rows are read as having none.
  * strcol (n items): u64 total bytes | (n+1) x u64 offsets (first 0, non-decreasing, last = total) | bytes
  *
  * Delete bitmap blob (`del` column family; its key is specified in catalog.h):
@@ -20,11 +22,13 @@
 #include <string.h>
 
 #include "common/bitmap.h"
+#include "storage/dynattr.h"
 #include "storage/segment.h"
 
 #define SEG_MAGIC 0x47535651u /* "QVSG" */
 #define DEL_MAGIC 0x42445651u /* "QVDB" */
-#define SEG_VERSION 1
+#define SEG_VERSION 2
+#define SEG_VERSION_NO_DYN 1 /* read only */
 #define DEL_VERSION 1
 
 static void put_strcol(qv_wbuf_t *out, const qv_strcol_t *c, size_t n)
@@ -48,6 +52,7 @@ int qv_seg_encode(const qv_segment_t *seg, qv_wbuf_t *out)
     qv_wbuf_put(out, seg->vectors, rows * seg->dim * sizeof(float));
     put_strcol(out, &seg->ids, rows);
     put_strcol(out, &seg->text, rows);
+    put_strcol(out, &seg->dyn, rows);
     for (int f = 0; f < seg->nfields; f++) {
         const qv_column_t *c = &seg->cols[f];
         qv_wbuf_put(out, c->present, words * 8);
@@ -63,6 +68,25 @@ int qv_seg_encode(const qv_segment_t *seg, qv_wbuf_t *out)
         }
     }
     return qv_wbuf_seal(out, start);
+}
+
+/* n empty items in c (replacing what c holds). */
+static bool empty_strcol(qv_strcol_t *c, size_t n)
+{
+    uint64_t *o = calloc(n + 1, sizeof *o);
+    char *b = malloc(1);
+    if (!o || !b) {
+        free(o);
+        free(b);
+        return false;
+    }
+    free(c->off);
+    free(c->bytes);
+    c->off = o;
+    c->bytes = b;
+    c->cap_off = n + 1;
+    c->cap_bytes = 1;
+    return true;
 }
 
 /* Copies an untrusted strcol of n items into c (replacing what c holds). */
@@ -124,7 +148,7 @@ int qv_seg_decode(const void *data, size_t len, const qv_schema_t *s, qv_segment
     uint64_t id = qv_rbuf_u64(&r);
     uint32_t dim = qv_rbuf_u32(&r), rows = qv_rbuf_u32(&r);
     uint16_t nfields = qv_rbuf_u16(&r);
-    if (r.failed || magic != SEG_MAGIC || version != SEG_VERSION)
+    if (r.failed || magic != SEG_MAGIC || (version != SEG_VERSION && version != SEG_VERSION_NO_DYN))
         return qv_err_set(err, QV_ECORRUPT, "segment blob: bad magic or unsupported version");
     if (dim != s->dim || nfields != s->nfields)
         return qv_err_set(err, QV_ECORRUPT, "segment %llu: dim/fields do not match the schema",
@@ -145,6 +169,14 @@ int qv_seg_decode(const void *data, size_t len, const qv_schema_t *s, qv_segment
     seg->vectors = get_array(&r, (size_t)rows * dim * sizeof(float), sizeof(float));
     seg->deleted = calloc(qv_bm_words(cap), 8);
     bool ok = seg->vectors && seg->deleted && get_strcol(&r, &seg->ids, rows) && get_strcol(&r, &seg->text, rows);
+    if (ok && version == SEG_VERSION_NO_DYN)
+        ok = empty_strcol(&seg->dyn, rows);
+    else if (ok)
+        ok = get_strcol(&r, &seg->dyn, rows);
+    for (size_t i = 0; ok && i < rows; i++) {
+        qv_str_t d = qv_strcol_get(&seg->dyn, i);
+        ok = (d.len == 0 || s->dynamic) && qv_dyn_valid(d.p, d.len);
+    }
     for (size_t i = 0; ok && i < rows; i++) {
         uint64_t l = seg->ids.off[i + 1] - seg->ids.off[i];
         ok = l >= 1 && l <= QV_ID_MAX;

@@ -32,7 +32,8 @@ static bool same_schema(const qv_schema_t *a, const qv_schema_t *b)
 {
     if (a->dim != b->dim || a->metric != b->metric || a->shards != b->shards || a->index_kind != b->index_kind ||
         a->hnsw_m != b->hnsw_m || a->hnsw_efc != b->hnsw_efc || a->embed != b->embed || a->nfields != b->nfields ||
-        a->quant != b->quant || (b->pq_m && a->pq_m != b->pq_m)) /* b: the request, whose pq_m 0 lets the shard choose */
+        a->quant != b->quant || a->dynamic != b->dynamic ||
+        (b->pq_m && a->pq_m != b->pq_m)) /* b: the request, whose pq_m 0 lets the shard choose */
         return false;
     for (int i = 0; i < a->nfields; i++)
         if (strcmp(a->fields[i].name, b->fields[i].name) != 0 || a->fields[i].type != b->fields[i].type)

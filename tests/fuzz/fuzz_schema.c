@@ -27,7 +27,7 @@ static void decode(const uint8_t *blob, size_t len)
     qv_wbuf_t again;
     qv_wbuf_init(&again);
     FUZZ_CHECK(qv_schema_encode(s, &again) == QV_OK);
-    FUZZ_CHECK(again.len == len && memcmp(again.data, blob, len) == 0);
+    FUZZ_CHECK(blob[4] != 3 || (again.len == len && memcmp(again.data, blob, len) == 0)); /* older: re-encoded as 3 */
     qv_wbuf_free(&again);
     free(s);
 }

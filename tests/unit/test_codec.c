@@ -29,6 +29,7 @@
 #include "common/bitmap.h"
 #include "qvtest.h"
 #include "storage/catalog.h"
+#include "storage/dynattr.h"
 #include "storage/record.h"
 #include "storage/segment.h"
 
@@ -172,6 +173,7 @@ static void assert_point_eq(const qv_point_t *want, const qv_point_t *got)
 
 #define SCHEMA_EMBED_BYTE 1 /* the embedding-model byte after the index parameters (format version 2) */
 #define SCHEMA_QUANT_BYTES 5 /* then the quantisation byte and the PQ sub-quantiser count */
+#define SCHEMA_DYNAMIC_BYTE 1 /* then the dynamic-attributes flag (format version 3) */
 
 static qv_wbuf_t encode_schema(const qv_schema_t *s)
 {
@@ -202,15 +204,15 @@ static void test_schema_roundtrip(void **state)
         /* layout: magic | version | id | name | dim | metric | shards | nfields | fields | index kind | M |
          * ef_construction | [embedding model] | checksum */
         assert_memory_equal(b.data, "QVCS", 4);
-        assert_int_equal(b.data[4], 2);
+        assert_int_equal(b.data[4], 3);
         assert_int_equal(b.data[9], strlen(s->name));
         size_t want_len = 4 + 1 + 4 + 1 + strlen(s->name) + 4 + 1 + 4 + 2 + 1 + 4 + 4 + SCHEMA_EMBED_BYTE +
-                          SCHEMA_QUANT_BYTES + 8;
+                          SCHEMA_QUANT_BYTES + SCHEMA_DYNAMIC_BYTE + 8;
         for (int f = 0; f < s->nfields; f++)
             want_len += 1 + strlen(s->fields[f].name) + 1;
         assert_int_equal(b.len, want_len);
         uint32_t m, efc;
-        size_t idx_at = b.len - 8 - SCHEMA_QUANT_BYTES - SCHEMA_EMBED_BYTE - 9;
+        size_t idx_at = b.len - 8 - SCHEMA_DYNAMIC_BYTE - SCHEMA_QUANT_BYTES - SCHEMA_EMBED_BYTE - 9;
         memcpy(&m, b.data + idx_at + 1, 4);
         memcpy(&efc, b.data + idx_at + 5, 4);
         assert_int_equal(b.data[idx_at], QV_INDEX_HNSW);
@@ -345,14 +347,15 @@ enum {
 #if SCHEMA_EMBED_BYTE
     SD_EMBED_BAD, SD_EMBED_DIM,
 #endif
-    SD_QUANT_BAD, SD_PQ_M_BAD,
-    SD_TRAILING, SD_COUNT
+    SD_QUANT_BAD, SD_PQ_M_BAD, SD_DYNAMIC_2,
+    SD_TRAILING, SD_V2, SD_V2_WITH_DYNAMIC, SD_COUNT
 };
 
 static void craft_schema(qv_wbuf_t *b, int defect)
 {
     qv_wbuf_u32(b, defect == SD_MAGIC ? 0x53435652u : 0x53435651u);
-    qv_wbuf_u8(b, defect == SD_VERSION ? 1 : 2); /* version 1: the pre-release layout, refused */
+    /* version 1: the pre-release layout, refused; version 2: before dynamic attributes (no flag byte), read */
+    qv_wbuf_u8(b, defect == SD_VERSION ? 1 : defect == SD_V2 || defect == SD_V2_WITH_DYNAMIC ? 2 : 3);
     qv_wbuf_u32(b, 42);
     const char *name = defect == SD_NAME_EMPTY ? ""
                        : defect == SD_NAME_65  ? "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -385,6 +388,8 @@ static void craft_schema(qv_wbuf_t *b, int defect)
 #endif
         qv_wbuf_u8(b, defect == SD_QUANT_BAD ? 3 : defect == SD_PQ_M_BAD ? QV_QUANT_PQ : QV_QUANT_NONE);
         qv_wbuf_u32(b, defect == SD_PQ_M_BAD ? 7 : 0); /* 7 does not divide dim 96 */
+        if (defect != SD_V2) /* SD_V2_WITH_DYNAMIC: a version 2 blob with the byte is one byte too long */
+            qv_wbuf_u8(b, defect == SD_DYNAMIC_2 ? 2 : 1);
     }
     if (defect == SD_TRAILING)
         qv_wbuf_u8(b, 0);
@@ -400,7 +405,7 @@ static void test_schema_crafted(void **state)
         qv_wbuf_t b;
         qv_wbuf_init(&b);
         craft_schema(&b, defect);
-        if (defect == SD_NONE) {
+        if (defect == SD_NONE || defect == SD_V2) {
             qv_schema_t *d;
             qv_err_t err;
             assert_int_equal(qv_schema_decode(b.data, b.len, &d, &err), QV_OK);
@@ -415,11 +420,13 @@ static void test_schema_crafted(void **state)
             assert_int_equal(d->index_kind, QV_INDEX_FLAT);
             assert_int_equal(d->hnsw_m, 24);
             assert_int_equal(d->hnsw_efc, 300);
-            /* the encoder writes exactly the bytes the format comment describes */
-            qv_wbuf_t again = encode_schema(d);
-            assert_int_equal(again.len, b.len);
-            assert_memory_equal(again.data, b.data, b.len);
-            qv_wbuf_free(&again);
+            assert_int_equal(d->dynamic, defect == SD_NONE); /* version 2 has no flag: not dynamic */
+            if (defect == SD_NONE) { /* the encoder writes exactly the bytes the format comment describes */
+                qv_wbuf_t again = encode_schema(d);
+                assert_int_equal(again.len, b.len);
+                assert_memory_equal(again.data, b.data, b.len);
+                qv_wbuf_free(&again);
+            }
             free(d);
         } else {
             expect_schema_corrupt(b.data, b.len);
@@ -665,7 +672,7 @@ static void test_record_count_vs_length(void **state)
         pts[i] = (qv_point_t){.id = {&"abc"[i], 1}, .vector = &v[i], .nvector = 1};
     qv_wbuf_init(&b);
     assert_int_equal(qv_record_encode_upsert(&b, COLL_ID, 1, 1, pts, 3), QV_OK);
-    assert_int_equal(b.len, 26 + 3 * (9 + 4) + 8);
+    assert_int_equal(b.len, 26 + 3 * (9 + 4 + 4) + 8); /* + u32 dyn_len per point (version 2) */
     qv_record_t rec;
     qv_err_t err;
     assert_int_equal(qv_record_decode(b.data, b.len, s, &rec, &err), QV_OK);
@@ -723,7 +730,7 @@ enum {
     RD_NONE, RD_MAGIC, RD_VERSION, RD_OP_0, RD_OP_3, RD_COLL, RD_COUNT_10001, RD_COUNT_HUGE, RD_COUNT_2, RD_COUNT_0,
     RD_DIM, RD_ID_0, RD_ID_257, RD_ID_PAST_END, RD_VEC_NAN, RD_VEC_INF, RD_VEC_NEG_INF, RD_NATTRS_6, RD_FIELD_5,
     RD_TYPE_MISMATCH, RD_TYPE_0, RD_BOOL_2, RD_BOOL_255, RD_KW_PAST_END, RD_KWS_4097, RD_KWS_HUGE, RD_KWS_ITEM_PAST_END,
-    RD_TEXT_BIG, RD_TEXT_PAST_END, RD_TRAILING,
+    RD_TEXT_BIG, RD_TEXT_PAST_END, RD_DYN_BAD, RD_DYN_BIG, RD_DYN_PAST_END, RD_TRAILING, RD_V1,
     RD_DEL_NONE, RD_DEL_ID_0, RD_DEL_ID_257, RD_DEL_TRUNC, RD_DEL_COUNT_10001, RD_COUNT
 };
 
@@ -737,7 +744,7 @@ static void craft_record(qv_wbuf_t *b, int d)
 {
     bool del = d >= RD_DEL_NONE;
     qv_wbuf_u32(b, d == RD_MAGIC ? 0x52575650u : 0x52575651u);
-    qv_wbuf_u8(b, d == RD_VERSION ? 0 : 1);
+    qv_wbuf_u8(b, d == RD_VERSION ? 0 : d == RD_V1 ? 1 : 2); /* version 1: no dynamic attributes, read */
     qv_wbuf_u8(b, d == RD_OP_0 ? 0 : d == RD_OP_3 ? 3 : del ? QV_OP_DELETE : QV_OP_UPSERT);
     qv_wbuf_u32(b, d == RD_COLL ? COLL_ID + 1 : COLL_ID);
     qv_wbuf_u64(b, 77);
@@ -807,6 +814,22 @@ static void craft_record(qv_wbuf_t *b, int d)
             qv_wbuf_u32(b, 10);
         else
             put_s32(b, "hello");
+        /* dynamic attributes (version 2): {"page": 7} */
+        static const uint8_t dyn[] = {1, 0, 4, 'p', 'a', 'g', 'e', QV_FT_INT64, 7, 0, 0, 0, 0, 0, 0, 0};
+        if (d == RD_DYN_BAD) { /* the same with a key length past its end */
+            qv_wbuf_u32(b, sizeof dyn);
+            qv_wbuf_put(b, dyn, 2);
+            qv_wbuf_u8(b, 40);
+            qv_wbuf_put(b, dyn + 3, sizeof dyn - 3);
+        } else if (d == RD_DYN_BIG) {
+            qv_wbuf_u32(b, QV_DYN_BYTES_MAX + 1);
+        } else if (d == RD_DYN_PAST_END) {
+            qv_wbuf_u32(b, 100);
+            qv_wbuf_put(b, dyn, sizeof dyn);
+        } else if (d != RD_V1) {
+            qv_wbuf_u32(b, sizeof dyn);
+            qv_wbuf_put(b, dyn, sizeof dyn);
+        }
     }
     if (d == RD_TRAILING)
         qv_wbuf_u8(b, 0);
@@ -818,12 +841,13 @@ static void test_record_crafted(void **state)
 {
     (void)state;
     qv_schema_t *s = test_schema_all("rec", COLL_ID, DIM, QV_METRIC_L2);
+    s->dynamic = 1;
     for (int d = 0; d < RD_COUNT; d++) {
         WHAT("record defect %d", d);
         qv_wbuf_t b;
         qv_wbuf_init(&b);
         craft_record(&b, d);
-        if (d == RD_NONE) {
+        if (d == RD_NONE || d == RD_V1) {
             qv_record_t rec;
             qv_err_t err;
             assert_int_equal(qv_record_decode(b.data, b.len, s, &rec, &err), QV_OK);
@@ -842,7 +866,18 @@ static void test_record_crafted(void **state)
             assert_str_eq(t->kws.items[1], (qv_str_t){"", 0});
             assert_str_eq(t->kws.items[2], (qv_str_t){"three", 5});
             assert_str_eq(p->text, (qv_str_t){"hello", 5});
-            assert_record_reencodes(&rec, b.data, b.len, s); /* the encoder writes the documented layout */
+            if (d == RD_NONE) {
+                qv_value_t v;
+                assert_true(qv_dyn_find(p->dyn, (qv_str_t){"page", 4}, &v, NULL));
+                assert_true(v.type == QV_FT_INT64 && v.i == 7);
+                assert_record_reencodes(&rec, b.data, b.len, s); /* the encoder writes the documented layout */
+                /* a collection without dynamic attributes refuses a record that has them */
+                s->dynamic = 0;
+                expect_record_corrupt(b.data, b.len, s);
+                s->dynamic = 1;
+            } else {
+                assert_int_equal(p->dyn.len, 0); /* version 1: none */
+            }
             qv_record_free(&rec);
         } else if (d == RD_DEL_NONE) {
             qv_record_t rec;
@@ -878,9 +913,22 @@ static qv_segment_t *make_segment(const qv_schema_t *s, uint32_t rows, uint64_t 
             for (int f = 0; f < F_COUNT; f++)
                 mask |= (unsigned)rng_chance(&rng, 75) << f;
         gen_point(&g, &rng, i, mask, i == 3 || i == 4 ? 200 : i == 5 ? QV_ID_MAX : 0);
+        qv_wbuf_t dyn;
+        qv_wbuf_init(&dyn);
+        if (s->dynamic && i % 3 == 0) { /* every third row: {"page": i, "src": "doc<i % 5>", "ok": true} */
+            char src[16];
+            int n = snprintf(src, sizeof src, "doc%u", i % 5);
+            qv_dynattr_t a[3] = {{{"page", 4}, {.type = QV_FT_INT64, .i = i}},
+                                 {{"src", 3}, {.type = QV_FT_KEYWORD, .kw = {src, (uint32_t)n}}},
+                                 {{"ok", 2}, {.type = QV_FT_BOOL, .b = true}}};
+            qv_err_t err;
+            assert_int_equal(qv_dyn_encode(a, 3, "row", &dyn, &err), QV_OK);
+            g.pt.dyn = (qv_str_t){(const char *)dyn.data, (uint32_t)dyn.len};
+        }
         uint32_t row;
         assert_int_equal(qv_seg_append(seg, &g.pt, &row), QV_OK);
         assert_int_equal(row, i);
+        qv_wbuf_free(&dyn);
     }
     for (uint32_t i = 0; i < rows; i += 7)
         assert_true(qv_seg_delete(seg, i));
@@ -908,6 +956,7 @@ static void assert_seg_eq(const qv_segment_t *a, const qv_segment_t *b)
         assert_memory_equal(a->vectors, b->vectors, (size_t)rows * a->dim * sizeof(float));
     assert_strcol_eq(&a->ids, &b->ids, rows);
     assert_strcol_eq(&a->text, &b->text, rows);
+    assert_strcol_eq(&a->dyn, &b->dyn, rows);
     for (int f = 0; f < a->nfields; f++) {
         const qv_column_t *x = &a->cols[f], *y = &b->cols[f];
         assert_int_equal(x->type, y->type);
@@ -1002,7 +1051,7 @@ static void test_segment_roundtrip(void **state)
         uint32_t dim, nrows;
         uint16_t nf;
         assert_memory_equal(b.data, "QVSG", 4);
-        assert_int_equal(b.data[4], 1);
+        assert_int_equal(b.data[4], 2);
         memcpy(&id, b.data + 5, 8);
         memcpy(&dim, b.data + 13, 4);
         memcpy(&nrows, b.data + 17, 4);
@@ -1015,7 +1064,7 @@ static void test_segment_roundtrip(void **state)
             assert_int_equal(b.data[23 + f], s->fields[f].type);
         size_t words = qv_bm_words(rows);
         size_t want = 23 + F_COUNT + (size_t)rows * DIM * 4 + strcol_size(&seg->ids, rows) +
-                      strcol_size(&seg->text, rows) + 8;
+                      strcol_size(&seg->text, rows) + strcol_size(&seg->dyn, rows) + 8;
         for (int f = 0; f < F_COUNT; f++) {
             const qv_column_t *c = &seg->cols[f];
             want += words * 8;
@@ -1194,7 +1243,7 @@ static void patch_blob(qv_wbuf_t *b, int d)
     size_t ids_at = 23 + F_COUNT + (size_t)SEG_ROWS * DIM * 4; /* the ids strcol's total */
     switch (d) {
     case SG_MAGIC: b->data[3] ^= 0x20; break;
-    case SG_VERSION: b->data[4] = 2; break;
+    case SG_VERSION: b->data[4] = 3; break;
     case SG_ROWS_HUGE: v32 = 0xffffffffu; memcpy(b->data + 17, &v32, 4); break;
     case SG_ROWS_PLUS1: v32 = SEG_ROWS + 1; memcpy(b->data + 17, &v32, 4); break;
     case SG_ROWS_MINUS1: v32 = SEG_ROWS - 1; memcpy(b->data + 17, &v32, 4); break;
@@ -1210,6 +1259,117 @@ static void patch_blob(qv_wbuf_t *b, int d)
     default: break;
     }
     test_reseal(b->data, b->len);
+}
+
+/* Dynamic attributes survive a segment's blob; a blob with them does not load into a collection without them, nor a
+ * damaged one; a version 1 blob (no dyn column) loads with none. */
+static void test_segment_dynamic(void **state)
+{
+    (void)state;
+    qv_schema_t *s = test_schema_all("seg", COLL_ID, DIM, QV_METRIC_L2);
+    s->dynamic = 1;
+    qv_segment_t *seg = make_segment(s, SEG_ROWS, 5), *back = NULL;
+    qv_wbuf_t b = encode_seg(seg);
+    qv_err_t err;
+    assert_int_equal(qv_seg_decode(b.data, b.len, s, &back, &err), QV_OK);
+    assert_seg_eq(seg, back);
+    qv_value_t v;
+    assert_true(qv_dyn_find(qv_strcol_get(&back->dyn, 9), (qv_str_t){"page", 4}, &v, NULL) && v.i == 9);
+    assert_false(qv_dyn_find(qv_strcol_get(&back->dyn, 10), (qv_str_t){"page", 4}, &v, NULL));
+    qv_seg_unref(back);
+    s->dynamic = 0;
+    expect_seg_corrupt(b.data, b.len, s);
+    s->dynamic = 1;
+    /* row 0's blob: its first key's length byte (after the u16 count) made to run past the blob */
+    size_t dyn_at = 23 + F_COUNT + (size_t)SEG_ROWS * DIM * 4 + strcol_size(&seg->ids, SEG_ROWS) +
+                    strcol_size(&seg->text, SEG_ROWS);
+    size_t row0 = dyn_at + 8 + (SEG_ROWS + 1) * 8;
+    b.data[row0 + 2] = 200;
+    test_reseal(b.data, b.len);
+    expect_seg_corrupt(b.data, b.len, s);
+    qv_wbuf_free(&b);
+    qv_seg_unref(seg);
+    /* version 1: the same layout without the dyn strcol */
+    s->dynamic = 0;
+    seg = make_segment(s, SEG_ROWS, 6);
+    b = encode_seg(seg);
+    size_t cut = 8 + (SEG_ROWS + 1) * 8; /* an empty strcol: total 0 and zero offsets */
+    memmove(b.data + dyn_at, b.data + dyn_at + cut, b.len - dyn_at - cut);
+    b.len -= cut;
+    b.data[4] = 1;
+    test_reseal(b.data, b.len);
+    assert_int_equal(qv_seg_decode(b.data, b.len, s, &back, &err), QV_OK);
+    assert_seg_eq(seg, back);
+    qv_seg_unref(back);
+    qv_wbuf_free(&b);
+    qv_seg_unref(seg);
+    free(s);
+}
+
+/* The dyn blob on its own: encoding sorts and checks, the validator refuses every malformed blob, lookups. */
+static void test_dyn_blob(void **state)
+{
+    (void)state;
+    qv_err_t err;
+    qv_wbuf_t b;
+    qv_wbuf_init(&b);
+    qv_str_t items[2] = {{"x", 1}, {"yy", 2}};
+    qv_dynattr_t a[5] = {{{"zeta", 4}, {.type = QV_FT_DOUBLE, .d = 0.5}},
+                         {{"alpha", 5}, {.type = QV_FT_KEYWORDS, .kws = {items, 2}}},
+                         {{"mid", 3}, {.type = QV_FT_KEYWORD, .kw = {"v", 1}}},
+                         {{"b", 1}, {.type = QV_FT_BOOL, .b = false}},
+                         {{"n", 1}, {.type = QV_FT_INT64, .i = -3}}};
+    assert_int_equal(qv_dyn_encode(a, 5, "p", &b, &err), QV_OK);
+    assert_true(qv_dyn_valid(b.data, b.len));
+    qv_str_t blob = {(const char *)b.data, (uint32_t)b.len};
+    qv_dyn_iter_t it;
+    qv_dyn_iter(&it, blob);
+    qv_str_t k, prev = {"", 0};
+    qv_value_t v;
+    qv_rbuf_t its;
+    int n = 0;
+    while (qv_dyn_next(&it, &k, &v, &its)) { /* ascending keys */
+        assert_true(n == 0 || memcmp(prev.p, k.p, prev.len < k.len ? prev.len : k.len) <= 0);
+        prev = k;
+        n++;
+    }
+    assert_int_equal(n, 5);
+    assert_true(qv_dyn_find(blob, (qv_str_t){"alpha", 5}, &v, &its) && v.type == QV_FT_KEYWORDS && v.kws.n == 2);
+    qv_str_t e0 = qv_dyn_item(&its), e1 = qv_dyn_item(&its);
+    assert_true(e0.len == 1 && e1.len == 2 && memcmp(e1.p, "yy", 2) == 0);
+    assert_true(qv_dyn_find(blob, (qv_str_t){"n", 1}, &v, NULL) && v.i == -3);
+    assert_false(qv_dyn_find(blob, (qv_str_t){"nope", 4}, &v, NULL));
+    /* every single-byte change and every truncation is either refused or still a valid blob */
+    for (size_t i = 0; i < b.len; i++) {
+        uint8_t keep = b.data[i];
+        for (int x = 1; x < 256; x += 37) {
+            b.data[i] = (uint8_t)(keep ^ x);
+            (void)qv_dyn_valid(b.data, b.len); /* must not read past the end (ASan build) */
+        }
+        b.data[i] = keep;
+    }
+    for (size_t i = 1; i < b.len; i++)
+        assert_false(qv_dyn_valid(b.data, i));
+    qv_wbuf_free(&b);
+    /* encoding refuses: a repeated key, an empty or long key, a non-finite double, too many attributes */
+    qv_dynattr_t dup[2] = {{{"k", 1}, {.type = QV_FT_INT64}}, {{"k", 1}, {.type = QV_FT_BOOL}}};
+    qv_wbuf_init(&b);
+    assert_int_equal(qv_dyn_encode(dup, 2, "point 0", &b, &err), QV_EINVAL);
+    assert_string_equal(err.msg, "point 0: attribute 'k' given twice");
+    qv_dynattr_t empty = {{"", 0}, {.type = QV_FT_INT64}};
+    assert_int_equal(qv_dyn_encode(&empty, 1, "p", &b, &err), QV_EINVAL);
+    char longk[QV_NAME_MAX + 1];
+    memset(longk, 'k', sizeof longk);
+    qv_dynattr_t lk = {{longk, sizeof longk}, {.type = QV_FT_INT64}};
+    assert_int_equal(qv_dyn_encode(&lk, 1, "p", &b, &err), QV_EINVAL);
+    qv_dynattr_t inf = {{"d", 1}, {.type = QV_FT_DOUBLE, .d = INFINITY}};
+    assert_int_equal(qv_dyn_encode(&inf, 1, "p", &b, &err), QV_EINVAL);
+    assert_string_equal(err.msg, "p: attribute 'd' is not finite");
+    qv_dynattr_t *many = calloc(QV_DYN_ATTRS_MAX + 1, sizeof *many);
+    assert_int_equal(qv_dyn_encode(many, QV_DYN_ATTRS_MAX + 1, "p", &b, &err), QV_EINVAL);
+    free(many);
+    qv_wbuf_free(&b);
+    assert_true(qv_dyn_valid(NULL, 0)); /* no attributes */
 }
 
 static void test_segment_crafted(void **state)
@@ -1584,7 +1744,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_record_wrong_schema), cmocka_unit_test(test_record_crafted),
         cmocka_unit_test(test_record_count_vs_length),
         cmocka_unit_test(test_segment_roundtrip),   cmocka_unit_test(test_segment_corruption),
-        cmocka_unit_test(test_segment_crafted),     cmocka_unit_test(test_segment_wrong_schema),
+        cmocka_unit_test(test_segment_crafted),     cmocka_unit_test(test_segment_dynamic),
+        cmocka_unit_test(test_dyn_blob),     cmocka_unit_test(test_segment_wrong_schema),
         cmocka_unit_test(test_delete_bitmap),       cmocka_unit_test(test_points_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

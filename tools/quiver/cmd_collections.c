@@ -59,6 +59,7 @@ static void print_collection(const Quiver__V1__CollectionInfo *c)
     printf("dim         %u\n", c->dim);
     printf("metric      %s\n", qv_metric_name(c->metric));
     printf("model       %s\n", c->embedding_model && *c->embedding_model ? c->embedding_model : "(none: vectors only)");
+    printf("attributes  %s\n", c->dynamic_attributes ? "declared fields and dynamic" : "declared fields only");
     int kind = c->index ? c->index->kind : 0;
     if (kind == QUIVER__V1__INDEX_KIND__INDEX_KIND_FLAT)
         printf("index       FLAT\n");
@@ -114,7 +115,7 @@ int qv_cmd_describe(qv_cli_t *cli, int argc, char **argv)
 /* ---- create ---- */
 static const char create_help[] =
     "usage: quiver create COLLECTION (--dim N --metric l2|ip|cosine | --embedding-model NAME) [--field NAME:TYPE ...]\n"
-    "                     [--index hnsw|flat] [--m N] [--ef-construction N] [--shards N]\n"
+    "                     [--dynamic-attributes] [--index hnsw|flat] [--m N] [--ef-construction N] [--shards N]\n"
     "Creates a collection. Names are [A-Za-z0-9_-]{1,64}; dim 1..16384.\n"
     "  --dim N               vector dimension (required without --embedding-model)\n"
     "  --metric M            l2 (squared Euclidean), ip (inner product) or cosine (required without\n"
@@ -122,6 +123,7 @@ static const char create_help[] =
     "  --embedding-model M   the server embeds the points' text and text queries with model M\n"
     "                        (all-MiniLM-L6-v2; it implies --dim 384)\n"
     "  --field NAME:TYPE     a typed attribute; TYPE is int64, double, keyword, bool or keywords (repeatable)\n"
+    "  --dynamic-attributes  points may also carry undeclared attributes, typed by their values\n"
     "  --index KIND          hnsw (default: sealed segments get an HNSW graph) or flat (always exact)\n"
     "  --m N                 HNSW links per node, 2..128 (default 16)\n"
     "  --ef-construction N   HNSW build candidate list, up to 4096 (default 200)\n"
@@ -130,10 +132,10 @@ static const char create_help[] =
 
 int qv_cmd_create(qv_cli_t *cli, int argc, char **argv)
 {
-    enum { O_DIM = QV_OPT_FIRST_COMMAND, O_METRIC, O_FIELD, O_INDEX, O_M, O_EFC, O_SHARDS, O_MODEL };
+    enum { O_DIM = QV_OPT_FIRST_COMMAND, O_METRIC, O_FIELD, O_INDEX, O_M, O_EFC, O_SHARDS, O_MODEL, O_DYNAMIC };
     static const struct option opts[] = {
         {"dim", required_argument, NULL, O_DIM},     {"metric", required_argument, NULL, O_METRIC},
-        {"embedding-model", required_argument, NULL, O_MODEL},
+        {"embedding-model", required_argument, NULL, O_MODEL}, {"dynamic-attributes", no_argument, NULL, O_DYNAMIC},
         {"field", required_argument, NULL, O_FIELD}, {"index", required_argument, NULL, O_INDEX},
         {"m", required_argument, NULL, O_M},         {"ef-construction", required_argument, NULL, O_EFC},
         {"shards", required_argument, NULL, O_SHARDS}, QV_CLI_COMMON_OPTIONS,
@@ -184,6 +186,7 @@ int qv_cmd_create(qv_cli_t *cli, int argc, char **argv)
         case O_EFC: idx.ef_construction = (uint32_t)qv_cli_int("create", "--ef-construction", optarg, 1, 4096); break;
         case O_SHARDS: req.shards = (uint32_t)qv_cli_int("create", "--shards", optarg, 1, 1024); break;
         case O_MODEL: req.embedding_model = optarg; break;
+        case O_DYNAMIC: req.dynamic_attributes = true; break;
         default: qv_cli_common(cli, "create", create_help, o);
         }
     }

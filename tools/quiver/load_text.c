@@ -1,7 +1,8 @@
 /* The text formats of `quiver load`: jsonl, csv and tsv (specified at the top of load_input.c). Each parser takes one
  * line from the window (qv__next_line), so a record never spans lines: csv quotes may hold separators and doubled
  * quotes, not newlines. Values are typed by the collection's schema, looked up once per column for csv/tsv and per
- * key for jsonl; keys and columns that are not fields are ignored with one note each. */
+ * key for jsonl; keys and columns that are not fields are ignored with one note each, except jsonl keys of a
+ * collection with dynamic attributes, which are sent typed by their JSON values. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,25 @@
 #include "tools/quiver/load_int.h"
 
 /* ---- jsonl ---- */
+/* A KEYWORDS value from a JSON string or array of strings (checked by the caller); NULL when out of memory. */
+static Quiver__V1__Keywords *keywords_of(qv_arena_t *a, json_t *v)
+{
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    Quiver__V1__Keywords *k = qv_arena_alloc(a, sizeof *k);
+    char **vals = qv_arena_array(a, n ? n : 1, sizeof *vals);
+    if (!k || !vals)
+        return NULL;
+    quiver__v1__keywords__init(k);
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!(vals[i] = qv_arena_strndup(a, json_string_value(s), json_string_length(s))))
+            return NULL;
+    }
+    k->n_values = n;
+    k->values = vals;
+    return k;
+}
+
 static int json_attr(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point *p, int fi, json_t *v, char *msg, size_t ml,
                      uint64_t line)
 {
@@ -59,32 +79,62 @@ static int json_attr(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point *p, int fi
         val->bool_value = json_is_true(v);
         return 0;
     case QUIVER__V1__FIELD_TYPE__FIELD_TYPE_KEYWORDS: {
-        size_t n = json_is_array(v) ? json_array_size(v) : 1;
         if (!json_is_array(v) && !json_is_string(v))
             return qv__say(msg, ml, "jsonl line %" PRIu64 ": attribute '%s' (KEYWORDS) needs an array of strings", line,
                            f->name);
-        Quiver__V1__Keywords *k = qv_arena_alloc(a, sizeof *k);
-        char **vals = qv_arena_array(a, n ? n : 1, sizeof *vals);
-        if (!k || !vals)
-            return qv__say(msg, ml, "out of memory");
-        quiver__v1__keywords__init(k);
-        for (size_t i = 0; i < n; i++) {
-            json_t *s = json_is_array(v) ? json_array_get(v, i) : v;
-            if (!json_is_string(s))
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v); i++)
+            if (!json_is_string(json_array_get(v, i)))
                 return qv__say(msg, ml,
                                "jsonl line %" PRIu64 ": attribute '%s' (KEYWORDS): element %zu is not a string", line,
                                f->name, i);
-            if (!(vals[i] = qv_arena_strndup(a, json_string_value(s), json_string_length(s))))
-                return qv__say(msg, ml, "out of memory");
-        }
-        k->n_values = n;
-        k->values = vals;
         val->kind_case = QUIVER__V1__VALUE__KIND_KEYWORDS_VALUE;
-        val->keywords_value = k;
-        return 0;
+        val->keywords_value = keywords_of(a, v);
+        return val->keywords_value ? 0 : qv__say(msg, ml, "out of memory");
     }
     default: return qv__say(msg, ml, "jsonl line %" PRIu64 ": field '%s' has an unknown type", line, f->name);
     }
+}
+
+/* A key that is no field, in a collection with dynamic attributes: typed by its JSON value (integer INT64, other
+ * number DOUBLE, string KEYWORD, true/false BOOL, array of strings KEYWORDS; null is no value). 1: a value of no
+ * such type (objects, mixed arrays), left out with a note. */
+static int json_dyn_attr(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point *p, const char *key, json_t *v, char *msg,
+                         size_t ml, uint64_t line)
+{
+    if (json_is_null(v))
+        return 0;
+    bool kws = json_is_array(v);
+    for (size_t i = 0; kws && i < json_array_size(v); i++)
+        kws = json_is_string(json_array_get(v, i));
+    if (!json_is_number(v) && !json_is_string(v) && !json_is_boolean(v) && !kws) {
+        char where[80];
+        snprintf(where, sizeof where, " (line %" PRIu64 ": not a number, string, boolean or list of strings)", line);
+        qv__warn_once(in, "key", key, where);
+        return 1;
+    }
+    char *name = qv_arena_strndup(a, key, strlen(key)); /* the JSON object's keys go with it */
+    Quiver__V1__Value *val = name ? qv__point_attr(a, p, name) : NULL;
+    if (!val)
+        return qv__say(msg, ml, "out of memory");
+    if (json_is_integer(v)) {
+        val->kind_case = QUIVER__V1__VALUE__KIND_INT_VALUE;
+        val->int_value = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        val->kind_case = QUIVER__V1__VALUE__KIND_DOUBLE_VALUE;
+        val->double_value = json_real_value(v);
+    } else if (json_is_boolean(v)) {
+        val->kind_case = QUIVER__V1__VALUE__KIND_BOOL_VALUE;
+        val->bool_value = json_is_true(v);
+    } else if (json_is_string(v)) {
+        val->kind_case = QUIVER__V1__VALUE__KIND_KEYWORD_VALUE;
+        if (!(val->keyword_value = qv_arena_strndup(a, json_string_value(v), json_string_length(v))))
+            return qv__say(msg, ml, "out of memory");
+    } else {
+        val->kind_case = QUIVER__V1__VALUE__KIND_KEYWORDS_VALUE;
+        if (!(val->keywords_value = keywords_of(a, v)))
+            return qv__say(msg, ml, "out of memory");
+    }
+    return 0;
 }
 
 static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t line, qv_arena_t *a,
@@ -92,7 +142,8 @@ static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t l
 {
     if (!json_is_object(o))
         return qv__say(msg, ml, "jsonl line %" PRIu64 ": expected a JSON object", line);
-    Quiver__V1__Point *p = qv__point_new(a, in->dim, in->o.info->n_fields);
+    bool dynamic = in->o.info->dynamic_attributes;
+    Quiver__V1__Point *p = qv__point_new(a, in->dim, in->o.info->n_fields + (dynamic ? json_object_size(o) : 0));
     if (!p)
         return qv__say(msg, ml, "out of memory");
     json_t *id = json_object_get(o, in->o.id_field);
@@ -143,6 +194,11 @@ static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t l
             strcmp(key, in->o.text_field) == 0)
             continue;
         int fi = qv__field_index(in, key);
+        if (fi < 0 && dynamic) {
+            if (json_dyn_attr(in, a, p, key, v, msg, ml, line) < 0)
+                return -1;
+            continue;
+        }
         if (fi < 0) {
             char where[48];
             snprintf(where, sizeof where, " (line %" PRIu64 ")", line);
