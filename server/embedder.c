@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "query/embed/model.h"
 #include "query/embed/tokenizer.h"
+#include "quiver/v1/quiver.pb-c.h"
 #include "server/log.h"
 #include "server/metrics.h"
 
@@ -325,4 +326,90 @@ int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *
     free(ids);
     free(items);
     return rc;
+}
+
+/* ---- the API's text paths ---- */
+
+int qv_embed_no_model(qv_err_t *err)
+{
+    return qv_err_set(err, QV_EPRECOND, "this server runs without an embedding model (start it with --model-dir; "
+                                         "tools/fetch_model.sh installs one)");
+}
+
+int qv_embed_query(qv_embedder_t *e, qv_arena_t *ar, const qv_schema_t *s, const char *text, size_t nvector,
+                   float **vec, qv_err_t *err)
+{
+    if (!s->embed)
+        return qv_err_set(err, QV_EINVAL, "collection '%s' has no embedding model: search it with a vector", s->name);
+    if (nvector)
+        return qv_err_set(err, QV_EINVAL, "give either vector or text, not both");
+    if (!e)
+        return qv_embed_no_model(err);
+    if (!(*vec = qv_arena_array(ar, s->dim, sizeof(float))))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    size_t len = strlen(text);
+    return qv_embedder_embed(e, &text, &len, 1, *vec, err);
+}
+
+int qv_embed_points(qv_embedder_t *e, qv_arena_t *ar, const qv_schema_t *s, qv_point_t *pts, size_t n,
+                    qv_err_t *err)
+{
+    const char **texts;
+    size_t *lens, want;
+    int rc = qv_embed_text_points(ar, s, pts, n, &texts, &lens, &want, err);
+    if (rc || !want)
+        return rc;
+    if (!e)
+        return qv_embed_no_model(err);
+    float *vecs = qv_arena_array(ar, want * s->dim, sizeof(float));
+    if (!vecs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    if ((rc = qv_embedder_embed(e, texts, lens, want, vecs, err)))
+        return rc;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!pts[i].nvector) {
+            pts[i].vector = vecs + k++ * s->dim;
+            pts[i].nvector = s->dim;
+        }
+    return QV_OK;
+}
+
+int qv_embed_serve(qv_embedder_t *e, qv_arena_t *ar, const struct ProtobufCMessage *m, struct ProtobufCMessage **resp,
+                   qv_err_t *err)
+{
+    const Quiver__V1__EmbedRequest *req = (const void *)m;
+    if (!e)
+        return qv_embed_no_model(err);
+    if (req->n_texts == 0)
+        return qv_err_set(err, QV_EINVAL, "no texts to embed");
+    if (req->n_texts > QV_EMBED_TEXTS_MAX)
+        return qv_err_set(err, QV_EINVAL, "%zu texts in one request exceeds the limit of %d", req->n_texts,
+                          QV_EMBED_TEXTS_MAX);
+    uint32_t dim = qv_embedder_dim(e);
+    Quiver__V1__EmbedResponse *r = qv_arena_alloc(ar, sizeof *r);
+    size_t *lens = qv_arena_array(ar, req->n_texts, sizeof *lens);
+    float *vecs = qv_arena_array(ar, req->n_texts * dim, sizeof(float));
+    Quiver__V1__Vector *v = qv_arena_array(ar, req->n_texts, sizeof *v);
+    if (!r || !lens || !vecs || !v)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    quiver__v1__embed_response__init(r);
+    if (!(r->vectors = qv_arena_array(ar, req->n_texts, sizeof *r->vectors)))
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < req->n_texts; i++)
+        lens[i] = strlen(req->texts[i]);
+    int rc = qv_embedder_embed(e, (const char *const *)req->texts, lens, req->n_texts, vecs, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < req->n_texts; i++) {
+        quiver__v1__vector__init(&v[i]);
+        v[i].values = vecs + i * dim;
+        v[i].n_values = dim;
+        r->vectors[i] = &v[i];
+    }
+    r->n_vectors = req->n_texts;
+    r->dim = dim;
+    r->model = QV_EMBED_MINILM_NAME;
+    *resp = &r->base;
+    return QV_OK;
 }

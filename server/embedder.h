@@ -58,4 +58,25 @@ int qv_embed_text_points(qv_arena_t *ar, const qv_schema_t *s, const qv_point_t 
 int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *lens, size_t n, float *out,
                       qv_err_t *err);
 
+/* ---- the API's text paths, the same for every role that has a model (service.c; coord/ when it was started with
+ * one, so that shards need none) ---- */
+
+/* FAILED_PRECONDITION: this server has no model. */
+int qv_embed_no_model(qv_err_t *err);
+
+/* The query vector of a SearchRequest carrying `text` for collection s: QV_EINVAL when s has no model or the request
+ * has a vector too; no_model when e is NULL; else the text embedded into *vec (s->dim floats in ar). */
+int qv_embed_query(qv_embedder_t *e, qv_arena_t *ar, const qv_schema_t *s, const char *text, size_t nvector,
+                   float **vec, qv_err_t *err);
+
+/* Points of an upsert that carry text instead of a vector get their vector from the model, all in one call; without
+ * a model (e NULL) such points are refused. The other rules are qv_embed_text_points'. */
+int qv_embed_points(qv_embedder_t *e, qv_arena_t *ar, const qv_schema_t *s, qv_point_t *pts, size_t n,
+                    qv_err_t *err);
+
+/* Serves Quiver.Embed (an EmbedRequest; *resp an EmbedResponse in ar). */
+struct ProtobufCMessage;
+int qv_embed_serve(qv_embedder_t *e, qv_arena_t *ar, const struct ProtobufCMessage *req,
+                   struct ProtobufCMessage **resp, qv_err_t *err);
+
 #endif

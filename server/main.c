@@ -68,7 +68,9 @@ static void usage(FILE *out)
             "                         if the default port is taken the server starts without metrics and says so)\n"
             "  --model-dir DIR        the embedding model (tools/fetch_model.sh puts it in build/model); default:\n"
             "                         $QV_MODEL_DIR, else model/ next to quiverd. Without one, text requests get\n"
-            "                         FAILED_PRECONDITION; a model that is given but missing or corrupt stops start-up\n"
+            "                         FAILED_PRECONDITION; a model that is given but missing or corrupt stops start-up.\n"
+            "                         A coordinator with a model embeds text queries and upserts itself (shards then\n"
+            "                         need none); without one it leaves that to the shards\n"
             "  --embed-device auto|cpu|cuda  where the model runs (default auto: cuda when the GPU plugin is in use\n"
             "                         and takes the weights, else cpu; cuda: fail start-up unless it does)\n"
             "  --embed-batch N        texts per forward pass in the dynamic batcher (default 64)\n"
@@ -76,7 +78,7 @@ static void usage(FILE *out)
             "  --gpu auto|off|require  the CUDA plugin libquiver_gpu.so (default auto: load it from quiverd's directory\n"
             "                         or the library path and use device 0 when the plugin, the NVIDIA driver and a\n"
             "                         device are present, else run on the CPU and say which was missing; require: fail\n"
-            "                         start-up instead; off: do not load it). No effect with --role coordinator\n"
+            "                         start-up instead; off: do not load it). A coordinator uses it for the model only\n"
             "  --api-keys FILE        require API keys: lines `KEY read|write|admin` (clients send\n"
             "                         `authorization: Bearer KEY`); without it every call is allowed\n"
             "  --tls-cert FILE --tls-key FILE  serve gRPC (and metrics) over TLS with this PEM certificate chain and key\n"
@@ -446,38 +448,6 @@ int main(int argc, char **argv)
         qv_etcd_set_security(&etcd_sec);
     }
 
-    if (coordinator) { /* no store, no scan pool, no metrics endpoint (its gauges read the store) */
-        qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,
-                             .etcd_poll_ms = (int)etcd_poll_ms, .threads = (int)threads,
-                             .max_inflight = (int)max_inflight, .request_read_timeout_ms = (int)read_timeout_ms,
-                             .max_streams_per_connection = (int)max_streams,
-                             .max_message_bytes = (int)(max_msg_mb << 20),
-                             .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms,
-                             .shard_max_inflight = (int)shard_max_inflight, .keys = keys,
-                             .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem,
-                             .shard_api_key = shard_api_key, .sigs = &sigs};
-        int rc = 0;
-        if ((shard_ca && !(cc.shard_ca_pem = qv_read_file(shard_ca, 1 << 20, &ferr))) ||
-            (shard_cert && !(cc.shard_cert_pem = qv_read_file(shard_cert, 1 << 20, &ferr))) ||
-            (shard_key && !(cc.shard_key_pem = qv_read_file(shard_key, 1 << 20, &ferr)))) {
-            fprintf(stderr, "quiverd: %s\n", ferr.msg);
-            rc = 2;
-        }
-        if (rc == 0) {
-            grpc_init();
-            rc = qv_coord_main(&cc);
-            grpc_shutdown();
-        }
-        free(cc.shard_ca_pem);
-        free(cc.shard_cert_pem);
-        free(cc.shard_key_pem);
-        qv_keys_free(keys);
-        free(cert_pem);
-        free(key_pem);
-        free(ca_pem);
-        return rc;
-    }
-
     qv_dist_init(simd);
     qv_err_t err;
     qv_err_clear(&err);
@@ -499,6 +469,71 @@ int main(int argc, char **argv)
     else
         qv_log(QV_LOG_INFO, "gpu.unavailable", "mode=auto missing=%s detail=\"%s\" (running on the CPU)",
                gst.missing, gst.detail);
+    qv_embedder_t *embedder = NULL;
+    if (model_dir) {
+        int64_t m0 = qv_now_ns();
+        qv_embed_device_t dev = strcmp(embed_device, "cuda") == 0  ? QV_EMBED_DEV_CUDA
+                                : strcmp(embed_device, "cpu") == 0 ? QV_EMBED_DEV_CPU
+                                                                   : QV_EMBED_DEV_AUTO;
+        int erc = qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, gpu, dev,
+                                    &embedder, &err);
+        if (erc != QV_OK) {
+            if (model_explicit || erc == QV_EUNAVAIL || dev == QV_EMBED_DEV_CUDA) { /* cuda asked for a model */
+                qv_log(QV_LOG_ERROR, "embed.load_failed", "model_dir=%s msg=\"%s\"", model_dir, err.msg);
+                qv_gpu_unload(gpu);
+                return 1;
+            }
+            qv_log(QV_LOG_WARN, "embed.unavailable", "model_dir=%s msg=\"%s\" (text requests get FAILED_PRECONDITION)",
+                   model_dir, err.msg);
+        } else {
+            qv_log(QV_LOG_INFO, "embed.ready", "model=all-MiniLM-L6-v2 device=%s dir=%s ms=%lld",
+                   qv_embedder_device(embedder), model_dir, (long long)((qv_now_ns() - m0) / 1000000));
+        }
+    }
+    if (coordinator) { /* no store and no scan pool; the model when there is one (it embeds text itself) */
+        qv_coord_cfg_t cc = {.listen = listen, .shards = shards_list, .etcd = etcd, .etcd_prefix = etcd_prefix,
+                             .etcd_poll_ms = (int)etcd_poll_ms, .threads = (int)threads,
+                             .max_inflight = (int)max_inflight, .request_read_timeout_ms = (int)read_timeout_ms,
+                             .max_streams_per_connection = (int)max_streams,
+                             .max_message_bytes = (int)(max_msg_mb << 20),
+                             .grace_ms = (int)grace_ms, .shard_timeout_ms = shard_timeout_ms,
+                             .shard_max_inflight = (int)shard_max_inflight, .keys = keys,
+                             .tls_cert_pem = cert_pem, .tls_key_pem = key_pem, .tls_client_ca_pem = ca_pem,
+                             .shard_api_key = shard_api_key, .sigs = &sigs, .embedder = embedder};
+        int rc = 0;
+        qv_metrics_server_t *metrics = NULL; /* calls, embedding counters, process figures: no store gauges */
+        if (strcmp(metrics_listen, "off") != 0 &&
+            qv_metrics_start(metrics_listen, NULL, qv_now_ns(), cert_pem, key_pem, &metrics, &err) != QV_OK) {
+            qv_log(metrics_explicit ? QV_LOG_ERROR : QV_LOG_WARN,
+                   metrics_explicit ? "metrics.listen_failed" : "metrics.disabled", "listen=%s msg=\"%s\"",
+                   metrics_listen, err.msg);
+            if (metrics_explicit)
+                rc = 1;
+        }
+        if ((shard_ca && !(cc.shard_ca_pem = qv_read_file(shard_ca, 1 << 20, &ferr))) ||
+            (shard_cert && !(cc.shard_cert_pem = qv_read_file(shard_cert, 1 << 20, &ferr))) ||
+            (shard_key && !(cc.shard_key_pem = qv_read_file(shard_key, 1 << 20, &ferr)))) {
+            fprintf(stderr, "quiverd: %s\n", ferr.msg);
+            rc = 2;
+        }
+        if (rc == 0) {
+            grpc_init();
+            rc = qv_coord_main(&cc);
+            grpc_shutdown();
+        }
+        qv_metrics_stop(metrics);
+        qv_embedder_stop(embedder);
+        qv_gpu_unload(gpu);
+        free(cc.shard_ca_pem);
+        free(cc.shard_cert_pem);
+        free(cc.shard_key_pem);
+        qv_keys_free(keys);
+        free(cert_pem);
+        free(key_pem);
+        free(ca_pem);
+        return rc;
+    }
+
     qv_store_opts_t so = {.path = data, .seal_rows = (uint32_t)seal_rows,
                           .seal_wal_bytes = (uint64_t)seal_wal_mb << 20, .index_threads = (int)index_threads,
                           .index_min_rows = (uint32_t)index_min_rows, .log = store_log,
@@ -510,6 +545,7 @@ int main(int argc, char **argv)
     int64_t t0 = qv_now_ns();
     if (qv_store_open(&so, &store, &err) != QV_OK) {
         qv_log(QV_LOG_ERROR, "store.open_failed", "data=%s msg=\"%s\"", data, err.msg);
+        qv_embedder_stop(embedder);
         qv_gpu_unload(gpu);
         return 1;
     }
@@ -524,32 +560,10 @@ int main(int argc, char **argv)
     qv_pool_t *pool = qv_pool_create((int)scan_threads - 1);
     if (!pool) {
         qv_log(QV_LOG_ERROR, "pool.create_failed", "threads=%ld", scan_threads);
+        qv_embedder_stop(embedder);
         qv_store_close(store);
         qv_gpu_unload(gpu);
         return 1;
-    }
-    qv_embedder_t *embedder = NULL;
-    if (model_dir) {
-        int64_t m0 = qv_now_ns();
-        qv_embed_device_t dev = strcmp(embed_device, "cuda") == 0  ? QV_EMBED_DEV_CUDA
-                                : strcmp(embed_device, "cpu") == 0 ? QV_EMBED_DEV_CPU
-                                                                   : QV_EMBED_DEV_AUTO;
-        int erc = qv_embedder_start(model_dir, (int)embed_batch, (int)embed_wait, (int)scan_threads, gpu, dev,
-                                    &embedder, &err);
-        if (erc != QV_OK) {
-            if (model_explicit || erc == QV_EUNAVAIL || dev == QV_EMBED_DEV_CUDA) { /* cuda asked for a model */
-                qv_log(QV_LOG_ERROR, "embed.load_failed", "model_dir=%s msg=\"%s\"", model_dir, err.msg);
-                qv_pool_destroy(pool);
-                qv_store_close(store);
-                qv_gpu_unload(gpu);
-                return 1;
-            }
-            qv_log(QV_LOG_WARN, "embed.unavailable", "model_dir=%s msg=\"%s\" (text requests get FAILED_PRECONDITION)",
-                   model_dir, err.msg);
-        } else {
-            qv_log(QV_LOG_INFO, "embed.ready", "model=all-MiniLM-L6-v2 device=%s dir=%s ms=%lld",
-                   qv_embedder_device(embedder), model_dir, (long long)((qv_now_ns() - m0) / 1000000));
-        }
     }
     grpc_init();
     qv_app_t app = {.store = store, .pool = pool, .started_ns = qv_now_ns(), .role = role,

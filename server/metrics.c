@@ -189,6 +189,127 @@ static void put_process(out_t *o)
 static const char *idx_names[] = {"", "none", "pending", "building", "ready", "failed"};
 static const char *job_names[] = {"", "queued", "running", "done", "failed", "abandoned"};
 
+/* The store's families: collections, rows, segments, index builds, compactions, the commit leader. */
+static void put_store(out_t *o, qv_store_t *st)
+{
+    qv_coll_t **list = NULL;
+    size_t nc = 0;
+    if (qv_store_list(st, &list, &nc) == QV_OK) {
+        put(o, "# HELP quiver_collections Collections served.\n# TYPE quiver_collections gauge\n"
+               "quiver_collections %zu\n", nc);
+        put(o, "# HELP quiver_live_rows Points that Get and Search can return.\n# TYPE quiver_live_rows gauge\n");
+        for (size_t i = 0; i < nc; i++)
+            put(o, "quiver_live_rows{collection=\"%s\"} %llu\n", list[i]->schema->name,
+                (unsigned long long)list[i]->live);
+        /* one pass over a read view of each collection collects the figures; each family is then written whole
+         * (HELP, TYPE, its samples), as the exposition format requires */
+        typedef struct {
+            size_t sealed, by_idx[6];
+        } coll_fig_t;
+        typedef struct {
+            size_t coll;
+            uint64_t seg;
+            double progress;
+        } build_fig_t;
+        coll_fig_t *figs = calloc(nc ? nc : 1, sizeof *figs);
+        build_fig_t *builds = NULL;
+        size_t nbuilds = 0, cap_builds = 0;
+        uint64_t wal = 0, vec_bytes = 0;
+        for (size_t i = 0; figs && i < nc; i++) {
+            qv_read_t *v;
+            qv_err_t verr;
+            if (qv_read_begin(list[i], &v, &verr) != QV_OK) {
+                o->oom = true;
+                break;
+            }
+            wal += v->wal_bytes;
+            for (size_t s = 0; s < v->nsegs; s++) {
+                qv_segment_t *g = v->segs[s];
+                vec_bytes += (uint64_t)g->rows * g->dim * sizeof(float);
+                if (g == v->growing)
+                    break;
+                figs[i].sealed++;
+                int state;
+                double progress;
+                uint64_t bytes;
+                qv_store_seg_index_info(st, g, &state, &progress, &bytes);
+                figs[i].by_idx[state >= 1 && state <= 5 ? state : 1]++;
+                if (state == QV_IDX_BUILDING) {
+                    if (nbuilds == cap_builds) {
+                        size_t cap = cap_builds ? 2 * cap_builds : 8;
+                        build_fig_t *nb = realloc(builds, cap * sizeof *nb);
+                        if (!nb)
+                            continue; /* a progress sample less, not a wrong one */
+                        builds = nb;
+                        cap_builds = cap;
+                    }
+                    builds[nbuilds++] = (build_fig_t){i, g->id, progress};
+                }
+            }
+            qv_read_end(v);
+        }
+        if (!figs)
+            o->oom = true;
+        put(o, "# HELP quiver_segments Segments by state (the growing one, and sealed ones).\n"
+               "# TYPE quiver_segments gauge\n");
+        for (size_t i = 0; figs && i < nc; i++) {
+            put(o, "quiver_segments{collection=\"%s\",state=\"growing\"} 1\n", list[i]->schema->name);
+            put(o, "quiver_segments{collection=\"%s\",state=\"sealed\"} %zu\n", list[i]->schema->name,
+                figs[i].sealed);
+        }
+        put(o, "# HELP quiver_index_segments Sealed segments by the state of their index.\n"
+               "# TYPE quiver_index_segments gauge\n");
+        for (size_t i = 0; figs && i < nc; i++)
+            for (int s = 1; s <= 5; s++)
+                put(o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", list[i]->schema->name,
+                    idx_names[s], figs[i].by_idx[s]);
+        put(o, "# HELP quiver_index_build_progress Fraction of a running index build done, per segment.\n"
+               "# TYPE quiver_index_build_progress gauge\n");
+        for (size_t b = 0; b < nbuilds; b++)
+            put(o, "quiver_index_build_progress{collection=\"%s\",segment=\"%llu\"} %.4f\n",
+                list[builds[b].coll]->schema->name, (unsigned long long)builds[b].seg, builds[b].progress);
+        free(builds);
+        free(figs);
+        put(o, "# HELP quiver_store_failed 1 once a storage error has failed the store (writes refused until a "
+               "restart; Health says why).\n# TYPE quiver_store_failed gauge\nquiver_store_failed %d\n",
+            qv_store_failed(st, NULL, 0) ? 1 : 0);
+        put(o, "# HELP quiver_wal_bytes Write-ahead log records not yet covered by sealed segments.\n"
+               "# TYPE quiver_wal_bytes gauge\nquiver_wal_bytes %llu\n", (unsigned long long)wal);
+        put(o, "# HELP quiver_vector_bytes Memory held by vectors of all segments.\n"
+               "# TYPE quiver_vector_bytes gauge\nquiver_vector_bytes %llu\n", (unsigned long long)vec_bytes);
+        qv_store_list_free(list, nc);
+    }
+    qv_compaction_info_t *jobs = NULL;
+    size_t nj = 0;
+    if (qv_store_compactions(st, &jobs, &nj) == QV_OK) {
+        size_t by_state[6] = {0};
+        put(o, "# HELP quiver_compaction_progress Fraction of rows copied by running compactions.\n"
+               "# TYPE quiver_compaction_progress gauge\n");
+        for (size_t i = 0; i < nj; i++) {
+            by_state[jobs[i].state >= 1 && jobs[i].state <= 5 ? jobs[i].state : 4]++;
+            if (jobs[i].state == QV_CJ_RUNNING)
+                put(o, "quiver_compaction_progress{collection=\"%s\",job=\"%llu\"} %.4f\n", jobs[i].collection,
+                    (unsigned long long)jobs[i].id, jobs[i].progress);
+        }
+        put(o, "# HELP quiver_compactions Recent compaction jobs by state.\n# TYPE quiver_compactions gauge\n");
+        for (int s = 1; s <= 5; s++)
+            put(o, "quiver_compactions{state=\"%s\"} %zu\n", job_names[s], by_state[s]);
+        free(jobs);
+    }
+    qv_commit_stat_t cs[16];
+    size_t ncs = qv_store_commit_stats(st, cs, 16);
+    put(o, "# HELP quiver_commit_seconds Time the commit leader ran each kind of operation (every queued write waits "
+           "behind it).\n# TYPE quiver_commit_seconds summary\n");
+    for (size_t i = 0; i < ncs; i++) {
+        put(o, "quiver_commit_seconds_sum{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].total_ns / 1e9);
+        put(o, "quiver_commit_seconds_count{op=\"%s\"} %llu\n", cs[i].name, (unsigned long long)cs[i].runs);
+    }
+    put(o, "# HELP quiver_commit_max_seconds The commit leader's longest run of each kind of operation since "
+           "start-up.\n# TYPE quiver_commit_max_seconds gauge\n");
+    for (size_t i = 0; i < ncs; i++)
+        put(o, "quiver_commit_max_seconds{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].max_ns / 1e9);
+}
+
 char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
 {
     out_t o = {.cap = 16384};
@@ -236,122 +357,8 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
     put(&o, "# HELP quiver_embed_batches_total Forward passes run by the dynamic batcher.\n"
             "# TYPE quiver_embed_batches_total counter\nquiver_embed_batches_total %llu\n",
         (unsigned long long)atomic_load(&embed_batches));
-    qv_coll_t **list = NULL;
-    size_t nc = 0;
-    if (qv_store_list(st, &list, &nc) == QV_OK) {
-        put(&o, "# HELP quiver_collections Collections served.\n# TYPE quiver_collections gauge\n"
-                "quiver_collections %zu\n", nc);
-        put(&o, "# HELP quiver_live_rows Points that Get and Search can return.\n# TYPE quiver_live_rows gauge\n");
-        for (size_t i = 0; i < nc; i++)
-            put(&o, "quiver_live_rows{collection=\"%s\"} %llu\n", list[i]->schema->name,
-                (unsigned long long)list[i]->live);
-        /* one pass over a read view of each collection collects the figures; each family is then written whole
-         * (HELP, TYPE, its samples), as the exposition format requires */
-        typedef struct {
-            size_t sealed, by_idx[6];
-        } coll_fig_t;
-        typedef struct {
-            size_t coll;
-            uint64_t seg;
-            double progress;
-        } build_fig_t;
-        coll_fig_t *figs = calloc(nc ? nc : 1, sizeof *figs);
-        build_fig_t *builds = NULL;
-        size_t nbuilds = 0, cap_builds = 0;
-        uint64_t wal = 0, vec_bytes = 0;
-        for (size_t i = 0; figs && i < nc; i++) {
-            qv_read_t *v;
-            qv_err_t verr;
-            if (qv_read_begin(list[i], &v, &verr) != QV_OK) {
-                o.oom = true;
-                break;
-            }
-            wal += v->wal_bytes;
-            for (size_t s = 0; s < v->nsegs; s++) {
-                qv_segment_t *g = v->segs[s];
-                vec_bytes += (uint64_t)g->rows * g->dim * sizeof(float);
-                if (g == v->growing)
-                    break;
-                figs[i].sealed++;
-                int state;
-                double progress;
-                uint64_t bytes;
-                qv_store_seg_index_info(st, g, &state, &progress, &bytes);
-                figs[i].by_idx[state >= 1 && state <= 5 ? state : 1]++;
-                if (state == QV_IDX_BUILDING) {
-                    if (nbuilds == cap_builds) {
-                        size_t cap = cap_builds ? 2 * cap_builds : 8;
-                        build_fig_t *nb = realloc(builds, cap * sizeof *nb);
-                        if (!nb)
-                            continue; /* a progress sample less, not a wrong one */
-                        builds = nb;
-                        cap_builds = cap;
-                    }
-                    builds[nbuilds++] = (build_fig_t){i, g->id, progress};
-                }
-            }
-            qv_read_end(v);
-        }
-        if (!figs)
-            o.oom = true;
-        put(&o, "# HELP quiver_segments Segments by state (the growing one, and sealed ones).\n"
-                "# TYPE quiver_segments gauge\n");
-        for (size_t i = 0; figs && i < nc; i++) {
-            put(&o, "quiver_segments{collection=\"%s\",state=\"growing\"} 1\n", list[i]->schema->name);
-            put(&o, "quiver_segments{collection=\"%s\",state=\"sealed\"} %zu\n", list[i]->schema->name,
-                figs[i].sealed);
-        }
-        put(&o, "# HELP quiver_index_segments Sealed segments by the state of their index.\n"
-                "# TYPE quiver_index_segments gauge\n");
-        for (size_t i = 0; figs && i < nc; i++)
-            for (int s = 1; s <= 5; s++)
-                put(&o, "quiver_index_segments{collection=\"%s\",state=\"%s\"} %zu\n", list[i]->schema->name,
-                    idx_names[s], figs[i].by_idx[s]);
-        put(&o, "# HELP quiver_index_build_progress Fraction of a running index build done, per segment.\n"
-                "# TYPE quiver_index_build_progress gauge\n");
-        for (size_t b = 0; b < nbuilds; b++)
-            put(&o, "quiver_index_build_progress{collection=\"%s\",segment=\"%llu\"} %.4f\n",
-                list[builds[b].coll]->schema->name, (unsigned long long)builds[b].seg, builds[b].progress);
-        free(builds);
-        free(figs);
-        put(&o, "# HELP quiver_store_failed 1 once a storage error has failed the store (writes refused until a "
-                "restart; Health says why).\n# TYPE quiver_store_failed gauge\nquiver_store_failed %d\n",
-            qv_store_failed(st, NULL, 0) ? 1 : 0);
-        put(&o, "# HELP quiver_wal_bytes Write-ahead log records not yet covered by sealed segments.\n"
-                "# TYPE quiver_wal_bytes gauge\nquiver_wal_bytes %llu\n", (unsigned long long)wal);
-        put(&o, "# HELP quiver_vector_bytes Memory held by vectors of all segments.\n"
-                "# TYPE quiver_vector_bytes gauge\nquiver_vector_bytes %llu\n", (unsigned long long)vec_bytes);
-        qv_store_list_free(list, nc);
-    }
-    qv_compaction_info_t *jobs = NULL;
-    size_t nj = 0;
-    if (qv_store_compactions(st, &jobs, &nj) == QV_OK) {
-        size_t by_state[6] = {0};
-        put(&o, "# HELP quiver_compaction_progress Fraction of rows copied by running compactions.\n"
-                "# TYPE quiver_compaction_progress gauge\n");
-        for (size_t i = 0; i < nj; i++) {
-            by_state[jobs[i].state >= 1 && jobs[i].state <= 5 ? jobs[i].state : 4]++;
-            if (jobs[i].state == QV_CJ_RUNNING)
-                put(&o, "quiver_compaction_progress{collection=\"%s\",job=\"%llu\"} %.4f\n", jobs[i].collection,
-                    (unsigned long long)jobs[i].id, jobs[i].progress);
-        }
-        put(&o, "# HELP quiver_compactions Recent compaction jobs by state.\n# TYPE quiver_compactions gauge\n");
-        for (int s = 1; s <= 5; s++)
-            put(&o, "quiver_compactions{state=\"%s\"} %zu\n", job_names[s], by_state[s]);
-        free(jobs);
-    }
-    qv_commit_stat_t cs[16];
-    size_t ncs = qv_store_commit_stats(st, cs, 16);
-    put(&o, "# HELP quiver_commit_seconds Time the commit leader ran each kind of operation (every queued write waits "
-            "behind it).\n# TYPE quiver_commit_seconds summary\n");
-    for (size_t i = 0; i < ncs; i++) {
-        put(&o, "quiver_commit_seconds_sum{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].total_ns / 1e9);
-        put(&o, "quiver_commit_seconds_count{op=\"%s\"} %llu\n", cs[i].name, (unsigned long long)cs[i].runs);
-    }
-    put(&o, "# HELP quiver_commit_max_seconds The commit leader's longest run of each kind of operation since "
-            "start-up.\n# TYPE quiver_commit_max_seconds gauge\n");
-    for (size_t i = 0; i < ncs; i++)
-        put(&o, "quiver_commit_max_seconds{op=\"%s\"} %.6f\n", cs[i].name, (double)cs[i].max_ns / 1e9);
+    if (st) /* a coordinator has no store */
+        put_store(&o, st);
     put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"
             "# TYPE quiver_resident_memory_bytes gauge\nquiver_resident_memory_bytes %llu\n",
         (unsigned long long)qv_resident_bytes());

@@ -109,38 +109,6 @@ static int h_describe(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Pr
     return QV_OK;
 }
 
-static int no_model(qv_err_t *err)
-{
-    return qv_err_set(err, QV_EPRECOND, "this server runs without an embedding model (start it with --model-dir; "
-                                         "tools/fetch_model.sh installs one)");
-}
-
-/* Points without a vector but with text, in a collection with an embedding model, get their vector from the model
- * (all of them in one call to the batcher). Without a model such points are rejected with a precise message. */
-static int embed_points(qv_app_t *app, qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n,
-                        qv_err_t *err)
-{
-    const char **texts;
-    size_t *lens, want;
-    int rc = qv_embed_text_points(&ctx->arena, s, pts, n, &texts, &lens, &want, err);
-    if (rc || !want)
-        return rc;
-    if (!app->embedder)
-        return no_model(err);
-    float *vecs = qv_arena_array(&ctx->arena, want * s->dim, sizeof(float));
-    if (!vecs)
-        return qv_err_set(err, QV_ENOMEM, "out of memory");
-    if ((rc = qv_embedder_embed(app->embedder, texts, lens, want, vecs, err)))
-        return rc;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!pts[i].nvector) {
-            pts[i].vector = vecs + k++ * s->dim;
-            pts[i].nvector = s->dim;
-        }
-    return QV_OK;
-}
-
 static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
@@ -153,7 +121,7 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     uint64_t seq = 0;
     rc = qv_conv_points(&ctx->arena, c->schema, req->points, req->n_points, &pts, err);
     if (rc == QV_OK)
-        rc = embed_points(app, ctx, c->schema, pts, req->n_points, err);
+        rc = qv_embed_points(app->embedder, &ctx->arena, c->schema, pts, req->n_points, err);
     if (rc == QV_OK)
         rc = qv_store_upsert(app->store, c, pts, (uint32_t)req->n_points, &seq, err);
     qv_coll_release(c);
@@ -489,17 +457,7 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     size_t dim = req->n_vector;
     float *query = req->vector;
     if (req->text[0]) {
-        size_t len = strlen(req->text);
-        if (!c->schema->embed)
-            rc = qv_err_set(err, QV_EINVAL, "collection '%s' has no embedding model: search it with a vector",
-                            c->schema->name);
-        else if (req->n_vector)
-            rc = qv_err_set(err, QV_EINVAL, "give either vector or text, not both");
-        else if (!app->embedder)
-            rc = no_model(err);
-        else if (!(query = qv_arena_array(&ctx->arena, c->schema->dim, sizeof(float))))
-            rc = qv_err_set(err, QV_ENOMEM, "out of memory");
-        else if ((rc = qv_embedder_embed(app->embedder, (const char *const *)&req->text, &len, 1, query, err)) == 0)
+        if ((rc = qv_embed_query(app->embedder, &ctx->arena, c->schema, req->text, req->n_vector, &query, err)) == 0)
             dim = c->schema->dim;
     } else if (req->n_vector == 0) {
         rc = qv_err_set(err, QV_EINVAL, "the query needs a vector%s", c->schema->embed ? " or text" : "");
@@ -739,40 +697,7 @@ static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsRes
 static int h_embed(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
-    const Quiver__V1__EmbedRequest *req = (const void *)m;
-    if (!app->embedder)
-        return no_model(err);
-    if (req->n_texts == 0)
-        return qv_err_set(err, QV_EINVAL, "no texts to embed");
-    if (req->n_texts > QV_EMBED_TEXTS_MAX)
-        return qv_err_set(err, QV_EINVAL, "%zu texts in one request exceeds the limit of %d", req->n_texts,
-                          QV_EMBED_TEXTS_MAX);
-    uint32_t dim = qv_embedder_dim(app->embedder);
-    RESP(Quiver__V1__EmbedResponse, quiver__v1__embed_response__init, r);
-    size_t *lens = qv_arena_array(&ctx->arena, req->n_texts, sizeof *lens);
-    float *vecs = qv_arena_array(&ctx->arena, req->n_texts * dim, sizeof(float));
-    r->vectors = qv_arena_array(&ctx->arena, req->n_texts, sizeof *r->vectors);
-    if (!lens || !vecs || !r->vectors)
-        return qv_err_set(err, QV_ENOMEM, "out of memory");
-    for (size_t i = 0; i < req->n_texts; i++)
-        lens[i] = strlen(req->texts[i]);
-    int rc = qv_embedder_embed(app->embedder, (const char *const *)req->texts, lens, req->n_texts, vecs, err);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < req->n_texts; i++) {
-        Quiver__V1__Vector *v = qv_arena_alloc(&ctx->arena, sizeof *v);
-        if (!v)
-            return qv_err_set(err, QV_ENOMEM, "out of memory");
-        quiver__v1__vector__init(v);
-        v->values = vecs + i * dim;
-        v->n_values = dim;
-        r->vectors[i] = v;
-    }
-    r->n_vectors = req->n_texts;
-    r->dim = dim;
-    r->model = QV_EMBED_MINILM_NAME;
-    *resp = &r->base;
-    return QV_OK;
+    return qv_embed_serve(app->embedder, &ctx->arena, m, resp, err);
 }
 
 /* ---- backups (storage/backup.h) ---- */

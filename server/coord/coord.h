@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "server/auth.h"
+#include "server/embedder.h"
 
 typedef struct {
     const char *listen;
@@ -27,6 +28,7 @@ typedef struct {
     char *shard_ca_pem;          /* TLS to shards */
     char *shard_cert_pem, *shard_key_pem;
     const char *shard_api_key;   /* sent to shards as `authorization: Bearer KEY` */
+    qv_embedder_t *embedder;     /* NULL: text is embedded by the shards; else here, once, and shards get vectors */
     const sigset_t *sigs;        /* blocked by the caller; sigwait'ed to stop */
 } qv_coord_cfg_t;
 

@@ -330,10 +330,12 @@ static int h_compact(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, P
     return QV_OK;
 }
 
-/* Embedding needs no data: the first shard that answers does it (shards hold the model; see --model-dir). */
+/* Embedding needs no data: a coordinator with a model embeds itself; one without asks the first shard that answers. */
 static int h_embed(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_coord_t *co = a;
+    if (co->cfg->embedder)
+        return qv_embed_serve(co->cfg->embedder, &ctx->arena, msg, resp, err);
     const char **names;
     qv_shard_t **shards;
     size_t n;

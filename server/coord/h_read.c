@@ -1,8 +1,8 @@
 /* Coordinator read handlers: Get, Search, SearchBatch, Count, Scroll.
  *
- * Search and SearchBatch send the client's request unchanged to every server of the collection at once (one
- * completion queue, the client's remaining deadline on every call) and merge the per-shard top-k lists, each best
- * first (qv_merge_hits, merge.c). A shard that fails or is late fails the query (UNAVAILABLE / DEADLINE_EXCEEDED
+ * Search and SearchBatch send the client's request (a text query embedded first when this coordinator has a model)
+ * to every server of the collection at once (one completion queue, the client's remaining deadline on every call)
+ * and merge the per-shard top-k lists, each best first (qv_merge_hits, merge.c). A shard that fails or is late fails the query (UNAVAILABLE / DEADLINE_EXCEEDED
  * naming it) unless the request sets allow_partial; then the answer carries partial = true and missing_shards, and
  * the shard calls end a little before the client's deadline (client.c), so that a late shard makes the answer
  * partial instead of the whole call late. k, ef, rerank and the batch size are checked here before the fan-out
@@ -68,6 +68,18 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
                                      err)) != QV_OK) {
         qv_route_release(&rt);
         return rc;
+    }
+    Quiver__V1__SearchRequest fwd;
+    if (req->text[0] && co->cfg->embedder) { /* embedded once, here: the shards get the vector */
+        fwd = *req;
+        if ((rc = qv_embed_query(co->cfg->embedder, &ctx->arena, rt.meta->schema, req->text, req->n_vector,
+                                 &fwd.vector, err)) != QV_OK) {
+            qv_route_release(&rt);
+            return rc;
+        }
+        fwd.n_vector = rt.meta->schema->dim;
+        fwd.text = (char *)"";
+        msg = &fwd.base;
     }
     qv_sub_t *subs = NULL;
     const char **missing = NULL;

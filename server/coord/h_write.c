@@ -330,14 +330,19 @@ int qv_coord_split_ids(qv_call_ctx_t *ctx, const qv_route_t *rt, char *const *id
     return split(ctx, rt, str_id, ids, n, srv, counts, err);
 }
 
-/* A collection with an embedding model takes points with text instead of a vector; the shards embed them. What
- * decides whether such a request is accepted is checked here, over the whole request, before anything is sent, so
- * that it is refused whole or written whole (never one shard refusing its share while the others write theirs): a
- * point without a vector must have text in a collection with a model, and the texts together must pass the
- * embedder's limits (qv_embed_text_points: the list and messages of a standalone server), and everything but the
- * vector must validate, with a unit vector standing in for the one the shard will compute. pts are validation copies; the shards get the request's own points. */
-static int check_text_points(qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n, qv_err_t *err)
+/* A collection with an embedding model takes points with text instead of a vector. What decides whether such a
+ * request is accepted is checked here, over the whole request, before anything is sent, so that it is refused whole
+ * or written whole (never one shard refusing its share while the others write theirs): a point without a vector
+ * must have text in a collection with a model, and the texts together must pass the embedder's limits
+ * (qv_embed_text_points: the list and messages of a standalone server). A coordinator with a model then embeds them
+ * here, once (qv_embed_points; the shards get vector and text, and need no model); one without leaves it to the
+ * shards, validating the rest with a unit vector standing in for the one the shard will compute. pts are validation
+ * copies; the shards get the request's own points, with the computed vectors put in (embedded_points). */
+static int check_text_points(qv_coord_t *co, qv_call_ctx_t *ctx, const qv_schema_t *s, qv_point_t *pts, size_t n,
+                             qv_err_t *err)
 {
+    if (co->cfg->embedder)
+        return qv_embed_points(co->cfg->embedder, &ctx->arena, s, pts, n, err);
     const char **texts;
     size_t *lens, want;
     int rc = qv_embed_text_points(&ctx->arena, s, pts, n, &texts, &lens, &want, err);
@@ -378,7 +383,7 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
             pts[i].vector = memcpy(v, pts[i].vector, pts[i].nvector * sizeof *v);
     }
     if (rc == QV_OK)
-        rc = check_text_points(ctx, s, pts, n, err);
+        rc = check_text_points(co, ctx, s, pts, n, err);
     if (rc == QV_OK)
         rc = qv_points_validate(s, pts, (uint32_t)n, err);
     uint32_t *srv;
@@ -405,7 +410,19 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
         }
         for (size_t i = 0; rc == QV_OK && i < n; i++) {
             Quiver__V1__UpsertRequest *p = &parts[srv[i]];
-            p->points[p->n_points++] = req->points[i];
+            Quiver__V1__Point *pt = req->points[i];
+            if (co->cfg->embedder && pt->n_vector == 0) { /* embedded here: the shard gets the vector with the text */
+                Quiver__V1__Point *copy = qv_arena_alloc(&ctx->arena, sizeof *copy);
+                if (!copy) {
+                    rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+                    break;
+                }
+                *copy = *pt;
+                copy->vector = pts[i].vector;
+                copy->n_vector = pts[i].nvector;
+                pt = copy;
+            }
+            p->points[p->n_points++] = pt;
         }
     }
     uint64_t seq = 0;

@@ -57,7 +57,7 @@ class Node(t.Server):
         cmd = [self.binary, "--role", self.role, "--listen", self.addr] + self.args
         if self.role != "coordinator":
             cmd += ["--data", self.data]
-            cmd += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}" if self.metrics_port else "off"]
+        cmd += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}" if self.metrics_port else "off"]
         return cmd + self.flags
 
     def start(self, timeout=60, new_port=False):
@@ -758,6 +758,65 @@ def test_etcd_cluster(quiverd, etcd):
     finally:
         for s in shards + coords:
             s.cleanup()
+
+
+def _embed_texts_counter(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        m = re.search(r"^quiver_embed_texts_total (\S+)$", r.read().decode(), re.M)
+    return float(m.group(1))
+
+
+def test_coordinator_embeds_for_shards_without_a_model(quiverd, tmp_path):
+    """A coordinator with the model embeds text queries and text upserts once and sends vectors to the shards, which
+    have no model; Embed is served by the coordinator; the shards' embedding counters stay 0 and the coordinator's
+    count the texts; results equal a standalone server's on the same texts."""
+    lone = tmp_path / "bin" / "quiverd"  # no model/ beside this copy: shards without a model
+    lone.parent.mkdir()
+    shutil.copy(quiverd, lone)
+    env_model = os.environ.pop("QV_MODEL_DIR", None)
+    nodes = []
+    try:
+        shards = [Node("shard", binary=str(lone), metrics=True).start() for _ in range(2)]
+        nodes += shards
+        coord = Node("coordinator", ["--shards", ",".join(s.addr for s in shards)], binary=quiverd, metrics=True)
+        nodes.append(coord.start())
+        sa = t.Server(binary=quiverd, extra=["--metrics-listen", "off"]).start()
+        nodes.append(sa)
+        # the shards really have no model
+        expect_error(lambda: shards[0].client.q.Embed(pb.EmbedRequest(texts=["x"])), SC.FAILED_PRECONDITION,
+                     ["model"])
+        docs = [f"document number {i} about {topic}" for i, topic in
+                enumerate(["rivers", "mountains", "databases", "vectors", "cooking", "music"] * 5)]
+        for c in (coord.client, sa.client):
+            c.q.CreateCollection(pb.CreateCollectionRequest(name="txt", embedding_model="all-MiniLM-L6-v2"))
+            c.upsert("txt", [pb.Point(id=f"d{i}", text=d) for i, d in enumerate(docs)])
+        assert coord.client.count("txt") == len(docs)
+        assert all(s.client.count("txt") > 0 for s in shards)
+        # stored: the text, and the vector the coordinator computed (equal to the standalone server's)
+        got = {p.id: p for p in coord.client.get("txt", ["d0", "d7"])}
+        ref = {p.id: p for p in sa.client.get("txt", ["d0", "d7"])}
+        for pid in ("d0", "d7"):
+            assert got[pid].text == ref[pid].text
+            assert np.allclose(got[pid].vector, ref[pid].vector, atol=1e-5)
+        for q in ("a database of vectors", "a song", "high peaks"):
+            a = coord.client.q.Search(pb.SearchRequest(collection="txt", text=q, k=5))
+            b = sa.client.q.Search(pb.SearchRequest(collection="txt", text=q, k=5))
+            assert [h.id for h in a.hits] == [h.id for h in b.hits], q
+            assert np.allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-4)
+        e = coord.client.q.Embed(pb.EmbedRequest(texts=["hello", "world"]))
+        assert e.dim == 384 and len(e.vectors) == 2
+        # the error contract holds at the coordinator, before anything is sent
+        expect_error(lambda: coord.client.upsert("txt", [pb.Point(id="blank", text="   ")]), SC.INVALID_ARGUMENT,
+                     ["text"])
+        expect_error(lambda: coord.client.q.Search(pb.SearchRequest(collection="txt", text="x", vector=[0.0] * 384,
+                                                                    k=1)), SC.INVALID_ARGUMENT, ["either"])
+        assert sum(_embed_texts_counter(s.metrics_port) for s in shards) == 0
+        assert _embed_texts_counter(coord.metrics_port) >= len(docs) + 3 + 2
+    finally:
+        if env_model is not None:
+            os.environ["QV_MODEL_DIR"] = env_model
+        for n in nodes:
+            n.cleanup()
 
 
 def _etcd_ranges(etcd):

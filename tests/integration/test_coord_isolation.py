@@ -46,8 +46,8 @@ class Node(t.Server):
     def cmdline(self):
         cmd = [self.binary, "--role", self.role, "--listen", self.addr] + self.args
         if self.role != "coordinator":
-            cmd += ["--data", self.data, "--metrics-listen", "off"]
-        return cmd + self.flags
+            cmd += ["--data", self.data]
+        return cmd + ["--metrics-listen", "off"] + self.flags
 
 
 def start_cluster(quiverd, n=2, coord_args=()):
