@@ -1,7 +1,7 @@
 /* API-key file parsing (server/auth.c): roles of the keys a file holds; blank lines of any C-locale whitespace (a
  * line of only "\v" or "\f" once made the parser read an uninitialised key) and comments skipped; every malformed
  * line rejected with a message naming the file and line, never the key; duplicate keys rejected; the file reader's
- * limits. $QV_TEST_FILTER (a cmocka glob) runs a subset. */
+ * limits. `test_x PATTERN` or $QV_TEST_FILTER (a cmocka glob) runs a subset (qvcase.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,8 +177,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rejected_lines),
         cmocka_unit_test(test_load_file),
     };
-    const char *filter = getenv("QV_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1081,11 +1081,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_callers),
         cmocka_unit_test(test_api_errors),
     };
-    /* $QV_TEST_FILTER (a cmocka glob) runs a subset: the ThreadSanitizer build runs only the concurrent callers,
-     * since the instrumented forward passes of the golden tests take minutes there */
-    const char *filter = getenv("QV_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     qv_embed_model_free(model);
     return rc;

@@ -2,7 +2,7 @@
  * written here: rows of every supported dtype; headers that are empty (length 0 once made the parser read before
  * and past its buffer), shorter than their preamble, longer than the file or than 1 MiB, not ending in '\n', not a
  * dict, or holding a NUL, each rejected with a message saying which; shapes that are not (rows, dim) or whose size
- * overflows; and data shorter than the shape. $QV_TEST_FILTER (a cmocka glob) runs a subset. */
+ * overflows; and data shorter than the shape. `test_x PATTERN` or $QV_TEST_FILTER (a cmocka glob) runs a subset (qvcase.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -277,8 +277,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_npy_header_bounds),
         cmocka_unit_test(test_npy_shape_and_dtype),
     };
-    const char *filter = getenv("QV_TEST_FILTER");
-    if (filter && *filter)
-        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
