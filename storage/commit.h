@@ -55,7 +55,7 @@ void qv__run_create(qv_store_t *st, qv_writer_t *w);
 void qv__run_drop(qv_store_t *st, qv_writer_t *w);
 /* storage/seal.c: W_FLUSH (freeze and persist one collection, or all) */
 void qv__run_flush(qv_store_t *st, qv_writer_t *w);
-/* storage/seal.c: W_PERSIST (persist frozen segments: the sealer's turn, or close) */
+/* storage/seal.c: W_PERSIST (persist frozen segments: a seal job's turn, or close) */
 void qv__run_persist(qv_store_t *st, qv_writer_t *w);
 /* storage/indexer.c: W_INDEX (replace a segment's stored graph blob) */
 void qv__run_index(qv_store_t *st, qv_writer_t *w);

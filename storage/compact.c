@@ -6,7 +6,7 @@
  *   copy    (background thread, no lock): every row not yet deleted is appended to a fresh segment; map[i][r] keeps
  *           the new row of input i's row r. Inputs are immutable but for their delete bits, read atomically.
  *   blob    (background thread): the leader hands out the output's segment id (W_SEG_ID, a counter bump), and the
- *           job writes the output's blob chunks in a batch of its own, off the leader, as the sealer does for
+ *           job writes the output's blob chunks in a batch of its own, off the leader, as a seal job does for
  *           frozen segments. Until the swap no manifest lists the id, so a crash here leaves orphan chunks that
  *           start-up removes (store_recover.c); a job that fails after this step deletes them itself.
  *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
@@ -21,7 +21,7 @@
 
 #include "common/bitmap.h"
 #include "storage/commit.h"
-#include "storage/indexer.h"
+#include "storage/worker.h"
 #include "storage/store_int.h"
 
 typedef struct qv_cjob {
@@ -176,7 +176,7 @@ static int copy_rows(qv_cjob_t *j)
             if (rc == QV_OK)
                 rc = qv_seg_append(j->out, &pt, &j->map[i][r]);
             atomic_fetch_add_explicit(&j->copied, 1, memory_order_relaxed);
-            if ((r & 4095) == 0 && (atomic_load(&j->coll->dropped) || qv__indexer_stopping(j->st->indexer)))
+            if ((r & 4095) == 0 && (atomic_load(&j->coll->dropped) || qv__worker_stopping(j->st->worker)))
                 rc = QV_ECANCELLED;
         }
     }
@@ -422,7 +422,7 @@ int qv_store_compact(qv_store_t *st, qv_coll_t *c, uint64_t target_rows, bool au
     pthread_mutex_unlock(&st->jobs_mu);
     *job_id = j->info.id;
     *ninputs = j->info.ninputs;
-    if (qv__indexer_task(st->indexer, run_job, j) != QV_OK) {
+    if (qv__worker_compact(st->worker, c, j->in, j->info.ninputs, run_job, j) != QV_OK) {
         finish(j, QV_CJ_FAILED, "out of memory");
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     }

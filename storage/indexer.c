@@ -1,6 +1,7 @@
 /* Background index builds (see indexer.h), and the store's side of them: which segments get indexed, and the graph
  * blob write that the commit leader runs (W_INDEX). */
 #include "storage/indexer.h"
+#include "storage/worker.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,89 +10,11 @@
 #include "storage/commit.h"
 #include "storage/store_int.h"
 
-typedef struct job {
+/* The segment a build is for, with the collection it belongs to (the worker holds references to both). */
+typedef struct {
     qv_coll_t *coll;
-    qv_segment_t *seg;        /* index build; NULL for a task */
-    void (*task)(void *arg, bool run);  /* other background work (compaction); run = false: discard */
-    void *arg;
-    struct job *next;
+    qv_segment_t *seg;
 } job_t;
-
-struct qv_indexer {
-    qv_store_t *st;
-    qv_pool_t *pool;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu;  /* guards the queue, stopping, current */
-    pthread_cond_t cv;
-    job_t *head, *tail;
-    bool stopping;
-    qv_hnsw_t *current; /* the build in progress, for cancel */
-    bool external_off;  /* the other builder said QV_EUNAVAIL (a broken device): the CPU builds from then on */
-};
-
-qv_indexer_t *qv__indexer_create(qv_store_t *st, int threads)
-{
-    qv_indexer_t *ix = calloc(1, sizeof *ix);
-    if (!ix)
-        return NULL;
-    ix->st = st;
-    ix->pool = qv_pool_create(threads > 1 ? threads - 1 : 0);
-    if (!ix->pool) {
-        free(ix);
-        return NULL;
-    }
-    pthread_mutex_init(&ix->mu, NULL);
-    pthread_cond_init(&ix->cv, NULL);
-    return ix;
-}
-
-static void enqueue(qv_indexer_t *ix, job_t *j)
-{
-    pthread_mutex_lock(&ix->mu);
-    if (ix->tail)
-        ix->tail->next = j;
-    else
-        ix->head = j;
-    ix->tail = j;
-    pthread_cond_signal(&ix->cv);
-    pthread_mutex_unlock(&ix->mu);
-}
-
-void qv__indexer_submit(qv_indexer_t *ix, qv_coll_t *c, qv_segment_t *seg)
-{
-    job_t *j = calloc(1, sizeof *j);
-    if (!j) {
-        atomic_store(&seg->index_state, QV_IDX_FAILED);
-        return;
-    }
-    atomic_fetch_add(&c->refs, 1);
-    qv_seg_ref(seg);
-    j->coll = c;
-    j->seg = seg;
-    atomic_store(&seg->index_state, QV_IDX_PENDING);
-    enqueue(ix, j);
-}
-
-int qv__indexer_task(qv_indexer_t *ix, void (*task)(void *arg, bool run), void *arg)
-{
-    job_t *j = calloc(1, sizeof *j);
-    if (!j)
-        return QV_ENOMEM;
-    j->task = task;
-    j->arg = arg;
-    enqueue(ix, j);
-    return QV_OK;
-}
-
-static void job_free(job_t *j, bool ran)
-{
-    if (j->task && !ran)
-        j->task(j->arg, false);
-    qv_seg_unref(j->seg);
-    qv_coll_release(j->coll);
-    free(j);
-}
 
 /* After the blob of a built index h was persisted (rc, err): serves h, or frees it when the collection is gone. */
 static void publish(qv_store_t *st, job_t *j, qv_hnsw_t *h, int rc, const qv_err_t *err, double secs,
@@ -115,13 +38,12 @@ static void publish(qv_store_t *st, job_t *j, qv_hnsw_t *h, int rc, const qv_err
 /* The graph from the store's other builder (the GPU plugin), checked by decoding it as untrusted input. Returns true
  * when the segment is served from it (or the collection went away meanwhile); false sends the caller to the CPU
  * build, after one log line saying why. There is no progress to report and no cancel: the builder runs to its end. */
-static bool build_external(qv_indexer_t *ix, job_t *j, const qv_hnsw_params_t *p)
+static bool build_external(qv_store_t *st, qv_worker_t *w, job_t *j, const qv_hnsw_params_t *p)
 {
-    qv_store_t *st = ix->st;
     qv_segment_t *seg = j->seg;
     const qv_schema_t *s = j->coll->schema;
     const char *name = st->opts.graph_builder ? st->opts.graph_builder : "external";
-    if (qv__indexer_stopping(ix))
+    if (qv__worker_stopping(w))
         return false; /* the CPU path sees the stop and leaves the segment pending */
     atomic_store(&seg->index_state, QV_IDX_BUILDING);
     qv_err_t err;
@@ -147,10 +69,10 @@ static bool build_external(qv_indexer_t *ix, job_t *j, const qv_hnsw_params_t *p
     }
     if (rc) {
         qv_wbuf_free(&blob);
-        ix->external_off = rc == QV_EUNAVAIL; /* only the indexer thread reads or writes it */
+        *qv__worker_external_off(w) = rc == QV_EUNAVAIL; /* the build lane's own flag */
         qv__store_log(st, "index.builder_failed", "collection=%s segment=%llu builder=%s code=%s msg=\"%s\" "
                       "(building on the CPU instead%s)", s->name, (unsigned long long)seg->id, name, qv_strerror(rc),
-                      err.msg, ix->external_off ? ", and for every later segment" : "");
+                      err.msg, *qv__worker_external_off(w) ? ", and for every later segment" : "");
         return false;
     }
     double secs = (double)(qv__now_ns() - t0) / 1e9;
@@ -160,10 +82,9 @@ static bool build_external(qv_indexer_t *ix, job_t *j, const qv_hnsw_params_t *p
     return true;
 }
 
-static void build_one(qv_indexer_t *ix, job_t *j)
+void qv__index_build(qv_store_t *st, qv_worker_t *w, qv_coll_t *c, qv_segment_t *seg)
 {
-    qv_store_t *st = ix->st;
-    qv_segment_t *seg = j->seg;
+    job_t jj = {c, seg}, *j = &jj;
     const qv_schema_t *s = j->coll->schema;
     qv_hnsw_params_t p = {.metric = s->metric == QV_METRIC_L2 ? QV_HNSW_L2 : QV_HNSW_IP,
                           .M = s->hnsw_m,
@@ -173,7 +94,7 @@ static void build_one(qv_indexer_t *ix, job_t *j)
                           .pq_m = s->pq_m};
     qv_err_t err;
     qv_hnsw_t *h = NULL;
-    if (st->opts.graph_build && !ix->external_off && build_external(ix, j, &p))
+    if (st->opts.graph_build && !*qv__worker_external_off(w) && build_external(st, w, j, &p))
         return;
     int rc = qv_hnsw_create(&p, seg->vectors, seg->rows, seg->dim, 0, &err, &h);
     if (rc) {
@@ -182,18 +103,16 @@ static void build_one(qv_indexer_t *ix, job_t *j)
                       (unsigned long long)seg->id, err.msg);
         return;
     }
-    pthread_mutex_lock(&ix->mu);
-    bool stop = ix->stopping;
-    ix->current = h;
-    atomic_store(&seg->building, h);
-    atomic_store(&seg->index_state, QV_IDX_BUILDING);
-    pthread_mutex_unlock(&ix->mu);
     int64_t t0 = qv__now_ns();
-    rc = stop ? QV_ECANCELLED : qv_hnsw_build(h, ix->pool);
-    pthread_mutex_lock(&ix->mu);
-    ix->current = NULL;
-    atomic_store(&seg->building, NULL);
-    pthread_mutex_unlock(&ix->mu);
+    if (qv__worker_build_begin(w, seg, h)) {
+        rc = qv_hnsw_build(h, qv__worker_pool(w));
+        qv__worker_build_end(w, seg);
+    } else {
+        rc = QV_ECANCELLED; /* stopping, or a compaction will replace the segment */
+    }
+    if (rc == QV_ECANCELLED && !qv__worker_stopping(w))
+        qv__store_log(st, "index.cancelled", "collection=%s segment=%llu (a compaction replaces the segment)",
+                      s->name, (unsigned long long)seg->id);
     if (rc) {
         atomic_store(&seg->index_state, rc == QV_ECANCELLED ? QV_IDX_PENDING : QV_IDX_FAILED);
         if (rc != QV_ECANCELLED)
@@ -212,105 +131,20 @@ static void build_one(qv_indexer_t *ix, job_t *j)
     publish(st, j, h, rc, &err, secs, "cpu");
 }
 
-static void *run(void *arg)
-{
-    qv_indexer_t *ix = arg;
-    pthread_mutex_lock(&ix->mu);
-    for (;;) {
-        while (!ix->stopping && !ix->head)
-            pthread_cond_wait(&ix->cv, &ix->mu);
-        if (ix->stopping)
-            break;
-        job_t *j = ix->head;
-        ix->head = j->next;
-        if (!ix->head)
-            ix->tail = NULL;
-        pthread_mutex_unlock(&ix->mu);
-        if (j->task)
-            j->task(j->arg, true);
-        else if (!atomic_load(&j->coll->dropped))
-            build_one(ix, j);
-        job_free(j, true);
-        pthread_mutex_lock(&ix->mu);
-    }
-    pthread_mutex_unlock(&ix->mu);
-    return NULL;
-}
-
-int qv__indexer_start(qv_indexer_t *ix)
-{
-    if (pthread_create(&ix->thread, NULL, run, ix) != 0)
-        return QV_ENOMEM;
-    ix->started = true;
-    return QV_OK;
-}
-
-void qv__indexer_destroy(qv_indexer_t *ix)
-{
-    if (!ix)
-        return;
-    pthread_mutex_lock(&ix->mu);
-    ix->stopping = true;
-    if (ix->current)
-        qv_hnsw_cancel(ix->current);
-    pthread_cond_broadcast(&ix->cv);
-    pthread_mutex_unlock(&ix->mu);
-    if (ix->started)
-        pthread_join(ix->thread, NULL);
-    for (job_t *j = ix->head, *n; j; j = n) {
-        n = j->next;
-        job_free(j, false);
-    }
-    qv_pool_destroy(ix->pool);
-    pthread_mutex_destroy(&ix->mu);
-    pthread_cond_destroy(&ix->cv);
-    free(ix);
-}
-
-bool qv__indexer_stopping(qv_indexer_t *ix)
-{
-    pthread_mutex_lock(&ix->mu);
-    bool s = ix->stopping;
-    pthread_mutex_unlock(&ix->mu);
-    return s;
-}
-
-void qv__indexer_seg_info(qv_indexer_t *ix, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)
-{
-    *state = atomic_load(&seg->index_state);
-    *progress = 0;
-    *bytes = 0;
-    qv_hnsw_t *ready = atomic_load_explicit(&seg->index, memory_order_acquire);
-    if (ready) {
-        qv_hnsw_info_t info;
-        qv_hnsw_info(ready, &info);
-        *progress = 1;
-        *bytes = info.graph_bytes + info.quant_bytes;
-        return;
-    }
-    if (!ix)
-        return;
-    pthread_mutex_lock(&ix->mu); /* the indexer frees a build only after clearing `building` under mu */
-    qv_hnsw_t *b = atomic_load(&seg->building);
-    if (b && seg->rows)
-        *progress = (double)qv_hnsw_progress(b) / seg->rows;
-    pthread_mutex_unlock(&ix->mu);
-}
-
 /* ---- the store's side: what gets indexed, and the graph blob write (commit leader: W_INDEX) ---- */
 
 void qv__store_maybe_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
 {
-    if (st->indexer && c->schema->index_kind == QV_INDEX_HNSW && seg->rows >= st->opts.index_min_rows &&
+    if (st->worker && c->schema->index_kind == QV_INDEX_HNSW && seg->rows >= st->opts.index_min_rows &&
         seg->rows > 0)
-        qv__indexer_submit(st->indexer, c, seg);
+        qv__worker_index(st->worker, c, seg);
     else
         atomic_store(&seg->index_state, QV_IDX_NONE);
 }
 
 void qv_store_seg_index_info(qv_store_t *st, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes)
 {
-    qv__indexer_seg_info(st->indexer, seg, state, progress, bytes);
+    qv__worker_seg_info(st->worker, seg, state, progress, bytes);
 }
 
 /* Replaces the stored index blob of a segment (chunked like segment blobs). */

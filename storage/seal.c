@@ -4,10 +4,10 @@
  *   freeze   (commit leader, when the growing segment reaches seal_rows rows or its WAL records seal_wal_bytes): the
  *            growing segment becomes sealed, searchable at once, and an empty growing segment takes its place.
  *            Nothing is written; the WAL still covers the frozen rows.
- *   persist  the sealer thread encodes the frozen segment and writes its blob chunks (seal_task); then the commit
- *            leader (W_PERSIST) writes one small atomic batch: id-map entries for its live rows, the id-map removals
- *            and delete bitmaps changed since the last persist, the new manifest (with the covered WAL sequence), and
- *            the deletion of the WAL records now covered. If the process dies between the two, the manifest does not
+ *   persist  a seal job on the worker's durability lane (worker.h: QV_JOB_SEAL) encodes the frozen segment and
+ *            writes its blob chunks (seal_task); then the commit leader (W_PERSIST) writes one small atomic batch: the
+ *            delete bitmaps changed since the last persist, the new manifest (with the covered WAL sequence), and
+ *            the deletion of the WAL records now covered (the id map is not stored: start-up rebuilds it). If the process dies between the two, the manifest does not
  *            list the blob; start-up removes such orphan chunks and the WAL replays the rows.
  * Admin.Flush (W_FLUSH) freezes and persists synchronously, in the leader. What the batches contain is specified
  * in catalog.h. */
@@ -16,7 +16,7 @@
 
 #include "common/fault.h"
 #include "storage/commit.h"
-#include "storage/indexer.h"
+#include "storage/worker.h"
 #include "storage/store_int.h"
 
 /* Freezes c's growing segment: its rows become immutable and searchable as a sealed segment, and an empty growing
@@ -66,8 +66,8 @@ static int freeze(qv_store_t *st, qv_coll_t *c, qv_segment_t **frozen, qv_err_t 
     return QV_OK;
 }
 
-/* Persists every frozen segment of c (their blobs unless the sealer already wrote them, id-map entries for their
- * live rows), the id-map removals and delete bitmaps changed since the last persist, and the manifest; and drops
+/* Persists every frozen segment of c (their blobs unless the seal job already wrote them), the delete bitmaps
+ * changed since the last persist, and the manifest; and drops
  * the WAL records all of that covers: one atomic batch. With no frozen segment and an empty growing one (a run of
  * deletes) it still persists bitmaps and drops the WAL. Leader only; *sealed counts the segments persisted. */
 static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *sealed, qv_err_t *err)
@@ -76,7 +76,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
     uint64_t covered = c->seal_seq, share = 0;
     size_t nfrozen = 0, left = 0;
     /* The frozen segments persisted now: all of them when blobs may be written here (Flush, close); otherwise the
-     * run, in freeze order, whose blobs the sealer has written. A prefix in freeze order keeps every WAL record
+     * run, in freeze order, whose blobs the seal jobs have written. A prefix in freeze order keeps every WAL record
      * up to `covered` inside a persisted segment; the rest stay covered by the WAL until their own turn. */
     bool *pick = calloc(c->nsealed ? c->nsealed : 1, sizeof *pick);
     if (!pick)
@@ -181,7 +181,7 @@ static int persist(qv_store_t *st, qv_coll_t *c, bool inline_blobs, uint32_t *se
     return QV_OK;
 }
 
-/* The sealer thread's work for one frozen segment: write its blob outside the commit path, then let the leader
+/* The seal job (QV_JOB_SEAL) for one frozen segment: write its blob outside the commit path, then let the leader
  * persist it (a small batch). If the leader got there first (Flush), nothing is left to do; blob chunks written
  * for a segment that never reaches the manifest are removed at the next start-up. */
 typedef struct {
@@ -250,7 +250,7 @@ void qv__run_persist(qv_store_t *st, qv_writer_t *w)
         w->seg->blob_written = true;
         w->seg->blob_len = w->blob_len;
     }
-    /* the sealer's call persists only segments whose blobs are written, unless its own write failed */
+    /* the seal job's call persists only segments whose blobs are written, unless its own write failed */
     w->rc = persist(st, c, w->seg == NULL || !w->blob, NULL, w->err);
 }
 
@@ -260,7 +260,7 @@ void qv__seal_async(qv_store_t *st, qv_coll_t *c)
     qv_err_t err;
     if (c->growing->rows == 0) {
         /* only deletes accumulated: nothing to write but bitmaps; do it now unless frozen segments are pending
-         * (persist() would cover their WAL records and must write them first: the sealer will get to it) */
+         * (persist() would cover their WAL records and must write them first: their seal jobs will) */
         bool pending = false;
         for (size_t i = 0; i < c->nsealed; i++)
             pending = pending || !c->sealed[i]->persisted;
@@ -281,7 +281,7 @@ void qv__seal_async(qv_store_t *st, qv_coll_t *c)
     t->g = g;
     atomic_fetch_add(&c->refs, 1);
     qv_seg_ref(g);
-    if (qv__indexer_task(st->sealer, seal_task, t) != QV_OK) {
+    if (qv__worker_seal(st->worker, seal_task, t) != QV_OK) {
         qv_seg_unref(g);
         qv_coll_release(c);
         free(t);

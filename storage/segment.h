@@ -89,7 +89,7 @@ typedef struct qv_segment {
     uint64_t freeze_seq; /* last WAL seq applied when it was frozen */
     uint64_t wal_share;  /* bytes of WAL records it covers */
     atomic_int refs;
-    /* The index of a sealed segment, published once by the background indexer (release) and read by searches
+    /* The index of a sealed segment, published once by its index build (release) and read by searches
      * (acquire); freed with the segment. `building` is set only while a build runs, for progress reports. */
     _Atomic(struct qv_hnsw *) index;
     _Atomic(struct qv_hnsw *) building;

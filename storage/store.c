@@ -5,7 +5,8 @@
  *   collections.c  the collection table, applying WAL records to a collection, create and drop
  *   seal.c         freeze and persist of growing segments, Flush
  *   store_recover.c  start-up: rebuilding every collection from RocksDB
- *   compact.c, indexer.c, backup.c  compaction, background index builds, backups
+ *   worker.c                  the background worker: seals, compactions and index builds as typed jobs
+ *   compact.c, indexer.c, backup.c  compaction, index builds, backups
  *
  * Locks, outermost first: the writer queue mutex is never held while doing I/O; colls_mu guards the collection
  * table only; a collection's rwlock guards its segments and id map. The commit leader takes a collection's write
@@ -21,7 +22,7 @@
 
 #include "common/fault.h"
 #include "storage/commit.h"
-#include "storage/indexer.h"
+#include "storage/worker.h"
 
 #define DEFAULT_SEAL_ROWS 100000
 #define DEFAULT_SEAL_WAL_BYTES (256ull << 20)
@@ -196,15 +197,14 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
     st->ropts = rocksdb_readoptions_create();
-    st->indexer = qv__indexer_create(st, st->opts.index_threads > 0 ? st->opts.index_threads : 1);
-    st->sealer = qv__indexer_create(st, 1);
-    if (!st->indexer || !st->sealer) {
+    st->worker = qv__worker_create(st, st->opts.index_threads > 0 ? st->opts.index_threads : 1);
+    if (!st->worker) {
         qv_store_close(st);
         return qv_err_set(err, QV_ENOMEM, "out of memory");
     }
     rc = qv__store_recover(st, err);
-    if (rc == QV_OK && (qv__indexer_start(st->indexer) != QV_OK || qv__indexer_start(st->sealer) != QV_OK))
-        rc = qv_err_set(err, QV_ENOMEM, "cannot start the indexer thread");
+    if (rc == QV_OK && qv__worker_start(st->worker) != QV_OK)
+        rc = qv_err_set(err, QV_ENOMEM, "cannot start the background worker's threads");
     if (rc) {
         qv_store_close(st);
         return rc;
@@ -217,12 +217,12 @@ void qv_store_close(qv_store_t *st)
 {
     if (!st)
         return;
-    qv__indexer_destroy(st->sealer); /* first: work in flight may still write through the store */
+    qv__worker_stop_seals(st->worker); /* first: a seal in flight may still write through the store */
     /* Persist what is frozen but not yet written, so the next start replays only the growing segments' WAL. */
     for (size_t i = 0; st->db && !atomic_load(&st->failed) && i < st->ncolls; i++) {
         qv_coll_t *c = st->colls[i];
         bool pending = false;
-        qv_coll_rdlock(c); /* a compaction finishing on the indexer thread may swap the list */
+        qv_coll_rdlock(c); /* a compaction finishing on the worker's build lane may swap the list */
         for (size_t k = 0; k < c->nsealed; k++)
             pending = pending || !c->sealed[k]->persisted;
         qv_coll_unlock(c);
@@ -233,7 +233,7 @@ void qv_store_close(qv_store_t *st)
                 qv__store_log(st, "close.persist_failed", "collection=%s msg=\"%s\"", c->schema->name, err.msg);
         }
     }
-    qv__indexer_destroy(st->indexer);
+    qv__worker_destroy(st->worker);
     qv__compactions_free(st);
     for (size_t i = 0; i < st->ncolls; i++)
         qv_coll_release(st->colls[i]);

@@ -44,7 +44,7 @@ typedef void (*qv_store_log_fn)(int level, const char *event, const char *fields
 /* Another builder for segment graphs (the GPU plugin: server/gpu.h). It gets a sealed segment's vectors (n rows of
  * dim floats) and the collection's index parameters and appends an HNSW blob (index/hnsw/io.c's format) to blob.
  * The indexer loads that blob with qv_hnsw_decode, as untrusted input, persists it as it would its own, and builds on
- * the CPU instead whenever the builder or the decode fails. Called from the indexer thread only. */
+ * the CPU instead whenever the builder or the decode fails. Called from the worker's build lane only. */
 typedef int (*qv_store_graph_fn)(void *ctx, const qv_hnsw_params_t *p, const float *x, size_t n, uint32_t dim,
                                  qv_wbuf_t *blob, qv_err_t *err);
 

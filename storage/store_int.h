@@ -27,8 +27,7 @@ struct qv_store {
     pthread_mutex_t q_mu;       /* guards the writer queue (commit.c) */
     struct qv_writer *q_head, *q_tail;
 
-    struct qv_indexer *indexer;
-    struct qv_indexer *sealer;  /* one thread writing frozen segments' blobs, off the commit path */
+    struct qv_worker *worker;   /* background jobs: seals, compactions, index builds (worker.h) */
 
     pthread_mutex_t jobs_mu;    /* guards jobs, njobs, next_job_id */
     struct qv_cjob *jobs[32];   /* compaction jobs, newest first */
@@ -99,8 +98,6 @@ int qv__store_put_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg, const v
 /* ---- storage/indexer.c ---- */
 /* Queues an index build for a just-sealed or just-loaded segment if the collection wants one. */
 void qv__store_maybe_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg);
-bool qv__indexer_stopping(struct qv_indexer *ix);
-void qv__indexer_seg_info(struct qv_indexer *ix, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);
 
 /* ---- storage/compact.c ---- */
 void qv__maybe_auto_compact(qv_store_t *st, qv_coll_t *c);

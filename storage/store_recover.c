@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "index/hnsw.h"
-#include "storage/indexer.h"
+#include "storage/worker.h"
 #include "storage/store_int.h"
 
 /* Iterates keys of cf starting with prefix; calls fn for each; stops on a non-zero return. */
@@ -181,7 +181,7 @@ void qv__load_index(qv_store_t *st, qv_coll_t *c, qv_segment_t *seg)
         if (x.blob.len > 0 || x.bad)
             qv__store_log(st, "index.load_failed", "collection=%s segment=%llu msg=\"%s\" (rebuilding)",
                           c->schema->name, (unsigned long long)seg->id, err.msg);
-        qv__indexer_submit(st->indexer, c, seg);
+        qv__worker_index(st->worker, c, seg);
     }
     qv_wbuf_free(&x.blob);
 }
@@ -257,7 +257,7 @@ static int wal_cb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
     return QV_OK;
 }
 
-/* Blob chunks of segments the manifest does not list (a frozen segment whose blob the sealer wrote before a crash
+/* Blob chunks of segments the manifest does not list (a frozen segment whose blob its seal job wrote before a crash
  * stopped the manifest switch) are removed, so a later segment can never read them. */
 static int remove_orphans(qv_store_t *st, qv_coll_t *c, const uint64_t *segs, uint32_t nsegs, qv_err_t *err)
 {
