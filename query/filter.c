@@ -402,3 +402,11 @@ void qv_filter_eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begi
 {
     eval(f, seg, begin, n, out);
 }
+
+bool qv_filter_row(void *f, const qv_segment_t *seg, uint32_t row)
+{
+    uint32_t begin = row & ~63u, n = seg->rows - begin < 64 ? seg->rows - begin : 64;
+    uint64_t bits[BLOCK_WORDS];
+    eval(f, seg, begin, n, bits);
+    return (bits[0] >> (row & 63)) & 1;
+}

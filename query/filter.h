@@ -52,4 +52,8 @@ int qv_filter_validate(qv_filter_t *f, const qv_schema_t *s, qv_err_t *err);
  * begin+i. Bits past n are cleared. seg is one of a read view's segments (storage/read.h). */
 void qv_filter_eval(const qv_filter_t *f, const qv_segment_t *seg, uint32_t begin, uint32_t n, uint64_t *out);
 
+/* Does row `row` of seg match? (One row, for the commit leader's re-check of a conditional write: store.h
+ * qv_row_match_fn, with f as ctx.) */
+bool qv_filter_row(void *f, const qv_segment_t *seg, uint32_t row);
+
 #endif

@@ -104,6 +104,39 @@ int qv_conv_points(qv_arena_t *a, const qv_schema_t *s, Quiver__V1__Point *const
     return QV_OK;
 }
 
+int qv_conv_change(qv_arena_t *a, const qv_schema_t *s, const Quiver__V1__UpdateAttributesRequest *req,
+                   qv_attr_change_t *out, qv_err_t *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = req->n_set;
+    if (n > (size_t)s->nfields + QV_DYN_ATTRS_MAX)
+        return qv_err_set(err, QV_EINVAL, "set: %zu attributes exceeds what a point may hold", n);
+    out->set = qv_arena_array(a, n ? n : 1, sizeof *out->set);
+    out->set_dyn = qv_arena_array(a, n ? n : 1, sizeof *out->set_dyn);
+    qv_str_t *unset = qv_arena_array(a, req->n_unset ? req->n_unset : 1, sizeof *unset);
+    if (!out->set || !out->set_dyn || !unset)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        const Quiver__V1__UpdateAttributesRequest__SetEntry *e = req->set[k];
+        int f = qv_schema_field(s, e->key, strlen(e->key));
+        qv_value_t *v = f < 0 ? &out->set_dyn[out->nset_dyn].value : &out->set[out->nset].value;
+        int rc = conv_value(a, e->value, v);
+        if (rc == QV_ENOMEM)
+            return qv_err_set(err, rc, "out of memory");
+        if (rc)
+            return qv_err_set(err, QV_EINVAL, "set: attribute '%.64s' has no value", e->key);
+        if (f < 0)
+            out->set_dyn[out->nset_dyn++].key = str_of(e->key);
+        else
+            out->set[out->nset++].field = (uint16_t)f;
+    }
+    for (size_t u = 0; u < req->n_unset; u++)
+        unset[u] = str_of(req->unset[u]);
+    out->unset = unset;
+    out->nunset = (uint32_t)req->n_unset;
+    return qv_store_check_change(s, out, err);
+}
+
 static int conv_filter(const Quiver__V1__Filter *pf, qv_filter_t **out, qv_err_t *err)
 {
     *out = NULL;

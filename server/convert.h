@@ -17,6 +17,11 @@ int qv_conv_points(qv_arena_t *a, const qv_schema_t *s, Quiver__V1__Point *const
 int qv_conv_filter(const Quiver__V1__Filter *pf, const qv_schema_t *s, qv_filter_t **out, qv_err_t *err);
 
 /* Schema from a CreateCollectionRequest (validated). Free with free(). */
+/* The set and unset of an UpdateAttributesRequest: declared fields by index, undeclared keys (a dynamic collection)
+ * as dynamic attributes; values borrowed from the message. Checked with qv_store_check_change. */
+int qv_conv_change(qv_arena_t *a, const qv_schema_t *s, const Quiver__V1__UpdateAttributesRequest *req,
+                   qv_attr_change_t *out, qv_err_t *err);
+
 int qv_conv_schema(const Quiver__V1__CreateCollectionRequest *req, qv_schema_t **out, qv_err_t *err);
 
 /* Attribute map of one row (present fields only); returns the entry count via *n. NULL + *n = 0 on OOM/none.

@@ -150,6 +150,50 @@ static int conv_ids(qv_call_ctx_t *ctx, char *const *ids, size_t n, qv_str_t **o
     return QV_OK;
 }
 
+/* The candidates of a write by filter: the ids of the points matching f in a read view, at most `max` (more is
+ * QV_ETOOBIG naming the limit and how to page). *v holds the ids' memory: the caller ends it after the write. */
+static int filter_candidates(qv_call_ctx_t *ctx, qv_coll_t *c, const qv_filter_t *f, uint32_t max, const char *what,
+                             qv_read_t **v, qv_str_t **ids, uint32_t *n, qv_err_t *err)
+{
+    qv_rowref_t *refs = malloc(((size_t)max + 1) * sizeof *refs);
+    if (!refs)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    bool more = false;
+    int rc = qv_read_begin(c, v, err);
+    if (rc == QV_OK)
+        rc = qv_scroll(*v, f, (qv_str_t){"", 0}, max + 1, (qv_stop_t){ctx->deadline_ns, &ctx->cancelled}, refs, n,
+                       &more, err);
+    if (rc == QV_OK && *n > max)
+        rc = qv_err_set(err, QV_ETOOBIG, "more than %u points match the filter: one %s changes at most %u; narrow the "
+                        "filter, or page with Scroll and %s by ids", max, what, max, what);
+    if (rc == QV_OK && !(*ids = qv_arena_array(&ctx->arena, *n ? *n : 1, sizeof **ids)))
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (uint32_t i = 0; rc == QV_OK && i < *n; i++)
+        (*ids)[i] = qv_strcol_get(&refs[i].seg->ids, refs[i].row);
+    free(refs);
+    return rc;
+}
+
+/* A write by ids or by filter (exactly one): its candidates, the filter the leader re-checks (NULL by ids) and the
+ * read view holding the candidates' memory (NULL by ids; the caller ends it). */
+static int write_targets(qv_call_ctx_t *ctx, qv_coll_t *c, char *const *req_ids, size_t n_ids,
+                         const Quiver__V1__Filter *pf, uint32_t max, const char *what, qv_str_t **ids, uint32_t *n,
+                         qv_filter_t **f, qv_read_t **v, qv_err_t *err)
+{
+    *f = NULL;
+    *v = NULL;
+    if (pf && n_ids)
+        return qv_err_set(err, QV_EINVAL, "give ids or a filter, not both");
+    if (!pf) {
+        *n = (uint32_t)n_ids;
+        return conv_ids(ctx, req_ids, n_ids, ids, err);
+    }
+    int rc = qv_conv_filter(pf, c->schema, f, err);
+    if (rc == QV_OK)
+        rc = filter_candidates(ctx, c, *f, max, what, v, ids, n, err);
+    return rc;
+}
+
 static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_app_t *app = a;
@@ -158,17 +202,55 @@ static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     int rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
-    qv_str_t *ids;
-    uint32_t deleted = 0;
-    rc = conv_ids(ctx, req->ids, req->n_ids, &ids, err);
-    if (rc == QV_OK)
-        rc = qv_store_delete(app->store, c, ids, (uint32_t)req->n_ids, &deleted, err);
+    qv_str_t *ids = NULL;
+    uint32_t n = 0, deleted = 0;
+    uint64_t seq;
+    qv_filter_t *f = NULL;
+    qv_read_t *v = NULL;
+    rc = write_targets(ctx, c, req->ids, req->n_ids, req->filter, QV_REWRITE_MAX, "delete", &ids, &n, &f, &v, err);
+    if (rc == QV_OK && !req->filter)
+        rc = qv_store_delete(app->store, c, ids, n, &deleted, err);
+    else if (rc == QV_OK)
+        rc = qv_store_delete_where(app->store, c, ids, n, qv_filter_row, f, &deleted, &seq, err);
+    qv_read_end(v);
+    qv_filter_free(f);
     qv_coll_release(c);
     if (rc)
         return rc;
     qv_metrics_add_rows(0, deleted);
     RESP(Quiver__V1__DeleteResponse, quiver__v1__delete_response__init, r);
     r->deleted = deleted;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_update(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp, qv_err_t *err)
+{
+    qv_app_t *app = a;
+    const Quiver__V1__UpdateAttributesRequest *req = (const void *)m;
+    qv_coll_t *c;
+    int rc = get_coll(app, req->collection, &c, err);
+    if (rc)
+        return rc;
+    qv_attr_change_t ch;
+    qv_str_t *ids = NULL;
+    uint32_t n = 0, updated = 0;
+    uint64_t seq;
+    qv_filter_t *f = NULL;
+    qv_read_t *v = NULL;
+    rc = qv_conv_change(&ctx->arena, c->schema, req, &ch, err);
+    if (rc == QV_OK)
+        rc = write_targets(ctx, c, req->ids, req->n_ids, req->filter, QV_BATCH_MAX, "update", &ids, &n, &f, &v,
+                           err);
+    if (rc == QV_OK)
+        rc = qv_store_update(app->store, c, ids, n, f ? qv_filter_row : NULL, f, &ch, &updated, &seq, err);
+    qv_read_end(v);
+    qv_filter_free(f);
+    qv_coll_release(c);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__UpdateAttributesResponse, quiver__v1__update_attributes_response__init, r);
+    r->updated = updated;
     *resp = &r->base;
     return QV_OK;
 }
@@ -804,6 +886,7 @@ const qv_handler_t qv_handlers[] = {
     {"Quiver/DescribeCollection", h_describe, QV_ROLE_READ},
     {"Quiver/Upsert", h_upsert, QV_ROLE_WRITE},
     {"Quiver/Delete", h_delete, QV_ROLE_WRITE},
+    {"Quiver/UpdateAttributes", h_update, QV_ROLE_WRITE},
     {"Quiver/Get", h_get, QV_ROLE_READ},
     {"Quiver/Search", h_search, QV_ROLE_READ},
     {"Quiver/Count", h_count, QV_ROLE_READ},

@@ -95,7 +95,6 @@ static int encode_apply(qv_writer_t *w, uint64_t seq, qv_wbuf_t *buf)
     return rc;
 }
 
-/* Logs and applies a run of data writes (see the top of this file). */
 /* True when the data directory's file system has less free space than the reserve (opts.min_free_bytes). *measured
  * caches the figure for the rest of one batch (UINT64_MAX: not measured yet). A failed statvfs is no verdict. */
 static bool low_on_space(qv_store_t *st, uint64_t *measured)
@@ -111,6 +110,7 @@ static bool low_on_space(qv_store_t *st, uint64_t *measured)
     return *measured < st->opts.min_free_bytes;
 }
 
+/* Logs and applies a run of data writes (see the top of this file). */
 static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
@@ -131,7 +131,7 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
         size_t start = buf.len;
         if (w->coll->dropped) {
             w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection '%s' was dropped", w->coll->schema->name);
-        } else if (w->op == W_UPSERT && low_on_space(st, &free_bytes)) {
+        } else if ((w->op == W_UPSERT || w->op == W_UPDATE) && low_on_space(st, &free_bytes)) {
             w->rc = qv_err_set(w->err, QV_ETOOBIG,
                                "not enough disk space: %llu MiB free under %s, below the %llu MiB reserve "
                                "(--min-free-mb); nothing was written. Free space (delete points, drop collections, "
@@ -143,6 +143,12 @@ static void run_group(qv_store_t *st, qv_writer_t *first, qv_writer_t *last)
         } else if (w->op == W_APPLY) {
             w->seq = st->seq + 1;
             if ((w->rc = encode_apply(w, w->seq, &buf)) == QV_OK)
+                st->seq++;
+            else
+                buf.len = start;
+        } else if (w->op == W_DELETE_WHERE || w->op == W_UPDATE) {
+            w->seq = st->seq + 1;
+            if ((w->rc = qv__rewrite_encode(st, w, w->seq, &buf, &w->skipped)) == QV_OK && !w->skipped)
                 st->seq++;
             else
                 buf.len = start;
@@ -232,6 +238,8 @@ static const commit_op_t ops[W_COUNT] = {
     [W_UPSERT] = {"upsert", true, NULL},
     [W_DELETE] = {"delete", true, NULL},
     [W_APPLY] = {"apply", true, NULL},
+    [W_DELETE_WHERE] = {"delete_where", true, NULL},
+    [W_UPDATE] = {"update", true, NULL},
     [W_CREATE] = {"create", false, qv__run_create},
     [W_DROP] = {"drop", false, qv__run_drop},
     [W_FLUSH] = {"flush", false, qv__run_flush},

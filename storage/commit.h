@@ -12,7 +12,10 @@
 
 #include "storage/store.h"
 
-enum { W_UPSERT = 1, W_DELETE, W_APPLY, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_SEG_ID, W_COMPACT, W_PERSIST, W_COUNT };
+enum {
+    W_UPSERT = 1, W_DELETE, W_APPLY, W_DELETE_WHERE, W_UPDATE, W_CREATE, W_DROP, W_FLUSH, W_INDEX, W_SEG_ID, W_COMPACT,
+    W_PERSIST, W_COUNT
+};
 
 typedef struct qv_writer qv_writer_t;
 
@@ -20,8 +23,11 @@ struct qv_writer {
     int op;                 /* W_* */
     qv_coll_t *coll;        /* UPSERT, DELETE, FLUSH (NULL: all), INDEX, COMPACT, PERSIST */
     qv_point_t *pts;        /* UPSERT */
-    const qv_str_t *ids;    /* DELETE */
+    const qv_str_t *ids;    /* DELETE, DELETE_WHERE, UPDATE (the candidates) */
     uint32_t n;
+    qv_row_match_fn match;  /* DELETE_WHERE, UPDATE: NULL, or the condition a candidate's row must meet */
+    void *match_ctx;
+    const qv_attr_change_t *change; /* UPDATE */
     qv_schema_t *schema;    /* CREATE */
     const char *name;       /* DROP */
     size_t name_len;
@@ -64,6 +70,9 @@ void qv__run_index(qv_store_t *st, qv_writer_t *w);
 void qv__run_seg_id(qv_store_t *st, qv_writer_t *w);
 /* storage/compact.c: W_COMPACT (the swap phase of a compaction job) */
 void qv__run_compact(qv_store_t *st, qv_writer_t *w);
+/* storage/rewrite.c, in the group of data writes: the WAL record of a DELETE_WHERE or UPDATE at sequence seq,
+ * appended to buf, from the candidates' rows as they are now. *none: no candidate qualified (nothing appended). */
+int qv__rewrite_encode(qv_store_t *st, qv_writer_t *w, uint64_t seq, qv_wbuf_t *buf, bool *none);
 
 
 #endif

@@ -105,52 +105,6 @@ void qv__compactions_free(qv_store_t *st)
     st->njobs = 0;
 }
 
-/* A borrowed point view of row r (strings and vector point into the segment). */
-static int row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_attr_t *attrs, qv_str_t **items,
-                     size_t *cap)
-{
-    pt->id = qv_strcol_get(&seg->ids, r);
-    pt->text = qv_strcol_get(&seg->text, r);
-    pt->dyn = qv_strcol_get(&seg->dyn, r);
-    pt->vector = (float *)qv_seg_vector(seg, r);
-    pt->nvector = seg->dim;
-    pt->attrs = attrs;
-    pt->nattrs = 0;
-    size_t need = 0;
-    for (int f = 0; f < seg->nfields; f++)
-        if (seg->cols[f].type == QV_FT_KEYWORDS)
-            need += seg->cols[f].kw_off[r + 1] - seg->cols[f].kw_off[r];
-    if (need > *cap) {
-        qv_str_t *p = realloc(*items, need * sizeof *p);
-        if (!p)
-            return QV_ENOMEM;
-        *items = p;
-        *cap = need;
-    }
-    size_t used = 0;
-    for (int f = 0; f < seg->nfields; f++) {
-        const qv_column_t *c = &seg->cols[f];
-        if (!qv_bm_get(c->present, r))
-            continue;
-        qv_attr_t *a = &attrs[pt->nattrs++];
-        a->field = (uint16_t)f;
-        a->value.type = c->type;
-        switch (c->type) {
-        case QV_FT_INT64: a->value.i = c->i64[r]; break;
-        case QV_FT_DOUBLE: a->value.d = c->f64[r]; break;
-        case QV_FT_BOOL: a->value.b = c->b[r] != 0; break;
-        case QV_FT_KEYWORD: a->value.kw = qv_strcol_get(&c->str, r); break;
-        case QV_FT_KEYWORDS:
-            a->value.kws.items = *items + used;
-            a->value.kws.n = c->kw_off[r + 1] - c->kw_off[r];
-            for (uint32_t e = c->kw_off[r]; e < c->kw_off[r + 1]; e++)
-                (*items)[used++] = qv_strcol_get(&c->str, e);
-            break;
-        }
-    }
-    return QV_OK;
-}
-
 /* The copy phase, on the background thread. */
 static int copy_rows(qv_cjob_t *j)
 {
@@ -172,7 +126,7 @@ static int copy_rows(qv_cjob_t *j)
             if (qv_bm_get(in->deleted, r)) /* atomic: the leader may be setting bits; the swap carries the rest */
                 continue;
             qv_point_t pt;
-            rc = row_point(in, r, &pt, attrs, &items, &cap);
+            rc = qv_seg_row_point(in, r, &pt, attrs, &items, &cap);
             if (rc == QV_OK)
                 rc = qv_seg_append(j->out, &pt, &j->map[i][r]);
             atomic_fetch_add_explicit(&j->copied, 1, memory_order_relaxed);

@@ -24,7 +24,7 @@
 #define QV_DYN_ATTRS_MAX 256
 #define QV_DYN_BYTES_MAX (64u << 10)
 
-typedef struct {
+typedef struct qv_dynattr {
     qv_str_t key;
     qv_value_t value;
 } qv_dynattr_t;

@@ -218,7 +218,7 @@ int qv_record_decode(const void *data, size_t len, const qv_schema_t *s, qv_reco
     uint32_t dim = qv_rbuf_u32(&r);
     if (magic != REC_MAGIC || (version != REC_VERSION && version != REC_VERSION_NO_DYN))
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad magic or unsupported version");
-    if (rec->coll_id != s->id || rec->count > QV_BATCH_MAX)
+    if (rec->coll_id != s->id || rec->count > (rec->op == QV_OP_DELETE ? QV_DELETE_RECORD_MAX : QV_BATCH_MAX))
         return qv_err_set(err, QV_ECORRUPT, "wal record: bad collection or count");
     /* Reject counts the record cannot hold before allocating for them (as the segment decoder does): an upsert point
      * takes at least id_len + 1 id byte + the vector + nattrs + text_len, a deleted id at least id_len + 1 byte. */

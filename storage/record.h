@@ -18,6 +18,10 @@
 
 enum { QV_OP_UPSERT = 1, QV_OP_DELETE = 2 };
 
+/* An upsert record holds at most QV_BATCH_MAX points; a delete record at most QV_DELETE_RECORD_MAX ids (a delete by
+ * filter is one record). */
+#define QV_DELETE_RECORD_MAX 100000
+
 /* A decoded record. Strings point into the record bytes, which must outlive it; vectors and arrays are owned. */
 typedef struct {
     uint8_t op;

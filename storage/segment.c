@@ -480,3 +480,48 @@ size_t qv_seg_bytes(const qv_segment_t *seg)
     }
     return n;
 }
+
+int qv_seg_row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_attr_t *attrs, qv_str_t **items,
+                     size_t *cap)
+{
+    pt->id = qv_strcol_get(&seg->ids, r);
+    pt->text = qv_strcol_get(&seg->text, r);
+    pt->dyn = qv_strcol_get(&seg->dyn, r);
+    pt->vector = (float *)qv_seg_vector(seg, r);
+    pt->nvector = seg->dim;
+    pt->attrs = attrs;
+    pt->nattrs = 0;
+    size_t need = 0;
+    for (int f = 0; f < seg->nfields; f++)
+        if (seg->cols[f].type == QV_FT_KEYWORDS)
+            need += seg->cols[f].kw_off[r + 1] - seg->cols[f].kw_off[r];
+    if (need > *cap) {
+        qv_str_t *p = realloc(*items, need * sizeof *p);
+        if (!p)
+            return QV_ENOMEM;
+        *items = p;
+        *cap = need;
+    }
+    size_t used = 0;
+    for (int f = 0; f < seg->nfields; f++) {
+        const qv_column_t *c = &seg->cols[f];
+        if (!qv_bm_get(c->present, r))
+            continue;
+        qv_attr_t *a = &attrs[pt->nattrs++];
+        a->field = (uint16_t)f;
+        a->value.type = c->type;
+        switch (c->type) {
+        case QV_FT_INT64: a->value.i = c->i64[r]; break;
+        case QV_FT_DOUBLE: a->value.d = c->f64[r]; break;
+        case QV_FT_BOOL: a->value.b = c->b[r] != 0; break;
+        case QV_FT_KEYWORD: a->value.kw = qv_strcol_get(&c->str, r); break;
+        case QV_FT_KEYWORDS:
+            a->value.kws.items = *items + used;
+            a->value.kws.n = c->kw_off[r + 1] - c->kw_off[r];
+            for (uint32_t e = c->kw_off[r]; e < c->kw_off[r + 1]; e++)
+                (*items)[used++] = qv_strcol_get(&c->str, e);
+            break;
+        }
+    }
+    return QV_OK;
+}

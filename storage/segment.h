@@ -134,6 +134,12 @@ static inline uint32_t qv_seg_ndeleted(const qv_segment_t *seg)
 qv_segment_t *qv_seg_snapshot(qv_segment_t *seg);
 void qv_seg_snapshot_free(qv_segment_t *snap);
 
+/* A borrowed point view of row r: id, vector, text and dyn blob point into the segment; the attributes go into attrs
+ * (room for every field) and a KEYWORDS value's items into *items (grown as needed, *cap its room; the caller frees
+ * it). QV_ENOMEM when *items cannot grow. */
+int qv_seg_row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_attr_t *attrs, qv_str_t **items,
+                     size_t *cap);
+
 static inline const float *qv_seg_vector(const qv_segment_t *seg, uint32_t row)
 {
     return seg->vectors + (size_t)row * seg->dim;

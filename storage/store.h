@@ -122,6 +122,43 @@ int qv_store_upsert(qv_store_t *st, qv_coll_t *c, qv_point_t *pts, uint32_t n, u
 /* Deletes ids; *deleted = ids that were live. */
 int qv_store_delete(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, uint32_t *deleted,
                     qv_err_t *err);
+
+/* ---- writes resolved against the current rows (storage/rewrite.c) ----
+ * The caller names candidate points (ids, e.g. those a filter matched in a read view); the commit leader, when it
+ * reaches the write, keeps the candidates that are live and, with a `match` function, still match (the caller's
+ * filter, evaluated on the row as it is now), and writes one WAL record for all of them: a delete, or an upsert of
+ * the rewritten points. So the write is atomic and ordered with every other, and a point changed between the
+ * caller's look and the write is judged by what it has become. At most QV_REWRITE_MAX candidates. */
+#define QV_REWRITE_MAX QV_DELETE_RECORD_MAX
+typedef bool (*qv_row_match_fn)(void *ctx, const qv_segment_t *seg, uint32_t row);
+
+/* A change of attributes: set (declared fields by index, in `set`; undeclared keys of a dynamic collection in
+ * `set_dyn`) and unset (names, declared or not). The values are checked against the schema by
+ * qv_store_check_change first. */
+typedef struct qv_dynattr qv_dynattr_t;
+typedef struct {
+    qv_attr_t *set;
+    uint32_t nset;
+    qv_dynattr_t *set_dyn;
+    uint32_t nset_dyn;
+    const qv_str_t *unset;
+    uint32_t nunset;
+} qv_attr_change_t;
+
+/* QV_EINVAL naming the attribute for a value of the wrong type for its field, an undeclared key in a collection
+ * without dynamic attributes, a name both set and unset, nothing to change. Converts INT64 to DOUBLE for DOUBLE
+ * fields, as upserts do. */
+int qv_store_check_change(const qv_schema_t *s, qv_attr_change_t *ch, qv_err_t *err);
+
+/* Deletes the live candidates (that match, when match is given); *deleted counts them, *seq is the record's (0 when
+ * none was written). */
+int qv_store_delete_where(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, qv_row_match_fn match,
+                          void *match_ctx, uint32_t *deleted, uint64_t *seq, qv_err_t *err);
+/* Applies ch to the live candidates (that match, when match is given), keeping their vectors and text: one upsert
+ * record of the rewritten points. *updated counts them. At most QV_BATCH_MAX candidates (each rewritten point
+ * carries its vector into the WAL). */
+int qv_store_update(qv_store_t *st, qv_coll_t *c, const qv_str_t *ids, uint32_t n, qv_row_match_fn match,
+                    void *match_ctx, const qv_attr_change_t *ch, uint32_t *updated, uint64_t *seq, qv_err_t *err);
 /* ---- log-driven apply: the store as a state machine fed by an external ordered log (a replication group) ----
  * The write records (record.h) of an external log are made by qv_store_encode_*, which validate as qv_store_upsert
  * and qv_store_delete do; qv_store_apply then applies entry `index` of log `group` exactly once: an entry at or

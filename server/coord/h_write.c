@@ -450,59 +450,102 @@ static int h_upsert(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     return QV_OK;
 }
 
-static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+/* Delete and UpdateAttributes: a write naming points by ids or by a filter. Ids go to their shards, each shard
+ * getting a copy of the request with its own ids (the `ids` field found through the descriptor, so one function
+ * serves both messages); a filter goes to every shard unchanged. The answers' count (field 1 of the response) is
+ * summed into *total. Atomic per shard, not across shards: `what` says so when some shards fail. */
+static int write_named(qv_coord_t *co, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, const char *collection,
+                       char **ids, size_t n, bool by_filter, const char *method, const ProtobufCMessageDescriptor *rd,
+                       const char *what, uint32_t *total, qv_err_t *err)
 {
-    qv_coord_t *co = a;
-    const Quiver__V1__DeleteRequest *req = (const void *)msg;
+    *total = 0;
+    if (by_filter && n)
+        return qv_err_set(err, QV_EINVAL, "give ids or a filter, not both");
     qv_route_t rt;
-    int rc = qv_route(co, ctx, req->collection, &rt, err);
+    int rc = qv_route(co, ctx, collection, &rt, err);
     if (rc)
         return rc;
-    size_t n = req->n_ids;
-    uint32_t *srv;
-    size_t *counts;
-    rc = qv_req_ids(req->ids, n, err);
-    if (rc == QV_OK)
-        rc = split(ctx, &rt, str_id, req->ids, n, &srv, &counts, err);
-    uint32_t deleted = 0;
-    if (rc == QV_OK && n) {
-        qv_sub_t *subs = qv_arena_array(&ctx->arena, rt.nservers, sizeof *subs);
-        Quiver__V1__DeleteRequest *parts = qv_arena_array(&ctx->arena, rt.nservers, sizeof *parts);
-        size_t nsub = 0;
-        if (!subs || !parts)
+    const ProtobufCMessageDescriptor *qd = msg->descriptor;
+    const ProtobufCFieldDescriptor *fid = protobuf_c_message_descriptor_get_field_by_name(qd, "ids");
+    uint32_t *srv = NULL;
+    size_t *counts = NULL, nsub = 0;
+    qv_sub_t *subs = NULL;
+    if (!by_filter && (rc = qv_req_ids(ids, n, err)) == QV_OK)
+        rc = split(ctx, &rt, str_id, ids, n, &srv, &counts, err);
+    if (rc == QV_OK && (by_filter || n)) {
+        subs = qv_arena_array(&ctx->arena, rt.nservers, sizeof *subs);
+        if (!subs)
             rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+        char ***part_ids = qv_arena_array(&ctx->arena, rt.nservers, sizeof *part_ids);
+        size_t *filled = qv_arena_array(&ctx->arena, rt.nservers, sizeof *filled);
         for (size_t k = 0; rc == QV_OK && k < rt.nservers; k++) {
-            quiver__v1__delete_request__init(&parts[k]);
-            if (!counts[k])
+            if (!by_filter && !counts[k])
                 continue;
-            parts[k].collection = req->collection;
-            if (!(parts[k].ids = qv_arena_array(&ctx->arena, counts[k], sizeof *parts[k].ids)))
-                rc = qv_err_set(err, QV_ENOMEM, "out of memory");
-            subs[nsub++] = (qv_sub_t){.shard = rt.shards[k], .name = rt.names[k],
-                                      .method = "/quiver.v1.Quiver/Delete", .req = &parts[k].base,
-                                      .resp_desc = &quiver__v1__delete_response__descriptor};
+            const ProtobufCMessage *part = msg;
+            if (!by_filter) { /* a shallow copy of the request with this shard's ids */
+                uint8_t *copy = qv_arena_alloc(&ctx->arena, qd->sizeof_message);
+                part_ids[k] = qv_arena_array(&ctx->arena, counts[k], sizeof(char *));
+                if (!copy || !part_ids[k] || !part_ids || !filled) {
+                    rc = qv_err_set(err, QV_ENOMEM, "out of memory");
+                    break;
+                }
+                memcpy(copy, msg, qd->sizeof_message);
+                memcpy(copy + fid->offset, &part_ids[k], sizeof(char **));
+                memcpy(copy + fid->quantifier_offset, &counts[k], sizeof(size_t));
+                filled[k] = 0;
+                part = (const ProtobufCMessage *)copy;
+            }
+            subs[nsub++] = (qv_sub_t){.shard = rt.shards[k], .name = rt.names[k], .method = method, .req = part,
+                                      .resp_desc = rd};
         }
-        for (size_t i = 0; rc == QV_OK && i < n; i++) {
-            Quiver__V1__DeleteRequest *p = &parts[srv[i]];
-            p->ids[p->n_ids++] = req->ids[i];
+        for (size_t i = 0; rc == QV_OK && !by_filter && i < n; i++)
+            part_ids[srv[i]][filled[srv[i]]++] = ids[i];
+    }
+    if (rc == QV_OK && nsub) {
+        qv_fanout(&co->client, ctx, subs, nsub);
+        rc = qv_outcome(ctx, subs, nsub, false, NULL, NULL, what, err);
+        const ProtobufCFieldDescriptor *cf = protobuf_c_message_descriptor_get_field(rd, 1);
+        for (size_t k = 0; rc == QV_OK && k < nsub; k++) {
+            uint32_t c;
+            memcpy(&c, (const uint8_t *)subs[k].resp + cf->offset, sizeof c);
+            *total += c;
         }
-        if (rc == QV_OK) {
-            qv_fanout(&co->client, ctx, subs, nsub);
-            char what[128];
-            snprintf(what, sizeof what, "delete of %zu ids incomplete (the other shards' ids were deleted; "
-                     "retrying the whole request is safe)", n);
-            rc = qv_outcome(ctx, subs, nsub, false, NULL, NULL, what, err);
-            for (size_t k = 0; rc == QV_OK && k < nsub; k++)
-                deleted += ((const Quiver__V1__DeleteResponse *)subs[k].resp)->deleted;
-            if (rc == QV_ENOTFOUND)
-                qv_meta_invalidate(co, req->collection);
-        }
+        if (rc == QV_ENOTFOUND)
+            qv_meta_invalidate(co, collection);
     }
     qv_route_release(&rt);
+    return rc;
+}
+
+static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    const Quiver__V1__DeleteRequest *req = (const void *)msg;
+    char what[160];
+    snprintf(what, sizeof what, "delete %s incomplete (the other shards' points were deleted; retrying the whole "
+             "request is safe)", req->filter ? "by filter" : "by ids");
+    uint32_t deleted;
+    int rc = write_named(a, ctx, msg, req->collection, req->ids, req->n_ids, req->filter != NULL,
+                         "/quiver.v1.Quiver/Delete", &quiver__v1__delete_response__descriptor, what, &deleted, err);
     if (rc)
         return rc;
     RESP(Quiver__V1__DeleteResponse, quiver__v1__delete_response__init, r);
     r->deleted = deleted;
+    *resp = &r->base;
+    return QV_OK;
+}
+
+static int h_update(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
+{
+    const Quiver__V1__UpdateAttributesRequest *req = (const void *)msg;
+    uint32_t updated;
+    int rc = write_named(a, ctx, msg, req->collection, req->ids, req->n_ids, req->filter != NULL,
+                         "/quiver.v1.Quiver/UpdateAttributes", &quiver__v1__update_attributes_response__descriptor,
+                         "update incomplete (the other shards' points were updated; retrying the whole request is "
+                         "safe)", &updated, err);
+    if (rc)
+        return rc;
+    RESP(Quiver__V1__UpdateAttributesResponse, quiver__v1__update_attributes_response__init, r);
+    r->updated = updated;
     *resp = &r->base;
     return QV_OK;
 }
@@ -512,5 +555,6 @@ const qv_handler_t qv_coord_write_handlers[] = {
     {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
     {"Quiver/Upsert", h_upsert, QV_ROLE_WRITE},
     {"Quiver/Delete", h_delete, QV_ROLE_WRITE},
+    {"Quiver/UpdateAttributes", h_update, QV_ROLE_WRITE},
     {NULL, NULL, 0},
 };

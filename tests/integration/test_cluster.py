@@ -17,6 +17,7 @@ Everything runs on free ports in temp dirs; etcd (Debian etcd-server) is started
 those tests are skipped when it is not installed.
 """
 import base64
+import contextlib
 import json
 import os
 import re
@@ -151,6 +152,20 @@ def start_shards(quiverd, n=SHARDS, args=(), metrics=False, etcd=None, names=Non
             a += ["--etcd", etcd.url, "--shard-name", names[i] if names else f"s{i}", "--etcd-ttl", "4"]
         shards.append(Node("shard", a, binary=quiverd, metrics=metrics).start())
     return shards
+
+
+@contextlib.contextmanager
+def static_cluster(quiverd, n=2):
+    """n shards behind a static coordinator, cleaned up on exit: yields (coordinator, shards)."""
+    shards = start_shards(quiverd, n=n)
+    nodes = list(shards)
+    try:
+        coord = static_coordinator(quiverd, shards)
+        nodes.append(coord)
+        yield coord, shards
+    finally:
+        for node in nodes:
+            node.cleanup()
 
 
 def static_coordinator(quiverd, shards, args=()):

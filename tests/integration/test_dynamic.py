@@ -110,21 +110,14 @@ def test_dynamic_attributes_errors(make_server):
 
 
 def test_dynamic_attributes_in_a_cluster(quiverd):
-    from test_cluster import start_shards, static_coordinator
-    shards = start_shards(quiverd, n=2)
-    nodes = list(shards)
-    try:
-        coord = static_coordinator(quiverd, shards)
-        nodes.append(coord)
+    from test_cluster import static_cluster
+    with static_cluster(quiverd) as (coord, shards):
         c = coord.client
         create(c)
         assert c.describe("dyn").dynamic_attributes
         load(c)
         check_all(c)
         expect_error(lambda: c.upsert("dyn", [point("p", vec(0), {"year": "x"})]), SC.INVALID_ARGUMENT, ["year"])
-    finally:
-        for n in nodes:
-            n.cleanup()
 
 
 def test_cli_creates_and_loads_dynamic_attributes(make_server, quiver_bin, tmp_path):

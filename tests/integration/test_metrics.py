@@ -114,7 +114,7 @@ def test_slow_clients_do_not_stop_scraping(make_server):
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {want}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))  # the server inherits it
     port = free_port()
-    srv = make_server(extra=["--metrics-listen", f"127.0.0.1:{port}"]).start()
+    make_server(extra=["--metrics-listen", f"127.0.0.1:{port}"]).start()
     slow = []
     try:
         for _ in range(1100):

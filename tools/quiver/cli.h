@@ -127,6 +127,10 @@ int qv_parse_floats(qv_arena_t *a, const char *s, size_t len, float **out, size_
 
 /* Parses a JSON filter into a Filter allocated from a. Returns 0, or -1 with msg naming the problem. */
 int qv_cli_filter_parse(qv_arena_t *a, const char *text, Quiver__V1__Filter **out, char *msg, size_t msglen);
+/* A JSON object of attributes ({"year": 2020, "lang": "en", "tags": ["a", "b"]}) as UpdateAttributes' set entries,
+ * typed by their JSON form like filter values (an array of strings is KEYWORDS). */
+int qv_cli_attrs_parse(qv_arena_t *a, const char *text, Quiver__V1__UpdateAttributesRequest__SetEntry ***out,
+                       size_t *n, char *msg, size_t msglen);
 
 /* ---- commands ---- */
 int qv_cmd_collections(qv_cli_t *cli, int argc, char **argv);
@@ -136,6 +140,7 @@ int qv_cmd_drop(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_count(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_get(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_delete(qv_cli_t *cli, int argc, char **argv);
+int qv_cmd_update(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_search(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_stats(qv_cli_t *cli, int argc, char **argv);
 int qv_cmd_flush(qv_cli_t *cli, int argc, char **argv);

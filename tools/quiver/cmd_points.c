@@ -133,35 +133,109 @@ int qv_cmd_get(qv_cli_t *cli, int argc, char **argv)
 
 /* ---- delete ---- */
 static const char delete_help[] =
-    "usage: quiver delete COLLECTION ID...\n"
-    "Deletes points by id; reports how many existed.\n"
-    "--json: {\"collection\": NAME, \"requested\": N, \"deleted\": N}\n\n";
+    "usage: quiver delete COLLECTION (ID... | --filter JSON)\n"
+    "Deletes points by id, or every point matching a filter (at most 100,000 per call; one write, atomic on each\n"
+    "shard); reports how many existed.\n"
+    "--json: {\"collection\": NAME, \"requested\": N, \"deleted\": N}\n\n" QV_FILTER_HELP "\n";
 
 int qv_cmd_delete(qv_cli_t *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {QV_CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int o;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        qv_cli_common(cli, "delete", delete_help, o);
-    qv_cli_positional("delete", argc, argv, 2, -1);
+    enum { O_FILTER = QV_OPT_FIRST_COMMAND };
+    static const struct option opts[] = {{"filter", required_argument, NULL, O_FILTER}, QV_CLI_COMMON_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
+    qv_arena_t a;
+    qv_arena_init(&a);
     Quiver__V1__DeleteRequest req = QUIVER__V1__DELETE_REQUEST__INIT;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (o == O_FILTER)
+            req.filter = filter_arg(&a, "delete", optarg);
+        else
+            qv_cli_common(cli, "delete", delete_help, o);
+    }
+    qv_cli_positional("delete", argc, argv, req.filter ? 1 : 2, req.filter ? 1 : -1);
     req.collection = argv[optind];
     req.ids = argv + optind + 1;
     req.n_ids = (size_t)(argc - optind - 1);
     Quiver__V1__DeleteResponse *r;
-    if (qv_cli_call(cli, QV_M_QUIVER("Delete"), &req, &quiver__v1__delete_response__descriptor, &r))
-        return QV_EXIT_FAIL;
-    if (cli->json) {
-        json_t *j = json_object();
-        json_object_set_new(j, "collection", json_string(req.collection));
-        json_object_set_new(j, "requested", json_integer((json_int_t)req.n_ids));
-        json_object_set_new(j, "deleted", json_integer(r->deleted));
-        qv_json_print(j);
-    } else {
-        printf("deleted %u of %zu id%s\n", r->deleted, req.n_ids, req.n_ids == 1 ? "" : "s");
+    int rc = qv_cli_call(cli, QV_M_QUIVER("Delete"), &req, &quiver__v1__delete_response__descriptor, &r);
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *j = json_object();
+            json_object_set_new(j, "collection", json_string(req.collection));
+            if (!req.filter)
+                json_object_set_new(j, "requested", json_integer((json_int_t)req.n_ids));
+            json_object_set_new(j, "deleted", json_integer(r->deleted));
+            qv_json_print(j);
+        } else if (req.filter) {
+            printf("deleted %u point%s matching the filter\n", r->deleted, r->deleted == 1 ? "" : "s");
+        } else {
+            printf("deleted %u of %zu id%s\n", r->deleted, req.n_ids, req.n_ids == 1 ? "" : "s");
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
     }
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return QV_EXIT_OK;
+    qv_arena_free(&a);
+    return rc ? QV_EXIT_FAIL : QV_EXIT_OK;
+}
+
+/* ---- update ---- */
+static const char update_help[] =
+    "usage: quiver update COLLECTION (ID... | --filter JSON) [--set JSON] [--unset NAME]...\n"
+    "Sets and removes attributes of existing points, keeping their vectors and text: by id, or every point matching\n"
+    "a filter (at most 10,000 per call; one write, atomic on each shard). Reports how many were updated.\n"
+    "  --set JSON     attributes to set, a JSON object: {\"year\": 2024, \"lang\": \"en\", \"tags\": [\"a\"]}\n"
+    "                 (numbers, strings, true/false, lists of strings; the server checks them against the schema)\n"
+    "  --unset NAME   an attribute to remove (repeatable)\n"
+    "--json: {\"collection\": NAME, \"updated\": N}\n\n" QV_FILTER_HELP "\n";
+
+int qv_cmd_update(qv_cli_t *cli, int argc, char **argv)
+{
+    enum { O_FILTER = QV_OPT_FIRST_COMMAND, O_SET, O_UNSET };
+    static const struct option opts[] = {{"filter", required_argument, NULL, O_FILTER},
+                                         {"set", required_argument, NULL, O_SET},
+                                         {"unset", required_argument, NULL, O_UNSET}, QV_CLI_COMMON_OPTIONS,
+                                         {NULL, 0, NULL, 0}};
+    qv_arena_t a;
+    qv_arena_init(&a);
+    Quiver__V1__UpdateAttributesRequest req = QUIVER__V1__UPDATE_ATTRIBUTES_REQUEST__INIT;
+    char **unset = qv_arena_array(&a, (size_t)argc, sizeof *unset);
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char msg[256];
+        if (o == O_FILTER) {
+            req.filter = filter_arg(&a, "update", optarg);
+        } else if (o == O_SET) {
+            if (qv_cli_attrs_parse(&a, optarg, &req.set, &req.n_set, msg, sizeof msg) != 0)
+                qv_cli_usage("update", "--set: %s", msg);
+        } else if (o == O_UNSET) {
+            unset[req.n_unset++] = optarg;
+        } else {
+            qv_cli_common(cli, "update", update_help, o);
+        }
+    }
+    req.unset = unset;
+    if (!req.n_set && !req.n_unset)
+        qv_cli_usage("update", "nothing to change: give --set and/or --unset");
+    qv_cli_positional("update", argc, argv, req.filter ? 1 : 2, req.filter ? 1 : -1);
+    req.collection = argv[optind];
+    req.ids = argv + optind + 1;
+    req.n_ids = (size_t)(argc - optind - 1);
+    Quiver__V1__UpdateAttributesResponse *r;
+    int rc = qv_cli_call(cli, QV_M_QUIVER("UpdateAttributes"), &req,
+                         &quiver__v1__update_attributes_response__descriptor, &r);
+    if (rc == 0) {
+        if (cli->json) {
+            json_t *j = json_object();
+            json_object_set_new(j, "collection", json_string(req.collection));
+            json_object_set_new(j, "updated", json_integer(r->updated));
+            qv_json_print(j);
+        } else {
+            printf("updated %u point%s\n", r->updated, r->updated == 1 ? "" : "s");
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    qv_arena_free(&a);
+    return rc ? QV_EXIT_FAIL : QV_EXIT_OK;
 }
 
 /* ---- search ---- */

@@ -214,3 +214,63 @@ int qv_cli_filter_parse(qv_arena_t *a, const char *text, Quiver__V1__Filter **ou
     json_decref(j);
     return rc;
 }
+
+int qv_cli_attrs_parse(qv_arena_t *a, const char *text, Quiver__V1__UpdateAttributesRequest__SetEntry ***out,
+                       size_t *n, char *msg, size_t msglen)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!j || !json_is_object(j)) {
+        snprintf(msg, msglen, "attributes must be a JSON object%s%s", j ? "" : ": ", j ? "" : je.text);
+        json_decref(j);
+        return -1;
+    }
+    fctx_t x = {.a = a, .msg = msg, .msglen = msglen};
+    size_t k = 0;
+    *out = qv_arena_array(a, json_object_size(j) ? json_object_size(j) : 1, sizeof **out);
+    int rc = *out ? 0 : fail(&x, "out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+    {
+        if (rc)
+            break;
+        Quiver__V1__UpdateAttributesRequest__SetEntry *e = qv_arena_alloc(a, sizeof *e);
+        if (!e || !(e->key = qv_arena_strndup(a, key, strlen(key)))) {
+            rc = fail(&x, "out of memory");
+            break;
+        }
+        char *name = e->key;
+        quiver__v1__update_attributes_request__set_entry__init(e);
+        e->key = name;
+        if (json_is_array(v)) { /* KEYWORDS */
+            Quiver__V1__Value *val = qv_arena_alloc(a, sizeof *val);
+            Quiver__V1__Keywords *kw = qv_arena_alloc(a, sizeof *kw);
+            char **items = qv_arena_array(a, json_array_size(v) ? json_array_size(v) : 1, sizeof *items);
+            if (!val || !kw || !items) {
+                rc = fail(&x, "out of memory");
+                break;
+            }
+            quiver__v1__value__init(val);
+            quiver__v1__keywords__init(kw);
+            for (size_t i = 0; rc == 0 && i < json_array_size(v); i++) {
+                json_t *s = json_array_get(v, i);
+                if (!json_is_string(s))
+                    rc = fail(&x, "attribute '%s': a list must hold strings only", key);
+                else if (!(items[i] = qv_arena_strndup(a, json_string_value(s), json_string_length(s))))
+                    rc = fail(&x, "out of memory");
+            }
+            kw->values = items;
+            kw->n_values = json_array_size(v);
+            val->kind_case = QUIVER__V1__VALUE__KIND_KEYWORDS_VALUE;
+            val->keywords_value = kw;
+            e->value = val;
+        } else {
+            rc = value_of(&x, v, key, &e->value);
+        }
+        (*out)[k++] = e;
+    }
+    *n = k;
+    json_decref(j);
+    return rc;
+}
