@@ -16,16 +16,7 @@ from typing import Iterator
 import pytest
 
 from quiver_client import AsyncQuiverClient, LocalServer, QuiverClient
-
-REPO = Path(__file__).resolve().parents[4]
-
-
-def quiverd_binary() -> str:
-    p = os.environ.get("QUIVERD") or str(REPO / "build" / "quiverd")
-    if not (os.path.isfile(p) and os.access(p, os.X_OK)):
-        pytest.exit(f"no quiverd binary at {p}: build it, or set QUIVERD=/path/to/quiverd", returncode=2)
-    return p
-
+from quiver_client.testing import quiverd_binary
 
 @pytest.fixture(scope="session")
 def quiverd() -> str:

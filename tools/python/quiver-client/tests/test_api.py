@@ -280,3 +280,24 @@ def test_context_manager(server: qc.LocalServer) -> None:
         assert c.health().serving
     with pytest.raises(qc.QuiverError):
         c.health()
+
+
+def test_update_attributes_and_delete_by_filter(anyclient: Any, name: str) -> None:
+    c = anyclient
+    c.create_collection(name, dim=2, metric="l2", fields=FIELDS, index="flat", dynamic_attributes=True)
+    c.upsert(name, [{"id": f"p{i}", "vector": [i, 1], "text": f"t{i}",
+                     "attributes": {"lang": "en" if i % 2 else "de", "year": 2000 + i}} for i in range(10)])
+    assert c.update_attributes(name, ["p1", "p2", "zz"], set={"year": 1990, "note": "x"}, unset=["lang"]) == 2
+    p1 = c.get(name, ["p1"], with_vectors=True)[0]
+    assert p1.attributes == {"year": 1990, "note": "x"} and p1.text == "t1"
+    np.testing.assert_array_equal(p1.vector, [1, 1])
+    assert c.update_attributes(name, filter=F.eq("lang", "de"), set={"flag": True}) == 4  # p0 p4 p6 p8 (p2 lost lang)
+    assert c.count(name, F.eq("flag", True)) == 4
+    assert c.delete(name, filter={"flag": True}) == 4
+    assert c.count(name) == 6
+    with pytest.raises(ValueError, match="nothing to change"):
+        c.update_attributes(name, ["p1"])
+    with pytest.raises(ValueError, match="ids or a filter"):
+        c.update_attributes(name, ["p1"], filter=F.eq("lang", "en"), set={"year": 1})
+    with pytest.raises(qc.QuiverInvalidArgument, match="year"):
+        c.update_attributes(name, ["p1"], set={"year": "nope"})

@@ -391,12 +391,45 @@ def _chunks(ids: list[str], n: int) -> list[list[str]]:
     return [ids[i:i + n] for i in range(0, len(ids), n)] or [[]]
 
 
-def op_delete(collection: str, ids: Any) -> Op[int]:
+def op_delete(collection: str, ids: Any, filter: _filters.FilterLike = None) -> Op[int]:
+    f = _filters.to_proto(filter)
+    if f is not None:  # every matching point, one write (atomic per shard); repeating it leaves the same state
+        if ids is not None:
+            raise ValueError("delete: give ids or a filter, not both")
+        r = yield Call("Quiver/Delete", pb.DeleteRequest(collection=collection, filter=f), True)
+        return int(r.deleted)
+    if ids is None:
+        raise ValueError("delete: give ids or a filter")
     deleted = 0
     for chunk in _chunks(cv.ids_list(ids), MAX_BATCH):
         r = yield Call("Quiver/Delete", pb.DeleteRequest(collection=collection, ids=chunk), True)
         deleted += r.deleted
     return deleted
+
+
+def op_update_attributes(collection: str, ids: Any, filter: _filters.FilterLike, set: Optional[Mapping[str, Any]],
+                         unset: Optional[Iterable[str]]) -> Op[int]:
+    set_ = dict(set or {})
+    unset_ = [str(u) for u in (unset or [])]
+    if not set_ and not unset_:
+        raise ValueError("update_attributes: nothing to change (give set and/or unset)")
+    f = _filters.to_proto(filter)
+    if (f is None) == (ids is None):
+        raise ValueError("update_attributes: give ids or a filter (exactly one)")
+    req = pb.UpdateAttributesRequest(collection=collection, unset=unset_)
+    for k, v in set_.items():
+        req.set[k].CopyFrom(cv.value_pb(v, k))
+    if f is not None:  # one write; repeating it leaves the same state
+        req.filter.CopyFrom(f)
+        r = yield Call("Quiver/UpdateAttributes", req, True)
+        return int(r.updated)
+    updated = 0
+    for chunk in _chunks(cv.ids_list(ids), MAX_BATCH):
+        del req.ids[:]
+        req.ids.extend(chunk)
+        r = yield Call("Quiver/UpdateAttributes", req, True)
+        updated += r.updated
+    return updated
 
 
 def op_get(collection: str, ids: Any, with_vectors: bool) -> Op[list[Point]]:

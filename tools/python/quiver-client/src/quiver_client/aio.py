@@ -14,7 +14,8 @@ from . import _core as core
 from ._core import Call, Op, RetryPolicy, T, TLSLike
 from .errors import QuiverError, from_rpc_error
 from .filters import FilterLike
-from .types import CollectionInfo, CompactResult, Health, Hits, IndexConfig, Point, Stats, UpsertResult, VectorLike
+from .types import (AttributeValue, CollectionInfo, CompactResult, Health, Hits, IndexConfig, Point, Stats,
+                    UpsertResult, VectorLike)
 
 PointLike = Union[Point, Mapping[str, Any]]
 
@@ -128,8 +129,16 @@ class AsyncQuiverClient:
         """See ``QuiverClient.upsert``."""
         return await self._run(core.op_upsert(collection, points, self.max_request_bytes))
 
-    async def delete(self, collection: str, ids: Union[str, Iterable[str]]) -> int:
-        return await self._run(core.op_delete(collection, ids))
+    async def delete(self, collection: str, ids: Union[str, Iterable[str], None] = None, *,
+                     filter: FilterLike = None) -> int:
+        """See ``QuiverClient.delete``."""
+        return await self._run(core.op_delete(collection, ids, filter))
+
+    async def update_attributes(self, collection: str, ids: Union[str, Iterable[str], None] = None, *,
+                                filter: FilterLike = None, set: Optional[Mapping[str, AttributeValue]] = None,
+                                unset: Optional[Iterable[str]] = None) -> int:
+        """See ``QuiverClient.update_attributes``."""
+        return await self._run(core.op_update_attributes(collection, ids, filter, set, unset))
 
     async def get(self, collection: str, ids: Union[str, Iterable[str]], with_vectors: bool = False) -> list[Point]:
         return await self._run(core.op_get(collection, ids, with_vectors))

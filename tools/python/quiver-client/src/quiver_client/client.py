@@ -12,7 +12,8 @@ from . import _core as core
 from ._core import Call, Op, RetryPolicy, T, TLSLike
 from .errors import QuiverError, from_rpc_error
 from .filters import FilterLike
-from .types import CollectionInfo, CompactResult, Health, Hits, IndexConfig, Point, Stats, UpsertResult, VectorLike
+from .types import (AttributeValue, CollectionInfo, CompactResult, Health, Hits, IndexConfig, Point, Stats,
+                    UpsertResult, VectorLike)
 
 PointLike = Union[Point, Mapping[str, Any]]
 
@@ -148,9 +149,18 @@ class QuiverClient:
         """
         return self._run(core.op_upsert(collection, points, self.max_request_bytes))
 
-    def delete(self, collection: str, ids: Union[str, Iterable[str]]) -> int:
-        """Deletes points by id; returns how many existed."""
-        return self._run(core.op_delete(collection, ids))
+    def delete(self, collection: str, ids: Union[str, Iterable[str], None] = None, *,
+               filter: FilterLike = None) -> int:
+        """Deletes points by id, or every point matching ``filter`` (one write, atomic per shard; at most 100,000
+        points); returns how many existed."""
+        return self._run(core.op_delete(collection, ids, filter))
+
+    def update_attributes(self, collection: str, ids: Union[str, Iterable[str], None] = None, *,
+                          filter: FilterLike = None, set: Optional[Mapping[str, AttributeValue]] = None,
+                          unset: Optional[Iterable[str]] = None) -> int:
+        """Sets (``set``) and removes (``unset``) attributes of the points with these ids, or of every point
+        matching ``filter`` (at most 10,000), keeping their vectors and text; returns how many were updated."""
+        return self._run(core.op_update_attributes(collection, ids, filter, set, unset))
 
     def get(self, collection: str, ids: Union[str, Iterable[str]], with_vectors: bool = False) -> list[Point]:
         """The points with these ids, in the order asked; absent ids are left out."""

@@ -66,6 +66,11 @@ class QuiverStub:
                 request_serializer=quiver_dot_v1_dot_quiver__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=quiver_dot_v1_dot_quiver__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.UpdateAttributes = channel.unary_unary(
+                '/quiver.v1.Quiver/UpdateAttributes',
+                request_serializer=quiver_dot_v1_dot_quiver__pb2.UpdateAttributesRequest.SerializeToString,
+                response_deserializer=quiver_dot_v1_dot_quiver__pb2.UpdateAttributesResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/quiver.v1.Quiver/Get',
                 request_serializer=quiver_dot_v1_dot_quiver__pb2.GetRequest.SerializeToString,
@@ -132,6 +137,12 @@ class QuiverServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAttributes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -205,6 +216,11 @@ def add_QuiverServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=quiver_dot_v1_dot_quiver__pb2.DeleteRequest.FromString,
                     response_serializer=quiver_dot_v1_dot_quiver__pb2.DeleteResponse.SerializeToString,
+            ),
+            'UpdateAttributes': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAttributes,
+                    request_deserializer=quiver_dot_v1_dot_quiver__pb2.UpdateAttributesRequest.FromString,
+                    response_serializer=quiver_dot_v1_dot_quiver__pb2.UpdateAttributesResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -399,6 +415,33 @@ class Quiver:
             '/quiver.v1.Quiver/Delete',
             quiver_dot_v1_dot_quiver__pb2.DeleteRequest.SerializeToString,
             quiver_dot_v1_dot_quiver__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAttributes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quiver.v1.Quiver/UpdateAttributes',
+            quiver_dot_v1_dot_quiver__pb2.UpdateAttributesRequest.SerializeToString,
+            quiver_dot_v1_dot_quiver__pb2.UpdateAttributesResponse.FromString,
             options,
             channel_credentials,
             insecure,
