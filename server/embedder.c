@@ -284,9 +284,12 @@ int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *
     }
     request_t req = {.remaining = n, .rc = QV_OK};
     int rc = QV_OK;
+    uint64_t truncated = 0; /* texts longer than the model's window: their end is not in the vector */
     for (size_t i = 0; i < n && rc == QV_OK; i++) {
         uint32_t len = 0;
-        rc = qv_embed_tokenize(e->model, texts[i], lens[i], ids + i * e->max_tokens, &len, err);
+        bool cut = false;
+        rc = qv_embed_tokenize(e->model, texts[i], lens[i], ids + i * e->max_tokens, &len, &cut, err);
+        truncated += cut;
         if (rc) {
             char why[QV_ERR_MSG_MAX];
             memcpy(why, err->msg, sizeof why);
@@ -294,6 +297,8 @@ int qv_embedder_embed(qv_embedder_t *e, const char *const *texts, const size_t *
         }
         items[i] = (item_t){ids + i * e->max_tokens, len, out + i * e->dim, &req};
     }
+    if (rc == QV_OK && truncated)
+        qv_metrics_embed_truncated(truncated);
     if (rc == QV_OK) {
         pthread_cond_init(&req.cv, NULL);
         pthread_mutex_lock(&e->mu);

@@ -37,7 +37,9 @@ typedef struct {
 static method_stats_t methods[MAX_METHODS];
 static atomic_int nmethods;
 static pthread_mutex_t add_mu = PTHREAD_MUTEX_INITIALIZER;
-static atomic_uint_fast64_t rows_upserted, rows_deleted, embed_texts, embed_batches;
+static atomic_uint_fast64_t rows_upserted, rows_deleted, embed_texts, embed_batches, embed_truncated;
+
+void qv_metrics_embed_truncated(uint64_t n) { atomic_fetch_add_explicit(&embed_truncated, n, memory_order_relaxed); }
 
 void qv_metrics_embed_batch(uint64_t n)
 {
@@ -354,6 +356,9 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
     put(&o, "# HELP quiver_embed_texts_total Texts embedded by the built-in model.\n"
             "# TYPE quiver_embed_texts_total counter\nquiver_embed_texts_total %llu\n",
         (unsigned long long)atomic_load(&embed_texts));
+    put(&o, "# HELP quiver_embed_truncated_total Texts longer than the model's 256-token window, embedded from their "
+            "beginning only.\n# TYPE quiver_embed_truncated_total counter\nquiver_embed_truncated_total %llu\n",
+        (unsigned long long)atomic_load(&embed_truncated));
     put(&o, "# HELP quiver_embed_batches_total Forward passes run by the dynamic batcher.\n"
             "# TYPE quiver_embed_batches_total counter\nquiver_embed_batches_total %llu\n",
         (unsigned long long)atomic_load(&embed_batches));

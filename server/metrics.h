@@ -16,6 +16,8 @@ void qv_metrics_add_rows(uint64_t upserted, uint64_t deleted);
 
 /* One forward pass of the embedding batcher over n texts. */
 void qv_metrics_embed_batch(uint64_t n);
+/* Texts cut to the model's window (256 tokens) before embedding. */
+void qv_metrics_embed_truncated(uint64_t n);
 
 /* Resident set size of this process (from /proc/self/statm). */
 uint64_t qv_resident_bytes(void);

@@ -698,11 +698,25 @@ int qv_embed_seqs(const qv_embed_model_t *m, const qv_embed_seq_t *seqs, size_t 
 }
 
 int qv_embed_tokenize(const qv_embed_model_t *m, const char *text, size_t len, int32_t *ids, uint32_t *nids,
-                      qv_err_t *err)
+                      bool *truncated, qv_err_t *err)
 {
-    size_t got = 0;
-    int rc = qv_tokenizer_encode(m->tok, text, len, m->max_tokens, ids, &got, err);
+    /* one id more than fits: a text that fills it was cut. Dropping the last wordpiece before [SEP] then gives
+     * exactly the encoding at max_tokens ([CLS], the first max_tokens - 2 wordpieces, [SEP]). */
+    int32_t one_more[QV_TOK_MAX_LEN + 1];
+    size_t got = 0, max = m->max_tokens;
+    bool spill = max <= QV_TOK_MAX_LEN;
+    int rc = qv_tokenizer_encode(m->tok, text, len, spill ? max + 1 : max, spill ? one_more : ids, &got, err);
+    bool cut = spill && rc == QV_OK && got > max;
+    if (spill && rc == QV_OK) {
+        if (cut) {
+            one_more[max - 1] = one_more[max]; /* [SEP] */
+            got = max;
+        }
+        memcpy(ids, one_more, got * sizeof *ids);
+    }
     *nids = (uint32_t)got;
+    if (truncated)
+        *truncated = cut;
     return rc;
 }
 
@@ -730,7 +744,7 @@ int qv_embed_texts(const qv_embed_model_t *m, const char *const *texts, const si
                 goto out;
             }
             int32_t *slot = ids + i * m->max_tokens;
-            rc = qv_embed_tokenize(m, t, lens ? lens[base + i] : strlen(t), slot, &seqs[i].len, err);
+            rc = qv_embed_tokenize(m, t, lens ? lens[base + i] : strlen(t), slot, &seqs[i].len, NULL, err);
             if (rc != QV_OK) {
                 if (err) {
                     char msg[QV_ERR_MSG_MAX];

@@ -61,9 +61,10 @@ int qv_embed_texts(const qv_embed_model_t *m, const char *const *texts, const si
                    qv_err_t *err);
 
 /* Tokenizes one text for qv_embed_seqs: ids gets up to qv_embed_max_tokens() ids, *nids their number (>= 2: [CLS] and
- * [SEP]). Errors as qv_tokenizer_encode. */
+ * [SEP]); *truncated (may be NULL): the text had more tokens than fit, and its end was cut off. Errors as
+ * qv_tokenizer_encode. */
 int qv_embed_tokenize(const qv_embed_model_t *m, const char *text, size_t len, int32_t *ids, uint32_t *nids,
-                      qv_err_t *err);
+                      bool *truncated, qv_err_t *err);
 
 typedef struct {
     const int32_t *ids;  /* borrowed for the call */

@@ -164,3 +164,25 @@ def test_server_without_model(quiverd, tmp_path):
     finally:
         if env_before is not None:
             os.environ["QV_MODEL_DIR"] = env_before
+
+
+def test_long_texts_are_counted_as_truncated(server):
+    """A text over the model's 256-token window is embedded from its beginning only; the server counts it
+    (quiver_embed_truncated_total), a short one is not counted."""
+    c = server.client
+
+    def truncated():
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("quiver_embed_truncated_total "):
+                    return float(line.split()[1])
+        raise AssertionError("no quiver_embed_truncated_total")
+
+    before = truncated()
+    long_text = " ".join(["word"] * 400)
+    a = np.array(c.q.Embed(pb.EmbedRequest(texts=[long_text, "short text"])).vectors[0].values)
+    assert truncated() == before + 1
+    # the cut text embeds as its first 254 words do
+    b = np.array(c.q.Embed(pb.EmbedRequest(texts=[" ".join(["word"] * 254)])).vectors[0].values)
+    assert np.allclose(a, b, atol=1e-6)
+    assert truncated() == before + 1

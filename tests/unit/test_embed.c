@@ -253,7 +253,7 @@ static void test_embed_golden(void **state)
         int32_t ids[QV_TOK_MAX_LEN];
         uint32_t nids;
         qv_err_t err;
-        assert_int_equal(qv_embed_tokenize(m, texts[i], lens[i], ids, &nids, &err), QV_OK);
+        assert_int_equal(qv_embed_tokenize(m, texts[i], lens[i], ids, &nids, NULL, &err), QV_OK);
         assert_int_equal(nids, json_integer_value(json_object_get(lines[i].obj, "ntokens")));
     }
     float *got = malloc(n * dim * sizeof *got);
@@ -475,11 +475,33 @@ static void test_api_errors(void **state)
     int32_t tids[QV_TOK_MAX_LEN];
     uint32_t nt;
     const char *t = "Quiver embeds text in process.";
-    assert_int_equal(qv_embed_tokenize(m, t, strlen(t), tids, &nt, &err), QV_OK);
+    assert_int_equal(qv_embed_tokenize(m, t, strlen(t), tids, &nt, NULL, &err), QV_OK);
     s = (qv_embed_seq_t){.ids = tids, .len = nt};
     assert_int_equal(qv_embed_seqs(m, &s, 1, out, &err), QV_OK);
     assert_int_equal(qv_embed_texts(m, &t, NULL, 1, out + QV_EMBED_DIM, &err), QV_OK);
     assert_memory_equal(out, out + QV_EMBED_DIM, QV_EMBED_DIM * sizeof(float));
+    bool cut = true;
+    assert_int_equal(qv_embed_tokenize(m, t, strlen(t), tids, &nt, &cut, &err), QV_OK);
+    assert_false(cut);
+    /* a text over the window: reported cut, and encoded exactly as the tokenizer truncates it; one that fills the
+     * window exactly ([CLS] + 254 words + [SEP]) is not cut */
+    static const int nwords[] = {253, 254, 255, 400};
+    for (size_t wi = 0; wi < sizeof nwords / sizeof nwords[0]; wi++) {
+        int words = nwords[wi];
+        char *longt = malloc((size_t)words * 6 + 1);
+        size_t off = 0;
+        for (int k = 0; k < words; k++)
+            off += (size_t)sprintf(longt + off, "%s", k ? " word" : "word");
+        int32_t ref[QV_TOK_MAX_LEN];
+        size_t nref = 0;
+        assert_int_equal(qv_tokenizer_encode(qv_embed_tokenizer(m), longt, off, qv_embed_max_tokens(m), ref, &nref,
+                                             &err), QV_OK);
+        assert_int_equal(qv_embed_tokenize(m, longt, off, tids, &nt, &cut, &err), QV_OK);
+        assert_int_equal(nt, nref);
+        assert_memory_equal(tids, ref, nt * sizeof *ref);
+        assert_int_equal(cut, words + 2 > (int)qv_embed_max_tokens(m));
+        free(longt);
+    }
     const qv_embed_weights_t *w = qv_embed_weights(m);
     assert_int_equal(w->layers, 6);
     assert_int_equal(w->heads, 12);
@@ -669,7 +691,7 @@ static int synth_load_embed(const char *dir, float *out, qv_err_t *err)
     assert_int_equal(qv_embed_max_tokens(m), SP);
     int32_t ids[SP];
     uint32_t n;
-    assert_int_equal(qv_embed_tokenize(m, texts[2], strlen(texts[2]), ids, &n, err), QV_OK);
+    assert_int_equal(qv_embed_tokenize(m, texts[2], strlen(texts[2]), ids, &n, NULL, err), QV_OK);
     assert_int_equal(n, SP); /* truncated to max_position_embeddings */
     qv_embed_model_free(m);
     return rc;

@@ -208,15 +208,18 @@ int qv__field_index(const qv_input_t *in, const char *name)
     return -1;
 }
 
-void qv__warn_once(qv_input_t *in, const char *what, const char *name, const char *where)
+void qv__warn_once(qv_input_t *in, const char *what, const char *name, const char *where, const char *why)
 {
     for (int i = 0; i < in->nwarned; i++)
         if (strcmp(in->warned[i], name) == 0)
             return;
     if (in->nwarned < MAX_WARNED)
         in->warned[in->nwarned++] = strdup(name);
-    fprintf(stderr, "quiver: note: %s '%s'%s is not a field of collection %s; ignored\n", what, name, where,
-            in->o.info->name);
+    if (why)
+        fprintf(stderr, "quiver: note: %s '%s'%s %s; ignored\n", what, name, where, why);
+    else
+        fprintf(stderr, "quiver: note: %s '%s'%s is not a field of collection %s; ignored\n", what, name, where,
+                in->o.info->name);
 }
 
 /* ---- fvecs / bvecs ---- */

@@ -77,8 +77,9 @@ char *qv__row_id(const qv_input_t *in, qv_arena_t *a, uint64_t row);
 Quiver__V1__Value *qv__point_attr(qv_arena_t *a, Quiver__V1__Point *p, const char *key);
 /* Index of the schema field called name, or -1. */
 int qv__field_index(const qv_input_t *in, const char *name);
-/* One note on stderr per key or column name that is not a schema field. */
-void qv__warn_once(qv_input_t *in, const char *what, const char *name, const char *where);
+/* One note on stderr per key or column name left out of the points: "<what> '<name>'<where> <why>; ignored", why
+ * NULL meaning "is not a field of collection C". */
+void qv__warn_once(qv_input_t *in, const char *what, const char *name, const char *where, const char *why);
 
 /* load_text.c */
 int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_off);

@@ -107,9 +107,9 @@ static int json_dyn_attr(qv_input_t *in, qv_arena_t *a, Quiver__V1__Point *p, co
     for (size_t i = 0; kws && i < json_array_size(v); i++)
         kws = json_is_string(json_array_get(v, i));
     if (!json_is_number(v) && !json_is_string(v) && !json_is_boolean(v) && !kws) {
-        char where[80];
-        snprintf(where, sizeof where, " (line %" PRIu64 ": not a number, string, boolean or list of strings)", line);
-        qv__warn_once(in, "key", key, where);
+        char where[48];
+        snprintf(where, sizeof where, " (line %" PRIu64 ")", line);
+        qv__warn_once(in, "key", key, where, "holds no attribute value (a number, string, boolean or list of strings)");
         return 1;
     }
     char *name = qv_arena_strndup(a, key, strlen(key)); /* the JSON object's keys go with it */
@@ -202,7 +202,7 @@ static int parse_json_record(qv_input_t *in, json_t *o, uint64_t rec, uint64_t l
         if (fi < 0) {
             char where[48];
             snprintf(where, sizeof where, " (line %" PRIu64 ")", line);
-            qv__warn_once(in, "key", key, where);
+            qv__warn_once(in, "key", key, where, NULL);
             continue;
         }
         if (json_attr(in, a, p, fi, v, msg, ml, line) != 0)
@@ -451,7 +451,7 @@ int qv__csv_header(qv_input_t *in, int fd, char *msg, size_t ml, uint64_t *data_
             continue;
         int fi = qv__field_index(in, in->colnames[i]);
         if (fi < 0) {
-            qv__warn_once(in, "column", in->colnames[i], "");
+            qv__warn_once(in, "column", in->colnames[i], "", NULL);
             continue;
         }
         if (field_col[fi] >= 0) {
