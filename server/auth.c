@@ -1,5 +1,7 @@
 #include "server/auth.h"
 
+#include <grpc/status.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,4 +221,26 @@ int qv_keys_role(const qv_keys_t *k, const char *key, size_t len)
             role = e->role;
     }
     return role;
+}
+
+int qv_keys_authorize(const qv_keys_t *keys, int need, const char *method, const char *header, size_t len, char *msg,
+                      size_t msglen)
+{
+    if (!keys || need == QV_ROLE_PUBLIC)
+        return GRPC_STATUS_OK;
+    if (!header || len < 7 || memcmp(header, "Bearer ", 7) != 0) {
+        snprintf(msg, msglen, "missing 'authorization: Bearer <API key>' metadata");
+        return GRPC_STATUS_UNAUTHENTICATED;
+    }
+    int role = qv_keys_role(keys, header + 7, len - 7);
+    if (role < 0) {
+        snprintf(msg, msglen, "unknown API key");
+        return GRPC_STATUS_UNAUTHENTICATED;
+    }
+    if (role < need) {
+        snprintf(msg, msglen, "this API key has the %s role; %s needs %s", qv_role_name(role), method,
+                 qv_role_name(need));
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    return GRPC_STATUS_OK;
 }

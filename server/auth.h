@@ -30,6 +30,13 @@ void qv_keys_free(qv_keys_t *k);
 int qv_keys_role(const qv_keys_t *k, const char *key, size_t len);
 const char *qv_role_name(int role);
 
+/* The one check of a caller's key, for gRPC metadata and HTTP headers alike: `header` (len bytes, may be NULL) is the
+ * value of its authorization header, "Bearer <key>"; `need` the method's role (QV_ROLE_PUBLIC: anyone). Returns a
+ * gRPC status: OK, UNAUTHENTICATED (no or unknown key) or PERMISSION_DENIED (a lesser role), with msg saying which.
+ * keys NULL: everything is allowed. */
+int qv_keys_authorize(const qv_keys_t *keys, int need, const char *method, const char *header, size_t len, char *msg,
+                      size_t msglen);
+
 /* Reads a whole (PEM) file into a NUL-terminated malloc'd string; NULL with err set on failure. */
 char *qv_read_file(const char *path, size_t max, qv_err_t *err);
 

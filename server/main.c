@@ -17,6 +17,7 @@
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/auth.h"
+#include "server/http_api.h"
 #include "server/coord/coord.h"
 #include "server/coord/etcd.h"
 #include "server/gpu.h"
@@ -64,8 +65,10 @@ static void usage(FILE *out)
             "  --simd auto|scalar|avx2|avx512  distance kernel tier (default auto: the best this CPU has)\n"
             "  --shutdown-grace-ms N  on SIGTERM, how long in-flight calls may finish before cancel (default 10000)\n"
             "  --log-level LEVEL      debug|info|warn|error (default info)\n"
-            "  --metrics-listen H:P   Prometheus metrics at http://H:P/metrics (default 127.0.0.1:9700; 'off' disables;\n"
-            "                         if the default port is taken the server starts without metrics and says so)\n"
+            "  --http-listen H:P      the HTTP listener (default 127.0.0.1:9700; 'off' disables; if the default port is\n"
+            "                         taken the server starts without it and says so): Prometheus metrics at /metrics,\n"
+            "                         the API as HTTP/JSON at POST /v1/<Quiver|Admin>/<Method>, /healthz, /readyz,\n"
+            "                         /openapi.json. --metrics-listen is the same flag\n"
             "  --model-dir DIR        the embedding model (tools/fetch_model.sh puts it in build/model); default:\n"
             "                         $QV_MODEL_DIR, else model/ next to quiverd. Without one, text requests get\n"
             "                         FAILED_PRECONDITION; a model that is given but missing or corrupt stops start-up.\n"
@@ -173,6 +176,7 @@ int main(int argc, char **argv)
         {"compact-deleted-ratio", required_argument, NULL, O_CMP_RATIO},
         {"compact-small-segments", required_argument, NULL, O_CMP_SMALL},
         {"metrics-listen", required_argument, NULL, O_METRICS},
+        {"http-listen", required_argument, NULL, O_METRICS},
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
         {"request-read-timeout-ms", required_argument, NULL, O_READ_TIMEOUT},
         {"max-streams-per-connection", required_argument, NULL, O_STREAMS},
@@ -510,6 +514,7 @@ int main(int argc, char **argv)
             if (metrics_explicit)
                 rc = 1;
         }
+        cc.http = metrics;
         if ((shard_ca && !(cc.shard_ca_pem = qv_read_file(shard_ca, 1 << 20, &ferr))) ||
             (shard_cert && !(cc.shard_cert_pem = qv_read_file(shard_cert, 1 << 20, &ferr))) ||
             (shard_key && !(cc.shard_key_pem = qv_read_file(shard_key, 1 << 20, &ferr)))) {
@@ -599,6 +604,10 @@ int main(int argc, char **argv)
         qv_gpu_unload(gpu);
         return 1;
     }
+    /* the same handlers over HTTP/JSON on the --http-listen listener (server/http_api.h) */
+    qv_http_api_t http_api = {.services = qv_services, .handlers = qv_handlers, .app = &app, .keys = keys,
+                              .max_message_bytes = (int)(max_msg_mb << 20), .observe = qv_metrics_observe};
+    qv_metrics_attach_api(metrics, &http_api);
     qv_log(QV_LOG_INFO, "server.start", "role=%s listen=%s port=%d simd=%s threads=%ld scan_threads=%ld metrics=%s tls=%s auth=%s",
            role, listen, qv_rpc_port(rpc), qv_dist()->name, threads, scan_threads, metrics ? metrics_listen : "off",
            cert_pem ? (ca_pem ? "mutual" : "on") : "off", keys ? "api-keys" : "off");
@@ -632,8 +641,8 @@ int main(int argc, char **argv)
     }
     qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
     qv_shard_unregister(reg);
+    qv_metrics_stop(metrics); /* first: the HTTP API's calls use what follows */
     qv_rpc_stop(rpc, (int)grace_ms);
-    qv_metrics_stop(metrics);
     qv_embedder_stop(embedder);
     grpc_shutdown();
     qv_pool_destroy(pool);

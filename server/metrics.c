@@ -1,5 +1,7 @@
 /* Prometheus metrics; see metrics.h. */
 #include "server/metrics.h"
+#include "server/http_api.h"
+#include "server/status.h"
 #include "storage/read.h"
 
 #include <arpa/inet.h>
@@ -19,13 +21,10 @@
 #define METRICS_IDLE_S 10       /* seconds a metrics connection may send nothing */
 #define METRICS_PER_IP 16       /* connections one client address may hold */
 #define METRICS_CONNECTIONS 512 /* connections in all */
+#define METRICS_THREADS 4       /* polling threads (each serves its connections' requests) */
 #define NCODES 17 /* gRPC status codes 0..16 */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
-static const char *code_names[NCODES] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
 
 typedef struct {
     _Atomic(const char *) method;
@@ -326,7 +325,7 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
             uint64_t v = atomic_load(&methods[i].calls[c]);
             if (v)
                 put(&o, "quiver_requests_total{method=\"%s\",code=\"%s\"} %llu\n", atomic_load(&methods[i].method),
-                    code_names[c], (unsigned long long)v);
+                    qv_status_name(c), (unsigned long long)v);
         }
     put(&o, "# HELP quiver_request_duration_seconds gRPC call latency, receipt of the request to the reply.\n"
             "# TYPE quiver_request_duration_seconds histogram\n");
@@ -384,18 +383,92 @@ struct qv_metrics_server {
     struct MHD_Daemon *d;
     qv_store_t *st;
     int64_t started_ns;
+    _Atomic(const qv_http_api_t *) api; /* NULL: metrics only */
 };
+
+void qv_metrics_attach_api(qv_metrics_server_t *m, const void *api)
+{
+    if (m)
+        atomic_store(&m->api, (const qv_http_api_t *)api);
+}
+
+/* A request's body as it arrives (MHD calls on_request once per chunk); too_big once it passed the limit. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool too_big;
+} upload_t;
+
+static void on_done(void *cls, struct MHD_Connection *conn, void **state, enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    (void)why;
+    upload_t *u = *state;
+    if (u) {
+        free(u->p);
+        free(u);
+        *state = NULL;
+    }
+}
+
+static enum MHD_Result send_api(struct MHD_Connection *conn, qv_http_reply_t *rep)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(rep->body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", rep->content_type);
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)rep->status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **state)
 {
     qv_metrics_server_t *m = cls;
     (void)version;
-    (void)upload;
-    (void)upload_size;
-    (void)state;
     struct MHD_Response *r;
     enum MHD_Result rc;
+    const qv_http_api_t *api = atomic_load(&m->api);
+    if (api && strcmp(url, "/metrics") != 0) {
+        upload_t *u = *state;
+        if (!u) { /* the headers: a body, if any, follows in later calls */
+            if (!(u = calloc(1, sizeof *u)))
+                return MHD_NO;
+            *state = u;
+            return MHD_YES;
+        }
+        if (*upload_size) {
+            if (u->len + *upload_size > (size_t)api->max_message_bytes) {
+                u->too_big = true; /* keep reading (and dropping) so the reply can say why */
+            } else {
+                if (u->len + *upload_size > u->cap) {
+                    size_t cap = u->cap ? u->cap : 4096;
+                    while (cap < u->len + *upload_size)
+                        cap *= 2;
+                    char *p = realloc(u->p, cap);
+                    if (!p)
+                        return MHD_NO;
+                    u->p = p;
+                    u->cap = cap;
+                }
+                memcpy(u->p + u->len, upload, *upload_size);
+                u->len += *upload_size;
+            }
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        qv_http_reply_t rep;
+        const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+        const char *tmo = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Timeout-Ms");
+        /* a body over the limit reaches the API as one byte too many, which it refuses by name */
+        if (qv_http_api_serve(api, method, url, auth, tmo, u->p, u->too_big ? (size_t)api->max_message_bytes + 1 :
+                              u->len, &rep))
+            return send_api(conn, &rep);
+    }
     if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0) {
         static const char nf[] = "not found: GET /metrics\n";
         r = MHD_create_response_from_buffer(sizeof nf - 1, (void *)nf, MHD_RESPMEM_PERSISTENT);
@@ -438,17 +511,20 @@ int qv_metrics_start(const char *listen, qv_store_t *st, int64_t started_ns, con
      * address may hold METRICS_PER_IP connections (a scraper needs one), and epoll (MHD_USE_AUTO picks it on Linux)
      * takes connections past select()'s FD_SETSIZE up to METRICS_CONNECTIONS in all. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | (cert_pem && key_pem ? MHD_USE_TLS : 0);
+    /* a pool of polling threads: an API call that waits (a write's group commit, a long scan) holds one of them */
     if (cert_pem && key_pem)
         m->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
                                 (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_S,
                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_IP,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_HTTPS_MEM_KEY,
-                                key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_THREAD_POOL_SIZE,
+                                (unsigned)METRICS_THREADS, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
+                                MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
     else
         m->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR,
                                 (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_IDLE_S,
                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_PER_IP,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_END);
+                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_THREAD_POOL_SIZE,
+                                (unsigned)METRICS_THREADS, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
     if (!m->d) {
         free(m);
         return qv_err_set(err, QV_EIO, "cannot serve metrics on %s", listen);

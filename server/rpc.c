@@ -197,33 +197,16 @@ static const method_t *find_method(qv_rpc_t *r, grpc_slice path)
 /* Checks the caller's API key against the method's role; returns a gRPC status (OK to proceed). */
 static int authorize(call_t *c, const method_t *m, char *msg, size_t msglen)
 {
-    const qv_keys_t *keys = c->rpc->keys;
-    if (!keys || m->role == QV_ROLE_PUBLIC)
-        return GRPC_STATUS_OK;
     const char *val = NULL;
     size_t vlen = 0;
-    for (size_t i = 0; i < c->md.count; i++) {
+    for (size_t i = 0; c->rpc->keys && i < c->md.count; i++) {
         grpc_slice k = c->md.metadata[i].key;
         if (GRPC_SLICE_LENGTH(k) == 13 && memcmp(GRPC_SLICE_START_PTR(k), "authorization", 13) == 0) {
             val = (const char *)GRPC_SLICE_START_PTR(c->md.metadata[i].value);
             vlen = GRPC_SLICE_LENGTH(c->md.metadata[i].value);
         }
     }
-    if (!val || vlen < 7 || memcmp(val, "Bearer ", 7) != 0) {
-        snprintf(msg, msglen, "missing 'authorization: Bearer <API key>' metadata");
-        return GRPC_STATUS_UNAUTHENTICATED;
-    }
-    int role = qv_keys_role(keys, val + 7, vlen - 7);
-    if (role < 0) {
-        snprintf(msg, msglen, "unknown API key");
-        return GRPC_STATUS_UNAUTHENTICATED;
-    }
-    if (role < m->role) {
-        snprintf(msg, msglen, "this API key has the %s role; %s needs %s", qv_role_name(role), m->path,
-                 qv_role_name(m->role));
-        return GRPC_STATUS_PERMISSION_DENIED;
-    }
-    return GRPC_STATUS_OK;
+    return qv_keys_authorize(c->rpc->keys, m->role, m->path, val, vlen, msg, msglen);
 }
 
 /* The reading list: calls admitted whose body has not arrived, in admission order. The reaper ends those whose

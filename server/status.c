@@ -39,3 +39,12 @@ int qv_code_of_status(int grpc_status)
             return table[i].code;
     return QV_EIO;
 }
+
+const char *qv_status_name(int st)
+{
+    static const char *names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                                  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                  "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                                  "UNAUTHENTICATED"};
+    return st >= 0 && st < (int)(sizeof names / sizeof names[0]) ? names[st] : "UNKNOWN";
+}

@@ -11,4 +11,7 @@ int qv_status_of(int qv_code);
  * produces are QV_EIO (INTERNAL). qv_status_of(qv_code_of_status(s)) == s for every status a server produces. */
 int qv_code_of_status(int grpc_status);
 
+/* "OK", "CANCELLED", ... "UNAUTHENTICATED" for gRPC codes 0..16; "UNKNOWN" otherwise. */
+const char *qv_status_name(int grpc_status);
+
 #endif

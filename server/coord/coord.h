@@ -29,6 +29,7 @@ typedef struct {
     char *shard_cert_pem, *shard_key_pem;
     const char *shard_api_key;   /* sent to shards as `authorization: Bearer KEY` */
     qv_embedder_t *embedder;     /* NULL: text is embedded by the shards; else here, once, and shards get vectors */
+    struct qv_metrics_server *http; /* the HTTP listener (metrics): the API is attached to it; NULL: none */
     const sigset_t *sigs;        /* blocked by the caller; sigwait'ed to stop */
 } qv_coord_cfg_t;
 

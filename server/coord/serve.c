@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/http_api.h"
 #include "server/coord/coord_int.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -141,6 +142,10 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
         coord_free(&co);
         return 1;
     }
+    /* the same handlers over HTTP/JSON on the --http-listen listener (server/http_api.h) */
+    qv_http_api_t api = {.services = qv_services, .handlers = handlers, .app = &co, .keys = cfg->keys,
+                         .max_message_bytes = cfg->max_message_bytes, .observe = qv_metrics_observe};
+    qv_metrics_attach_api(cfg->http, &api);
     pthread_mutex_lock(&co.mu);
     size_t nm = co.nmembers;
     pthread_mutex_unlock(&co.mu);
@@ -154,6 +159,7 @@ int qv_coord_main(const qv_coord_cfg_t *cfg)
     int sig = 0;
     sigwait(cfg->sigs, &sig);
     qv_log(QV_LOG_INFO, "server.stopping", "signal=%d", sig);
+    qv_metrics_attach_api(cfg->http, NULL);
     qv_rpc_stop(rpc, cfg->grace_ms);
     qv_meta_stop(&co);
     coord_free(&co);
