@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "server/console.h"
 #include "server/pbjson.h"
 #include "server/status.h"
 
@@ -253,6 +254,22 @@ bool qv_http_api_serve(const qv_http_api_t *api, const char *method, const char 
     if (strcmp(path, "/openapi.json") == 0 && strcmp(method, "GET") == 0) {
         openapi(api, out);
         return true;
+    }
+    if (strcmp(method, "GET") == 0) { /* the web console (server/console.h) */
+        const char *want = strcmp(path, "/") == 0 ? "/console/index.html" : path;
+        for (const qv_asset_t *a = qv_assets; a->path; a++)
+            if (strcmp(a->path, want) == 0) {
+                out->status = 200;
+                out->content_type = a->content_type;
+                out->body = malloc(a->len ? a->len : 1);
+                if (!out->body) {
+                    reply_error(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                    return true;
+                }
+                memcpy(out->body, a->data, a->len);
+                out->len = a->len;
+                return true;
+            }
     }
     if (strncmp(path, "/v1/", 4) != 0)
         return false;

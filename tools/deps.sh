@@ -9,7 +9,8 @@ pkgs=(build-essential cmake pkg-config
 if [[ ${1:-} == --test ]]; then
   pkgs+=(libcmocka-dev python3-grpcio python3-protobuf python3-numpy python3-pytest
          protobuf-compiler protobuf-compiler-grpc python3-prometheus-client
-         etcd-server openssl fiu-utils libfiu-dev gdb prometheus faketime python3-venv)
+         etcd-server openssl fiu-utils libfiu-dev gdb prometheus faketime python3-venv
+         chromium chromium-driver python3-selenium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
