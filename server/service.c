@@ -770,6 +770,9 @@ static int stats_compactions(qv_app_t *app, qv_arena_t *ar, Quiver__V1__StatsRes
         cj->error = error;
         cj->started_unix_ms = jobs[i].started_ms;
         cj->finished_unix_ms = jobs[i].finished_ms;
+        cj->waiting_for = qv_arena_strndup(ar, jobs[i].waiting_for, strlen(jobs[i].waiting_for));
+        if (!cj->waiting_for)
+            rc = QV_ENOMEM;
         r->compactions[r->n_compactions++] = cj;
     }
     free(jobs);

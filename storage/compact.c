@@ -396,6 +396,8 @@ int qv_store_compactions(qv_store_t *st, qv_compaction_info_t **out, size_t *n)
         list[i] = j->info;
         if (j->info.state == QV_CJ_RUNNING && j->info.rows_in)
             list[i].progress = (double)atomic_load(&j->copied) / (double)j->info.rows_in;
+        if (j->info.state == QV_CJ_QUEUED)
+            qv__worker_activity(st->worker, list[i].waiting_for, sizeof list[i].waiting_for);
     }
     *n = st->njobs;
     pthread_mutex_unlock(&st->jobs_mu);

@@ -215,6 +215,7 @@ typedef struct {
     bool automatic;
     char error[QV_ERR_MSG_MAX];
     int64_t started_ms, finished_ms; /* unix time */
+    char waiting_for[160]; /* QUEUED: what runs ahead of it (the worker's build lane), in words */
 } qv_compaction_info_t;
 
 #define QV_COMPACT_MAX_INPUTS 64

@@ -1,6 +1,7 @@
 /* The store's background worker (worker.h): two lanes of typed jobs. */
 #include "storage/worker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,5 +346,17 @@ void qv__worker_seg_info(qv_worker_t *w, qv_segment_t *seg, int *state, double *
     struct qv_hnsw *b = atomic_load(&seg->building);
     if (b && seg->rows)
         *progress = (double)qv_hnsw_progress(b) / seg->rows;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void qv__worker_activity(qv_worker_t *w, char *buf, size_t size)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->compacting)
+        snprintf(buf, size, "the compaction of collection %s", w->compacting->coll->schema->name);
+    else if (w->building)
+        snprintf(buf, size, "the index build of segment %llu", (unsigned long long)w->building->id);
+    else
+        snprintf(buf, size, "nothing: the next job starts now");
     pthread_mutex_unlock(&w->mu);
 }

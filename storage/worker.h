@@ -55,6 +55,10 @@ bool qv__worker_build_begin(qv_worker_t *w, qv_segment_t *seg, struct qv_hnsw *h
 void qv__worker_build_end(qv_worker_t *w, qv_segment_t *seg);
 /* The other builder (GPU plugin) said QV_EUNAVAIL: the CPU builds from then on (build lane only). */
 bool *qv__worker_external_off(qv_worker_t *w);
+/* What the build lane runs now, in words ("the index build of segment 7 of collection docs", "the compaction of
+ * collection docs", "nothing: the next job starts now"), for Stats' "why does my job wait". */
+void qv__worker_activity(qv_worker_t *w, char *buf, size_t size);
+
 /* seg's index state and, while it builds, its progress (0..1); bytes of its ready index. */
 void qv__worker_seg_info(qv_worker_t *w, qv_segment_t *seg, int *state, double *progress, uint64_t *bytes);
 

@@ -100,7 +100,7 @@ async function loadCollections() {
     cell(tr, (j.inputSegments || []).join(" "));
     cell(tr, `${j.rowsIn || 0} / ${j.rowsOut || 0}`);
     cell(tr, Math.round((j.progress || 0) * 100) + "%");
-    cell(tr, j.error || "");
+    cell(tr, j.error || (j.waitingFor ? "waits for " + j.waitingFor : ""));
     jt.appendChild(tr);
   }
 }

@@ -155,6 +155,15 @@ def test_compaction_goes_ahead_of_index_builds_of_its_inputs(make_server):
     c.flush("slow")
     inputs = [s.id for s in c.describe("slow").segments if s.state == pb.SEGMENT_STATE_SEALED]
     assert len(inputs) == 3, inputs
+    # a compaction of another collection waits behind the build that runs now, and Stats says so
+    c.create("other", 4)
+    c.upsert_all("other", [point(f"o{i}", [float(i), 0, 0, 1]) for i in range(8000)], batch=4000)
+    c.flush("other")
+    other = c.admin.Compact(pb.CompactRequest(collection="other", target_rows=100000))
+    queued = [j for j in c.stats().compactions if j.id == other.job_id][0]
+    if queued.state == pb.CompactionJob.STATE_QUEUED:  # (it may already run when the build lane was idle)
+        assert queued.waiting_for.startswith(("the index build of segment", "the compaction of", "nothing")), queued
+    wait_jobs(c, timeout=120)
     job = c.admin.Compact(pb.CompactRequest(collection="slow", target_rows=100000))
     assert job.input_segments == 3
     done = [j for j in wait_jobs(c, timeout=120) if j.id == job.job_id][0]

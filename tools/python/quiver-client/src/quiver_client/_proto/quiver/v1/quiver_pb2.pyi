@@ -607,7 +607,7 @@ class CompactResponse(_message.Message):
     def __init__(self, job_id: _Optional[int] = ..., input_segments: _Optional[int] = ...) -> None: ...
 
 class CompactionJob(_message.Message):
-    __slots__ = ("id", "collection", "state", "input_segments", "output_segment", "rows_in", "rows_out", "progress", "automatic", "error", "started_unix_ms", "finished_unix_ms")
+    __slots__ = ("id", "collection", "state", "input_segments", "output_segment", "rows_in", "rows_out", "progress", "automatic", "error", "started_unix_ms", "finished_unix_ms", "waiting_for")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[CompactionJob.State]
@@ -634,6 +634,7 @@ class CompactionJob(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: int
     collection: str
     state: CompactionJob.State
@@ -646,7 +647,8 @@ class CompactionJob(_message.Message):
     error: str
     started_unix_ms: int
     finished_unix_ms: int
-    def __init__(self, id: _Optional[int] = ..., collection: _Optional[str] = ..., state: _Optional[_Union[CompactionJob.State, str]] = ..., input_segments: _Optional[_Iterable[int]] = ..., output_segment: _Optional[int] = ..., rows_in: _Optional[int] = ..., rows_out: _Optional[int] = ..., progress: _Optional[float] = ..., automatic: _Optional[bool] = ..., error: _Optional[str] = ..., started_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ...) -> None: ...
+    waiting_for: str
+    def __init__(self, id: _Optional[int] = ..., collection: _Optional[str] = ..., state: _Optional[_Union[CompactionJob.State, str]] = ..., input_segments: _Optional[_Iterable[int]] = ..., output_segment: _Optional[int] = ..., rows_in: _Optional[int] = ..., rows_out: _Optional[int] = ..., progress: _Optional[float] = ..., automatic: _Optional[bool] = ..., error: _Optional[str] = ..., started_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class FlushRequest(_message.Message):
     __slots__ = ("collection",)
