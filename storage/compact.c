@@ -136,8 +136,11 @@ static int copy_rows(qv_cjob_t *j)
     }
     free(attrs);
     free(items);
-    if (rc == QV_OK)
-        qv_seg_build_postings(j->out); /* not yet visible to anyone */
+    if (rc == QV_OK) { /* not yet visible to anyone: its arrays shrink to what it holds (before the postings, which
+                        * borrow its strings), so that its size is what it holds */
+        qv_seg_shrink(j->out);
+        qv_seg_build_postings(j->out);
+    }
     return rc;
 }
 

@@ -525,3 +525,45 @@ int qv_seg_row_point(const qv_segment_t *seg, uint32_t r, qv_point_t *pt, qv_att
     }
     return QV_OK;
 }
+
+/* realloc to n bytes (at least 1), keeping the old array when it fails */
+static void *fit(void *p, size_t n)
+{
+    void *q = p ? realloc(p, n ? n : 1) : NULL;
+    return q ? q : p;
+}
+
+static void strcol_fit(qv_strcol_t *c, size_t items)
+{
+    if (!c->off)
+        return;
+    c->off = fit(c->off, (items + 1) * sizeof *c->off);
+    c->cap_off = items + 1;
+    size_t used = c->off[items];
+    c->bytes = fit(c->bytes, used);
+    c->cap_bytes = used ? used : 1;
+}
+
+void qv_seg_shrink(qv_segment_t *seg)
+{
+    size_t rows = seg->rows, words = qv_bm_words(rows ? rows : 1);
+    seg->vectors = fit(seg->vectors, rows * seg->dim * sizeof(float));
+    seg->deleted = fit(seg->deleted, words * 8);
+    strcol_fit(&seg->ids, rows);
+    strcol_fit(&seg->text, rows);
+    strcol_fit(&seg->dyn, rows);
+    for (int f = 0; f < seg->nfields; f++) {
+        qv_column_t *c = &seg->cols[f];
+        c->present = fit(c->present, words * 8);
+        c->i64 = fit(c->i64, rows * 8);
+        c->f64 = fit(c->f64, rows * 8);
+        c->b = fit(c->b, rows);
+        if (c->type == QV_FT_KEYWORDS) {
+            c->kw_off = fit(c->kw_off, (rows + 1) * 4);
+            strcol_fit(&c->str, c->nitems);
+        } else if (c->type == QV_FT_KEYWORD) {
+            strcol_fit(&c->str, rows);
+        }
+    }
+    seg->cap = (uint32_t)(rows ? rows : 1);
+}

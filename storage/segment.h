@@ -114,6 +114,12 @@ int qv_seg_append(qv_segment_t *seg, const qv_point_t *pt, uint32_t *row_out);
 /* Ensures room for n more rows without reallocating during the appends (lets a whole batch fail up front). */
 int qv_seg_reserve(qv_segment_t *seg, uint32_t n);
 
+/* Gives back the room an append-built segment holds beyond its rows (capacity grows by doubling), so that its
+ * size (qv_seg_bytes) is what it holds. Only for a segment no reader can see yet (a compaction's output before its
+ * swap), before its postings are built (they borrow its strings): arrays move. A failed shrink leaves an array as
+ * it was. */
+void qv_seg_shrink(qv_segment_t *seg);
+
 /* Marks a row deleted; returns true if it was live. */
 bool qv_seg_delete(qv_segment_t *seg, uint32_t row);
 
