@@ -206,9 +206,11 @@ static void lane_run(qv_worker_t *w, int lane)
         }
         if (j->kind == QV_JOB_COMPACT)
             requeue_inputs(w, j);
-        pthread_mutex_lock(&w->mu);
-        w->compacting = NULL;
-        pthread_mutex_unlock(&w->mu);
+        if (j->kind == QV_JOB_COMPACT) {
+            pthread_mutex_lock(&w->mu);
+            w->compacting = NULL;
+            pthread_mutex_unlock(&w->mu);
+        }
         job_free(j, true);
         pthread_mutex_lock(&w->mu);
     }
