@@ -211,7 +211,7 @@ static int h_delete(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     if (rc == QV_OK && !req->filter)
         rc = qv_store_delete(app->store, c, ids, n, &deleted, err);
     else if (rc == QV_OK)
-        rc = qv_store_delete_where(app->store, c, ids, n, qv_filter_row, f, &deleted, &seq, err);
+        rc = qv_store_delete_where(app->store, c, ids, n, f ? qv_filter_row : NULL, f, &deleted, &seq, err);
     qv_read_end(v);
     qv_filter_free(f);
     qv_coll_release(c);

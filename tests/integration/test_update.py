@@ -98,6 +98,10 @@ def test_update_errors(make_server):
     req.filter.CopyFrom(filter_pb(eq("tag", "a")))
     expect_error(lambda: c.q.Delete(req), inv, ["ids or a filter"])
     expect_error(lambda: update(c, "ghost", ids=["p1"], set_={"year": 1}), SC.NOT_FOUND, ["ghost"])
+    # an empty filter matches every point, as for Count (it once crashed a Delete: a NULL filter re-checked)
+    req = pb.DeleteRequest(collection="fixed")
+    req.filter.SetInParent()
+    assert c.q.Delete(req).deleted == 300 and c.count("fixed") == 0
     assert c.count("u") == 300 and typed(attrs_of(c.get("u", ["p1"])[0]))["year"] == ("int", 2001)  # untouched
     # more matches than one request may change: refused whole
     c.upsert_all("u", [point(f"m{i}", vec(i), {"tag": "many"}) for i in range(10001)], batch=5000)
