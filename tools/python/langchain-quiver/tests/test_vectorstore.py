@@ -6,13 +6,15 @@ import datetime
 import math
 from typing import Any, Iterator
 
+import grpc
 import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from langchain_quiver import EXTRA_KEY, QuiverEmbeddings, QuiverVectorStore
-from quiver_client import AsyncQuiverClient, F, LocalServer, QuiverClient, QuiverInvalidArgument
+from quiver_client import (AsyncQuiverClient, F, LocalServer, QuiverClient, QuiverInvalidArgument,
+                           QuiverResourceExhausted)
 
 
 class TableEmbeddings(Embeddings):
@@ -392,6 +394,36 @@ def test_delete(filter_store: QuiverVectorStore, client: QuiverClient, name: str
     assert not client.has_collection(name)
     assert filter_store.delete(["x"]) is True and filter_store.delete() is True
 
+
+
+def test_delete_by_filter_is_one_write(filter_store: QuiverVectorStore, client: QuiverClient, name: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete(filter=...) sends one Delete by filter; when the server refuses it as matching too many points
+    (over 100,000), the store pages the matching ids and deletes those instead."""
+    calls: list[dict[str, Any]] = []
+    real = client.delete
+
+    def spy(collection: str, ids: Any = None, *, filter: Any = None) -> int:
+        calls.append({"ids": ids, "filter": filter})
+        return real(collection, ids, filter=filter)
+
+    monkeypatch.setattr(client, "delete", spy)
+    assert filter_store.delete(filter={"lang": "en"}) is True
+    assert len(calls) == 1 and calls[0]["ids"] is None and calls[0]["filter"] is not None
+    assert sorted(p.id for p in client.scroll(name)) == ["b", "d"]
+
+    def refuse(collection: str, ids: Any = None, *, filter: Any = None) -> int:
+        if filter is not None:
+            raise QuiverResourceExhausted("more than 100000 points match the filter: one delete changes at most "
+                                          "100000", grpc.StatusCode.RESOURCE_EXHAUSTED, "Quiver/Delete")
+        calls.append({"ids": ids, "filter": filter})
+        return real(collection, ids)
+
+    calls.clear()
+    monkeypatch.setattr(client, "delete", refuse)
+    assert filter_store.delete(filter={"lang": "fr"}) is True
+    assert calls == [{"ids": ["b"], "filter": None}]
+    assert sorted(p.id for p in client.scroll(name)) == ["d"]
 
 async def test_delete_async(client: QuiverClient, aclient: AsyncQuiverClient, name: str) -> None:
     store = QuiverVectorStore(client, name, _CoordEmbeddings(), async_client=aclient)

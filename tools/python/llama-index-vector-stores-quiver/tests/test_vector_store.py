@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import grpc
 import pytest
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
@@ -17,7 +18,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from llama_index.vector_stores.quiver import NODE_ID_KEY, QuiverVectorStore
-from quiver_client import AsyncQuiverClient, QuiverClient, QuiverInvalidArgument
+from quiver_client import AsyncQuiverClient, QuiverClient, QuiverInvalidArgument, QuiverResourceExhausted
 
 META: dict[str, dict[str, Any]] = {
     "a": {"year": 2019, "lang": "en", "score": 0.5, "tags": ["x", "y"]},
@@ -217,6 +218,37 @@ def test_delete_by_ref_doc_id(filled: QuiverVectorStore, client: QuiverClient, n
     filled.delete("no such doc")
     assert client.count(name) == 3
 
+
+
+def test_delete_by_ref_doc_id_is_one_write(filled: QuiverVectorStore, client: QuiverClient, name: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete(ref_doc_id) and delete_nodes(filters=...) send one Delete by filter; when the server refuses it as
+    matching too many points (over 100,000), the store pages the matching ids and deletes those instead."""
+    calls: list[dict[str, Any]] = []
+    real = client.delete
+
+    def spy(collection: str, ids: Any = None, *, filter: Any = None) -> int:
+        calls.append({"ids": ids, "filter": filter})
+        return real(collection, ids, filter=filter)
+
+    monkeypatch.setattr(client, "delete", spy)
+    filled.delete("doc1")
+    filled.delete_nodes(filters=mf(f("lang", "de")))
+    assert [c["ids"] for c in calls] == [None, None] and all(c["filter"] is not None for c in calls)
+    assert sorted(p.id for p in client.scroll(name)) == ["c", "e"]
+
+    def refuse(collection: str, ids: Any = None, *, filter: Any = None) -> int:
+        if filter is not None:
+            raise QuiverResourceExhausted("more than 100000 points match the filter: one delete changes at most "
+                                          "100000", grpc.StatusCode.RESOURCE_EXHAUSTED, "Quiver/Delete")
+        calls.append({"ids": ids, "filter": filter})
+        return real(collection, ids)
+
+    calls.clear()
+    monkeypatch.setattr(client, "delete", refuse)
+    filled.delete("doc2")
+    assert calls == [{"ids": ["c"], "filter": None}]
+    assert sorted(p.id for p in client.scroll(name)) == ["e"]
 
 def test_delete_nodes(filled: QuiverVectorStore, client: QuiverClient, name: str) -> None:
     def left() -> list[str]:

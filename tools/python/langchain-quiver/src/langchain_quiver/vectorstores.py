@@ -10,7 +10,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
-from quiver_client import AsyncQuiverClient, CollectionInfo, Hit, Point, QuiverClient, QuiverNotFound
+from quiver_client import (AsyncQuiverClient, CollectionInfo, Hit, Point, QuiverClient, QuiverNotFound,
+                           QuiverResourceExhausted)
 
 from ._filters import to_quiver_filter
 from ._metadata import decode_metadata, encode_metadata
@@ -243,14 +244,48 @@ class QuiverVectorStore(VectorStore):
                 await c.upsert(self.collection, points)
         return ids_
 
-    def _ids_to_delete(self, filter: Any) -> list[str]:
+    @staticmethod
+    def _too_many(e: QuiverResourceExhausted) -> bool:
+        """The server refused a Delete by filter because more points match than one such write takes (100,000)."""
+        return "match the filter" in e.message
+
+    def _delete_where(self, filter: Any) -> None:
+        """Deletes the points matching ``filter`` (a dict or F filter; None: every point). With a filter: one
+        Delete by filter, a single write that is atomic per shard. Without one (Delete needs a filter), or when more
+        points match than one Delete by filter takes: their ids are paged with Scroll and deleted by id."""
+        c = self._sync()
         f = to_quiver_filter(filter)
-        return [p.id for p in self._sync().scroll(self.collection, filter=f)]
+        if f is not None:
+            try:
+                c.delete(self.collection, filter=f)
+                return
+            except QuiverResourceExhausted as e:
+                if not self._too_many(e):
+                    raise
+        ids = [p.id for p in c.scroll(self.collection, filter=f)]
+        if ids:
+            c.delete(self.collection, ids)
+
+    async def _adelete_where(self, filter: Any) -> None:
+        assert self.async_client is not None
+        c = self.async_client
+        f = to_quiver_filter(filter)
+        if f is not None:
+            try:
+                await c.delete(self.collection, filter=f)
+                return
+            except QuiverResourceExhausted as e:
+                if not self._too_many(e):
+                    raise
+        ids = [p.id async for p in c.scroll(self.collection, filter=f)]
+        if ids:
+            await c.delete(self.collection, ids)
 
     def delete(self, ids: Optional[list[str]] = None, **kwargs: Any) -> Optional[bool]:
         """Deletes the points with these ids (absent ids are ignored). ``ids=None`` deletes every point (the
-        base-class contract), or with ``filter=...`` the points matching it; the collection itself stays (see
-        ``delete_collection``). Returns True."""
+        base-class contract), or with ``filter=...`` the points matching it (one Delete by filter: a single write,
+        atomic per shard, for up to 100,000 matching points; more are paged and deleted by id); the collection
+        itself stays (see ``delete_collection``). Returns True."""
         flt = kwargs.pop("filter", None)
         if kwargs:
             raise TypeError(f"delete: unexpected argument(s) {sorted(kwargs)}")
@@ -259,8 +294,8 @@ class QuiverVectorStore(VectorStore):
         c = self._sync()
         try:
             if ids is None:
-                ids = self._ids_to_delete(flt)
-            if ids:
+                self._delete_where(flt)
+            elif ids:
                 c.delete(self.collection, list(ids))
         except QuiverNotFound:
             pass
@@ -277,9 +312,8 @@ class QuiverVectorStore(VectorStore):
         c = self.async_client
         try:
             if ids is None:
-                f = to_quiver_filter(flt)
-                ids = [p.id async for p in c.scroll(self.collection, filter=f)]
-            if ids:
+                await self._adelete_where(flt)
+            elif ids:
                 await c.delete(self.collection, list(ids))
         except QuiverNotFound:
             pass

@@ -20,7 +20,8 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
-from quiver_client import AsyncQuiverClient, CollectionInfo, F, Filter, Hit, Hits, Point, QuiverClient, QuiverNotFound
+from quiver_client import (AsyncQuiverClient, CollectionInfo, F, Filter, Hit, Hits, Point, QuiverClient, QuiverNotFound,
+                           QuiverResourceExhausted)
 
 #: The attribute holding each point's node id (so that ``node_ids`` restrictions combine with filters on the server).
 NODE_ID_KEY = "_node_id"
@@ -291,19 +292,45 @@ class QuiverVectorStore(BasePydanticVectorStore):
                 await c.upsert(self.collection_name, batch)
         return [n.node_id for n in nodes]
 
-    def _scroll_ids(self, f: Optional[Filter]) -> list[str]:
-        return [p.id for p in self._sync().scroll(self.collection_name, filter=f)]
+    @staticmethod
+    def _too_many(e: QuiverResourceExhausted) -> bool:
+        """The server refused a Delete by filter because more points match than one such write takes (100,000)."""
+        return "match the filter" in e.message
 
-    async def _ascroll_ids(self, f: Optional[Filter]) -> list[str]:
+    def _delete_where(self, f: Optional[Filter]) -> None:
+        """Deletes the points matching ``f`` (None: every point). With a filter: one Delete by filter, a single
+        write that is atomic per shard. Without one (Delete needs a filter), or when more points match than one
+        Delete by filter takes: their ids are paged with Scroll and deleted by id."""
+        c = self._sync()
+        if f is not None:
+            try:
+                c.delete(self.collection_name, filter=f)
+                return
+            except QuiverResourceExhausted as e:
+                if not self._too_many(e):
+                    raise
+        ids = [p.id for p in c.scroll(self.collection_name, filter=f)]
+        if ids:
+            c.delete(self.collection_name, ids)
+
+    async def _adelete_where(self, f: Optional[Filter]) -> None:
         assert self._aclient is not None
-        return [p.id async for p in self._aclient.scroll(self.collection_name, filter=f)]
+        c = self._aclient
+        if f is not None:
+            try:
+                await c.delete(self.collection_name, filter=f)
+                return
+            except QuiverResourceExhausted as e:
+                if not self._too_many(e):
+                    raise
+        ids = [p.id async for p in c.scroll(self.collection_name, filter=f)]
+        if ids:
+            await c.delete(self.collection_name, ids)
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Deletes the nodes of the document ``ref_doc_id``."""
+        """Deletes the nodes of the document ``ref_doc_id`` (one Delete by filter: atomic per shard)."""
         try:
-            ids = self._scroll_ids(F.eq(REF_DOC_ID_KEY, ref_doc_id))
-            if ids:
-                self._sync().delete(self.collection_name, ids)
+            self._delete_where(F.eq(REF_DOC_ID_KEY, ref_doc_id))
         except QuiverNotFound:
             pass
 
@@ -311,9 +338,7 @@ class QuiverVectorStore(BasePydanticVectorStore):
         if self._aclient is None:
             return await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
         try:
-            ids = await self._ascroll_ids(F.eq(REF_DOC_ID_KEY, ref_doc_id))
-            if ids:
-                await self._aclient.delete(self.collection_name, ids)
+            await self._adelete_where(F.eq(REF_DOC_ID_KEY, ref_doc_id))
         except QuiverNotFound:
             pass
 
@@ -324,16 +349,15 @@ class QuiverVectorStore(BasePydanticVectorStore):
     def delete_nodes(self, node_ids: Optional[List[str]] = None, filters: Optional[MetadataFilters] = None,
                      **delete_kwargs: Any) -> None:
         """Deletes the nodes with these ids, those matching ``filters``, or those that are both; with neither,
-        every node (as llama-index's SimpleVectorStore). ``node_ids=[]`` deletes nothing."""
+        every node (as llama-index's SimpleVectorStore). ``node_ids=[]`` deletes nothing. With ``filters``: one
+        Delete by filter (atomic per shard)."""
         if node_ids is not None and not node_ids:
             return
         try:
             if node_ids and filters is None:
                 self._sync().delete(self.collection_name, list(node_ids))
                 return
-            ids = self._scroll_ids(self._selection(node_ids, filters))
-            if ids:
-                self._sync().delete(self.collection_name, ids)
+            self._delete_where(self._selection(node_ids, filters))
         except QuiverNotFound:
             pass
 
@@ -347,9 +371,7 @@ class QuiverVectorStore(BasePydanticVectorStore):
             if node_ids and filters is None:
                 await self._aclient.delete(self.collection_name, list(node_ids))
                 return
-            ids = await self._ascroll_ids(self._selection(node_ids, filters))
-            if ids:
-                await self._aclient.delete(self.collection_name, ids)
+            await self._adelete_where(self._selection(node_ids, filters))
         except QuiverNotFound:
             pass
 
