@@ -8,7 +8,7 @@
  *   every attribute, text; deleted ids absent; live counts; every non-deleted row of every segment is the live row
  *   of its id (no ghost rows); and across a reopen every sealed segment comes back with the same id, rows and
  *   deletes, and the growing one with the same rows and deletes (sealing is two-step, freeze then persist by the
- *   sealer thread, so before a close the test waits until every frozen segment is persisted).
+ *   seal jobs on the background worker, so before a close the test waits until every frozen segment is persisted).
  * - Compaction: in the sealing cycles a compaction is requested while writes go on, and after flushing everything
  *   all sealed segments are merged; the state must stay equal to the model, also after the reopen.
  * - Concurrency: 8 writer threads upsert and delete disjoint id ranges (with small seal thresholds and automatic
@@ -431,7 +431,7 @@ static void compare_shapes(const char *what, const segshape_t *before, size_t nb
     }
 }
 
-/* Sealing is two-step: a segment is frozen by the commit leader and persisted once the sealer thread has written its
+/* Sealing is two-step: a segment is frozen by the commit leader and persisted once its seal job has written its
  * blob; a close drops pending seals (the WAL still covers those rows, so a reopen puts them back into the growing
  * segment). Waits (up to 30 s) until every frozen segment of every collection is persisted, so that the segments
  * seen before a close are the ones a reopen loads. `persisted` is only written under the write lock. */
