@@ -13,9 +13,10 @@
  *
  * Collection record (JSON, version 1):
  *   {"v": 1, "state": "creating" | "ready", "shards": S, "assign": [name of the server of logical shard 0, ...],
- *    "dim": D, "metric": 1..3, "index": {"kind": 1|2, "m": M, "ef_construction": E}, "embed": 0|1,
+ *    "dim": D, "metric": 1..3, "index": {"kind": 1|2, "m": M, "ef_construction": E, "quant": 0..2, "pq_m": P},
+ *    "embed": 0|1,
  *    "fields": [{"name": "...", "type": 1..5}, ...], "dynamic": true|false}
- * ("dynamic", dynamic attributes, is absent from records written before it existed: false.)
+ * ("dynamic", and the index's "quant" and "pq_m", are absent from records written before they existed: 0.)
  * The assignment is fixed at creation (logical shard j -> the j mod N-th registered shard, by name); a shard that
  * restarts on another address keeps its name and so its data. */
 #include <grpc/status.h>
@@ -62,6 +63,11 @@ qv_schema_t *qv_schema_of_info(const Quiver__V1__CollectionInfo *ci)
                                                                                          : QV_INDEX_HNSW;
     s->hnsw_m = ci->index ? ci->index->m : 0;
     s->hnsw_efc = ci->index ? ci->index->ef_construction : 0;
+    int q = ci->index ? ci->index->quantization : 0;
+    s->quant = q == QUIVER__V1__QUANTIZATION__QUANTIZATION_SQ8  ? QV_QUANT_SQ8
+               : q == QUIVER__V1__QUANTIZATION__QUANTIZATION_PQ ? QV_QUANT_PQ
+                                                                 : QV_QUANT_NONE;
+    s->pq_m = ci->index ? ci->index->pq_m : 0;
     s->embed = ci->embedding_model && strcmp(ci->embedding_model, QV_EMBED_MINILM_NAME) == 0 ? QV_EMBED_MINILM
                                                                                             : QV_EMBED_NONE;
     s->dynamic = ci->dynamic_attributes;
@@ -371,10 +377,11 @@ char *qv_meta_encode(const qv_cmeta_t *m, const char *state)
         json_array_append_new(assign, json_string(m->assign[j]));
     for (int i = 0; i < s->nfields; i++)
         json_array_append_new(fields, json_pack("{s:s, s:i}", "name", s->fields[i].name, "type", s->fields[i].type));
-    json_t *j = json_pack("{s:i, s:s, s:i, s:o, s:i, s:i, s:{s:i, s:i, s:i}, s:i, s:o, s:b}", "v", 1, "state",
-                          state, "shards", (int)m->nshards, "assign", assign, "dim", (int)s->dim, "metric", s->metric,
-                          "index", "kind", s->index_kind, "m", (int)s->hnsw_m, "ef_construction", (int)s->hnsw_efc,
-                          "embed", s->embed, "fields", fields, "dynamic", s->dynamic);
+    json_t *j = json_pack("{s:i, s:s, s:i, s:o, s:i, s:i, s:{s:i, s:i, s:i, s:i, s:i}, s:i, s:o, s:b}", "v", 1,
+                          "state", state, "shards", (int)m->nshards, "assign", assign, "dim", (int)s->dim, "metric",
+                          s->metric, "index", "kind", s->index_kind, "m", (int)s->hnsw_m, "ef_construction",
+                          (int)s->hnsw_efc, "quant", s->quant, "pq_m", (int)s->pq_m, "embed", s->embed, "fields",
+                          fields, "dynamic", s->dynamic);
     char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return out;
@@ -405,6 +412,8 @@ qv_cmeta_t *qv_meta_decode(const char *name, const char *text, size_t len)
     s->index_kind = (uint8_t)json_integer_value(json_object_get(index, "kind"));
     s->hnsw_m = (uint32_t)json_integer_value(json_object_get(index, "m"));
     s->hnsw_efc = (uint32_t)json_integer_value(json_object_get(index, "ef_construction"));
+    s->quant = (uint8_t)json_integer_value(json_object_get(index, "quant")); /* absent in older records: 0 */
+    s->pq_m = (uint32_t)json_integer_value(json_object_get(index, "pq_m"));
     s->embed = (uint8_t)json_integer_value(json_object_get(j, "embed"));
     s->dynamic = json_is_true(json_object_get(j, "dynamic")); /* absent in records written before it existed */
     s->nfields = (uint16_t)nf;
