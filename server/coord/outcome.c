@@ -65,8 +65,10 @@ int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_pa
         if (!first[0])
             snprintf(first, sizeof first, "%s: %s", subs[i].name, subs[i].details);
         int w = snprintf(names + off, sizeof names - off, "%s%s", off ? ", " : "", subs[i].name);
-        if (w < 0 || (size_t)w >= sizeof names - off)
+        if (w < 0 || (size_t)w >= sizeof names - off) {
+            names[off] = '\0'; /* snprintf left the part that fitted: a name is listed whole or not at all */
             break;
+        }
         off += (size_t)w;
     }
     if (late)

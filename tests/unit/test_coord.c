@@ -102,7 +102,20 @@ static void test_outcome_message_not_cut(void **state)
     /* as many names as fit, each whole, and the first shard's whole message */
     assert_non_null(strstr(err.msg, detail));
     assert_non_null(strstr(err.msg, "shard(s) shard-00, shard-01"));
-    assert_null(strstr(err.msg, "shard-3, ")); /* no name cut short */
+    /* every name listed is one of the shards, whole: "shard(s) shard-00, ..., shard-NN unavailable (" */
+    const char *list = strstr(err.msg, "shard(s) ") + strlen("shard(s) ");
+    const char *end = strstr(list, " unavailable (");
+    assert_non_null(end);
+    int listed = 0;
+    for (const char *p = list; p < end; listed++) {
+        const char *comma = strstr(p, ", ");
+        size_t len = (size_t)((comma && comma < end ? comma : end) - p);
+        assert_true(listed < 40);
+        assert_int_equal(len, strlen(names[listed]));
+        assert_memory_equal(p, names[listed], len);
+        p += len + (comma && comma < end ? 2 : 0);
+    }
+    assert_true(listed >= 2 && listed < 40); /* cut, but at a name's end */
     free_ctx(ctx);
 }
 
