@@ -242,8 +242,11 @@ bool qv_http_api_serve(const qv_http_api_t *api, const char *method, const char 
         qv_err_t err;
         qv_err_clear(&err);
         ProtobufCMessage *req = qv_arena_alloc(&ctx.arena, md ? md->input->sizeof_message : 1);
-        int rc = h && req ? (protobuf_c_message_init(md->input, req), h->fn(api->app, &ctx, req, &resp, &err))
-                          : QV_EIO;
+        int rc = QV_EIO;
+        if (h && req) {
+            protobuf_c_message_init(md->input, req);
+            rc = h->fn(api->app, &ctx, req, &resp, &err);
+        }
         json_t *j = rc == QV_OK && resp ? qv_pbjson_encode(resp) : NULL;
         const char *status = j ? json_string_value(json_object_get(j, "status")) : NULL;
         bool ok = status && strcmp(status, "STATUS_SERVING") == 0;

@@ -134,6 +134,13 @@ uint64_t qv_resident_bytes(void)
 }
 
 /* The process_* metrics of Prometheus's client libraries (same names, units and meaning), from /proc. */
+/* one unlabelled counter with its HELP and TYPE lines */
+static void put_counter(out_t *o, const char *name, const char *help, atomic_uint_fast64_t *v)
+{
+    put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+        (unsigned long long)atomic_load(v));
+}
+
 static void put_process(out_t *o)
 {
     long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -345,22 +352,13 @@ char *qv_metrics_render(qv_store_t *st, int64_t started_ns)
             (double)atomic_load(&methods[i].ns_sum) / 1e9);
         put(&o, "quiver_request_duration_seconds_count{method=\"%s\"} %llu\n", m, (unsigned long long)total);
     }
-    put(&o, "# HELP quiver_rows_ingested_total Points written by acknowledged upserts.\n"
-            "# TYPE quiver_rows_ingested_total counter\nquiver_rows_ingested_total %llu\n",
-        (unsigned long long)atomic_load(&rows_upserted));
-    put(&o, "# HELP quiver_rows_deleted_total Points removed by acknowledged deletes.\n"
-            "# TYPE quiver_rows_deleted_total counter\nquiver_rows_deleted_total %llu\n",
-        (unsigned long long)atomic_load(&rows_deleted));
-
-    put(&o, "# HELP quiver_embed_texts_total Texts embedded by the built-in model.\n"
-            "# TYPE quiver_embed_texts_total counter\nquiver_embed_texts_total %llu\n",
-        (unsigned long long)atomic_load(&embed_texts));
-    put(&o, "# HELP quiver_embed_truncated_total Texts longer than the model's 256-token window, embedded from their "
-            "beginning only.\n# TYPE quiver_embed_truncated_total counter\nquiver_embed_truncated_total %llu\n",
-        (unsigned long long)atomic_load(&embed_truncated));
-    put(&o, "# HELP quiver_embed_batches_total Forward passes run by the dynamic batcher.\n"
-            "# TYPE quiver_embed_batches_total counter\nquiver_embed_batches_total %llu\n",
-        (unsigned long long)atomic_load(&embed_batches));
+    put_counter(&o, "quiver_rows_ingested_total", "Points written by acknowledged upserts.", &rows_upserted);
+    put_counter(&o, "quiver_rows_deleted_total", "Points removed by acknowledged deletes.", &rows_deleted);
+    put_counter(&o, "quiver_embed_texts_total", "Texts embedded by the built-in model.", &embed_texts);
+    put_counter(&o, "quiver_embed_truncated_total",
+                "Texts longer than the model's 256-token window, embedded from their beginning only.",
+                &embed_truncated);
+    put_counter(&o, "quiver_embed_batches_total", "Forward passes run by the dynamic batcher.", &embed_batches);
     if (st) /* a coordinator has no store */
         put_store(&o, st);
     put(&o, "# HELP quiver_resident_memory_bytes Resident set size of the process.\n"

@@ -31,8 +31,10 @@ bool qv_pbjson_is_map(const ProtobufCFieldDescriptor *f)
         return false;
     const ProtobufCMessageDescriptor *e = f->descriptor;
     size_t nl = strlen(e->name);
+    /* quiver.v1's maps are all string-keyed; any other map would pass as a list of {key, value} entries */
     return e->n_fields == 2 && nl > 5 && strcmp(e->name + nl - 5, "Entry") == 0 && e->fields[0].id == 1 &&
-           strcmp(e->fields[0].name, "key") == 0 && e->fields[1].id == 2 && strcmp(e->fields[1].name, "value") == 0;
+           strcmp(e->fields[0].name, "key") == 0 && e->fields[0].type == PROTOBUF_C_TYPE_STRING &&
+           e->fields[1].id == 2 && strcmp(e->fields[1].name, "value") == 0;
 }
 
 /* ---- decode ---- */
@@ -412,16 +414,7 @@ static json_t *encode_msg(const ProtobufCMessage *m)
                 v = json_object();
                 for (size_t k = 0; v && k < n; k++) {
                     const uint8_t *e = ((const uint8_t *const *)arr)[k];
-                    const char *key = *(char *const *)(e + kf->offset);
-                    char kb[32];
-                    if (kf->type != PROTOBUF_C_TYPE_STRING) { /* integer keys print as decimal */
-                        json_t *kj = encode_value(kf, e + kf->offset);
-                        snprintf(kb, sizeof kb, "%s", kj && json_is_string(kj) ? json_string_value(kj) : "");
-                        if (kj && json_is_integer(kj))
-                            snprintf(kb, sizeof kb, "%" JSON_INTEGER_FORMAT, json_integer_value(kj));
-                        json_decref(kj);
-                        key = kb;
-                    }
+                    const char *key = *(char *const *)(e + kf->offset); /* a string key (qv_pbjson_is_map) */
                     if (json_object_set_new(v, key ? key : "", encode_value(vf, e + vf->offset)) != 0) {
                         json_decref(v);
                         v = NULL;
