@@ -36,6 +36,8 @@ CASES: list[tuple[str, Any, Any, Callable[[dict[str, Any]], bool]]] = [
     ("range float bound on int", F.lte("year", 2004.5), {"year": {"lte": 2004.5}}, lambda a: num(a, "year") <= 2004.5),
     ("between double", F.between("score", 0.25, 0.5), {"score": {"gte": 0.25, "lte": 0.5}},
      lambda a: 0.25 <= a["score"] <= 0.5),
+    ("between dict", F.between("year", 2005, 2012), {"year": {"$between": [2005, 2012]}},
+     lambda a: 2005 <= num(a, "year") <= 2012),
     ("gt double", F.gt("score", 0.9), {"score": {"gt": 0.9}}, lambda a: a["score"] > 0.9),
     ("int on double field", F.range("score", lt=1), {"score": {"lt": 1}}, lambda a: a["score"] < 1),
     ("any_of keyword", F.any_of("lang", ["de", "fr"]), {"lang": {"in": ["de", "fr"]}},
@@ -160,6 +162,8 @@ def test_builder_proto_shape() -> None:
     (lambda: from_dict({"a": {"gt": 1, "$gt": 2}}), "given twice"),
     (lambda: from_dict({"a": {"gt": 1, "gte": 2}}), "both gt and gte"),
     (lambda: from_dict({"a": {"not": 3}}), "operator dict"),
+    (lambda: from_dict({"a": {"between": [1]}}), "takes \\[low, high\\]"),
+    (lambda: from_dict({"a": {"$between": 1}}), "takes \\[low, high\\]"),
     (lambda: from_dict({1: 2}), "keys are field names"),  # type: ignore[dict-item]
     (lambda: from_dict([("a", 1)]), "expected a dict"),  # type: ignore[arg-type]
     (lambda: to_proto("lang == 'en'"), "expected a Filter"),

@@ -33,6 +33,7 @@ Dict grammar (for those who prefer data to code; LangChain-style ``$`` operators
     OP     := "eq" | "ne"             ARG: a value
             | "in" | "nin"            ARG: a non-empty list of values ("nin": none of them)
             | "gt" | "gte" | "lt" | "lte"   ARG: a number; several combine into one range
+            | "between"               ARG: [low, high], both included
             | "not"                   ARG: an {OP: ARG, ...} dict on the same field, negated
             (each OP may also be written with a leading "$": "$eq", "$in", "$gte", ...)
 
@@ -286,7 +287,7 @@ def _combine(kind: str, filters: Sequence[Filter]) -> Filter:
 # dict form
 # ---------------------------------------------------------------------------------------------------------------------
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
-_OPS = ("eq", "ne", "in", "nin", "not") + _RANGE_OPS
+_OPS = ("eq", "ne", "in", "nin", "between", "not") + _RANGE_OPS
 
 
 def from_dict(d: Mapping[str, Any]) -> Optional[Filter]:
@@ -354,6 +355,10 @@ def _parse_ops(field: str, ops: Mapping[str, Any], where: str) -> Filter:
                 raise ValueError(f"{where}: {raw_op} takes a list of values, not {arg!r}")
             f = F.any_of(field, list(arg))
             parts.append(f if op == "in" else ~f)
+        elif op == "between":
+            if not isinstance(arg, (list, tuple)) or len(arg) != 2:
+                raise ValueError(f"{where}: {raw_op} takes [low, high], not {arg!r}")
+            parts.append(F.between(field, arg[0], arg[1]))
         else:  # not
             if not isinstance(arg, Mapping):
                 raise ValueError(f"{where}: {raw_op} takes an operator dict, e.g. {{'gte': 1}}, not {arg!r}")
