@@ -8,14 +8,7 @@
 #ifndef QV_CONSOLE_H
 #define QV_CONSOLE_H
 
-#include <stddef.h>
-
-typedef struct {
-    const char *path;          /* "/console/console.js"; NULL ends the table */
-    const char *content_type;
-    const unsigned char *data;
-    size_t len;
-} qv_asset_t;
+#include "server/asset.h"
 
 extern const qv_asset_t qv_assets[];
 

@@ -50,22 +50,26 @@ static void reply_error(qv_http_reply_t *out, int grpc_status, const char *msg)
                                                               qv_status_name(grpc_status), "message", msg));
 }
 
-/* The handler and descriptors of /v1/<Service>/<Method>; NULL when there is none. */
+/* The handler and descriptors of /v1/<Service>/<Method>; NULL when there is none. A watch (QV_STREAM_WATCH) is not
+ * served over HTTP; a bidirectional stream (QV_STREAM_EACH, reflection) is, as one request and its one response. */
 static const qv_handler_t *find(const qv_http_api_t *api, const char *svc, size_t svc_len, const char *meth,
-                                const ProtobufCMethodDescriptor **md)
+                                const ProtobufCServiceDescriptor **sdp, const ProtobufCMethodDescriptor **md)
 {
     for (size_t i = 0; api->services[i]; i++) {
         const ProtobufCServiceDescriptor *sd = api->services[i];
         if (strlen(sd->short_name) != svc_len || memcmp(sd->short_name, svc, svc_len) != 0)
             continue;
+        *sdp = sd;
         *md = protobuf_c_service_descriptor_get_method_by_name(sd, meth);
         if (!*md)
             return NULL;
         char name[160];
         snprintf(name, sizeof name, "%s/%s", sd->short_name, meth);
+        char path[200];
+        snprintf(path, sizeof path, "/%s/%s", sd->name, meth);
         for (const qv_handler_t *h = api->handlers; h->name; h++)
             if (strcmp(h->name, name) == 0)
-                return h;
+                return qv_rpc_stream_kind(path) == QV_STREAM_WATCH ? NULL : h;
     }
     return NULL;
 }
@@ -197,9 +201,10 @@ static void openapi(const qv_http_api_t *api, qv_http_reply_t *out)
         const ProtobufCServiceDescriptor *sd = api->services[i];
         for (unsigned k = 0; k < sd->n_methods; k++) {
             const ProtobufCMethodDescriptor *md = &sd->methods[k];
+            const ProtobufCServiceDescriptor *found_sd;
             const ProtobufCMethodDescriptor *found;
-            if (!find(api, sd->short_name, strlen(sd->short_name), md->name, &found))
-                continue; /* not served (e.g. a streaming method) */
+            if (!find(api, sd->short_name, strlen(sd->short_name), md->name, &found_sd, &found))
+                continue; /* not served (e.g. a watch) */
             add_message(md->input, schemas);
             add_message(md->output, schemas);
             char p[256];
@@ -234,8 +239,9 @@ bool qv_http_api_serve(const qv_http_api_t *api, const char *method, const char 
             return true;
         }
         /* ready: what Admin.Health says (a failed store, or a coordinator that reaches no shard: 503) */
+        const ProtobufCServiceDescriptor *sd;
         const ProtobufCMethodDescriptor *md;
-        const qv_handler_t *h = find(api, "Admin", 5, "Health", &md);
+        const qv_handler_t *h = find(api, "Admin", 5, "Health", &sd, &md);
         qv_call_ctx_t ctx = {.method = path, .resp_budget = (size_t)api->max_message_bytes};
         qv_arena_init(&ctx.arena);
         ProtobufCMessage *resp = NULL;
@@ -277,11 +283,14 @@ bool qv_http_api_serve(const qv_http_api_t *api, const char *method, const char 
     if (strncmp(path, "/v1/", 4) != 0)
         return false;
     const char *svc = path + 4, *slash = strchr(svc, '/');
+    const ProtobufCServiceDescriptor *sd = NULL;
     const ProtobufCMethodDescriptor *md = NULL;
-    const qv_handler_t *h = slash ? find(api, svc, (size_t)(slash - svc), slash + 1, &md) : NULL;
+    const qv_handler_t *h = slash ? find(api, svc, (size_t)(slash - svc), slash + 1, &sd, &md) : NULL;
     if (!h) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "no method %.200s (POST /v1/<Quiver|Admin>/<Method>; GET /openapi.json lists them)",
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "no method %.200s (POST /v1/<Service>/<Method>; GET /openapi.json lists them; Health/Watch is a "
+                 "gRPC stream only)",
                  path);
         reply_error(out, GRPC_STATUS_UNIMPLEMENTED, msg);
         return true;
@@ -292,7 +301,7 @@ bool qv_http_api_serve(const qv_http_api_t *api, const char *method, const char 
         return true;
     }
     char grpc_path[300];
-    snprintf(grpc_path, sizeof grpc_path, "/quiver.v1.%.*s/%s", (int)(slash - svc), svc, md->name);
+    snprintf(grpc_path, sizeof grpc_path, "/%s/%s", sd->name, md->name);
     call(api, h, md, grpc_path, auth, timeout_ms, body, len, out);
     return true;
 }

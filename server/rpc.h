@@ -13,7 +13,13 @@
  * Quiver service, and a separate reserve of QV_RPC_ADMIN_SLOTS for the Admin service (Health, Stats, ...), so an
  * operator can always see a saturated server. A body that has not arrived within request_read_timeout_ms of the
  * headers ends the call with DEADLINE_EXCEEDED (a reaper thread watches the calls being read), so body-less calls
- * cannot hold slots. The body is then checked against a decode budget (qv_pb_check) before protobuf-c allocates. */
+ * cannot hold slots. The body is then checked against a decode budget (qv_pb_check) before protobuf-c allocates.
+ *
+ * Streaming calls (qv_stream_kind_t below) take a slot from a third reserve, QV_RPC_STREAM_SLOTS, so that long-lived
+ * watches cannot starve unary calls. A stream walks READ -> STREAMING (a message being sent) -> READ (each) or
+ * WATCHING (watch) -> ... -> SENT; a watch that waits sits on a list that one watcher thread walks every
+ * QV_RPC_WATCH_MS, so a watch holds no worker thread between its messages. Each message is charged the response
+ * budget afresh, and the call's arena is emptied once a message is packed, so a long stream does not grow. */
 #ifndef QV_RPC_H
 #define QV_RPC_H
 
@@ -45,9 +51,27 @@ static inline int qv_call_charge(qv_call_ctx_t *ctx, size_t bytes, const char *h
 }
 
 /* A handler decodes nothing and encodes nothing: it gets the unpacked request and returns the response message
- * (allocated from ctx->arena, or static), or a QV_E* code with err filled. */
+ * (allocated from ctx->arena, or static), or a QV_E* code with err filled. The response is packed before the request
+ * is freed, so it may point into the request. */
 typedef int (*qv_handler_fn)(void *app, qv_call_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                              qv_err_t *err);
+
+/* How a method's messages flow. The .proto says which methods stream, but protobuf-c's descriptors do not carry it,
+ * so qv_rpc_stream_kind knows the streaming methods by name. A streaming call is answered by the same kind of handler
+ * as a unary one, run once per message it sends. */
+typedef enum {
+    QV_STREAM_NONE = 0, /* unary: one request, one response */
+    QV_STREAM_EACH,     /* bidirectional: each request message gets the handler's response; the call ends OK when
+                         * the client half-closes, with DEADLINE_EXCEEDED when no message has come for the request
+                         * read timeout, and with the handler's status when it fails (reflection) */
+    QV_STREAM_WATCH,    /* server streaming: the handler answers the one request at once, is run again every
+                         * QV_RPC_WATCH_MS, and every answer whose bytes differ from the last one sent is sent; the call
+                         * ends when the client cancels, with the handler's status when it fails, and with UNAVAILABLE
+                         * when the server stops (grpc.health.v1.Health/Watch) */
+} qv_stream_kind_t;
+
+/* The kind of "/package.Service/Method". */
+qv_stream_kind_t qv_rpc_stream_kind(const char *path);
 
 typedef struct {
     const char *name;  /* "Quiver/Search": service short name / method */
@@ -82,7 +106,9 @@ int qv_rpc_port(const qv_rpc_t *r);
  * frees everything. */
 void qv_rpc_stop(qv_rpc_t *r, int grace_ms);
 
-#define QV_RPC_ADMIN_SLOTS 8 /* calls of the Admin service admitted beyond --max-inflight */
+#define QV_RPC_ADMIN_SLOTS 8    /* calls of the Admin service admitted beyond --max-inflight */
+#define QV_RPC_STREAM_SLOTS 32  /* streaming calls open at once, from their own reserve (they may last for hours) */
+#define QV_RPC_WATCH_MS 1000    /* how often a QV_STREAM_WATCH handler is run again */
 
 /* Limits of the pre-unpack walk over an untrusted request (server/pbcheck.c). */
 #define QV_PB_MAX_DEPTH 64        /* protobuf-c recurses without a limit */

@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "index/distance.h"
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/convert.h"
 #include "server/grpc_health.h"
+#include "server/reflection.h"
 #include "server/metrics.h"
 #include "server/request.h"
 #include "storage/backup.h"
@@ -882,6 +884,12 @@ static int h_grpc_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m,
     return qv_grpc_health_check(h_health, a, ctx, m, resp, err);
 }
 
+static int h_grpc_health_watch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, ProtobufCMessage **resp,
+                               qv_err_t *err)
+{
+    return qv_grpc_health_watch(h_health, a, ctx, m, resp, err);
+}
+
 const qv_handler_t qv_handlers[] = {
     {"Quiver/CreateCollection", h_create, QV_ROLE_ADMIN},
     {"Quiver/DropCollection", h_drop, QV_ROLE_ADMIN},
@@ -898,6 +906,8 @@ const qv_handler_t qv_handlers[] = {
     {"Quiver/Embed", h_embed, QV_ROLE_READ},
     {"Admin/Health", h_health, QV_ROLE_PUBLIC},
     {"Health/Check", h_grpc_health, QV_ROLE_PUBLIC},
+    {"Health/Watch", h_grpc_health_watch, QV_ROLE_PUBLIC},
+    {"ServerReflection/ServerReflectionInfo", qv_reflection_info, QV_ROLE_READ},
     {"Admin/Stats", h_stats, QV_ROLE_READ},
     {"Admin/Flush", h_flush, QV_ROLE_ADMIN},
     {"Admin/Compact", h_compact, QV_ROLE_ADMIN},
@@ -908,4 +918,5 @@ const qv_handler_t qv_handlers[] = {
 };
 
 const ProtobufCServiceDescriptor *const qv_services[] = {
-    &quiver__v1__quiver__descriptor, &quiver__v1__admin__descriptor, &grpc__health__v1__health__descriptor, NULL};
+    &quiver__v1__quiver__descriptor, &quiver__v1__admin__descriptor, &grpc__health__v1__health__descriptor,
+    &grpc__reflection__v1alpha__server_reflection__descriptor, NULL};

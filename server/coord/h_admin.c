@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server/grpc_health.h"
+#include "server/reflection.h"
 #include "server/metrics.h"
 #include "server/coord/coord_int.h"
 
@@ -363,12 +364,20 @@ static int h_grpc_health(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *ms
     return qv_grpc_health_check(h_health, a, ctx, msg, resp, err);
 }
 
+static int h_grpc_health_watch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp,
+                               qv_err_t *err)
+{
+    return qv_grpc_health_watch(h_health, a, ctx, msg, resp, err);
+}
+
 const qv_handler_t qv_coord_admin_handlers[] = {
     {"Quiver/Embed", h_embed, QV_ROLE_READ},
     {"Quiver/ListCollections", h_list, QV_ROLE_READ},
     {"Quiver/DescribeCollection", h_describe, QV_ROLE_READ},
     {"Admin/Health", h_health, QV_ROLE_PUBLIC},
     {"Health/Check", h_grpc_health, QV_ROLE_PUBLIC},
+    {"Health/Watch", h_grpc_health_watch, QV_ROLE_PUBLIC},
+    {"ServerReflection/ServerReflectionInfo", qv_reflection_info, QV_ROLE_READ},
     {"Admin/Stats", h_stats, QV_ROLE_READ},
     {"Admin/Flush", h_flush, QV_ROLE_ADMIN},
     {"Admin/Compact", h_compact, QV_ROLE_ADMIN},

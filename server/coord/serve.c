@@ -12,7 +12,7 @@
 
 #define MAX_HANDLERS 32
 
-extern const ProtobufCServiceDescriptor *const qv_services[]; /* server/service.c: the same two services */
+extern const ProtobufCServiceDescriptor *const qv_services[]; /* server/service.c: the same services */
 
 void qv_coord_global_init(void) { qv_etcd_global_init(); }
 

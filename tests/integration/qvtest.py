@@ -51,6 +51,24 @@ def _generate_stubs():
 
 
 pb, pbg = _generate_stubs()
+
+
+def proto_module(rel_path, name):
+    """The messages of proto/<rel_path> (e.g. grpc/reflection/v1alpha/reflection.proto) as a module named `name`,
+    generated with Debian's protoc and loaded from its file: the standard gRPC protos' package `grpc` would clash with
+    grpcio's on import."""
+    import importlib.util
+    out = tempfile.mkdtemp(prefix="qv-proto-")
+    if not os.environ.get("QV_KEEP"):
+        atexit.register(shutil.rmtree, out, True)
+    cmd = [os.environ.get("QV_PROTOC", "protoc"), f"-I{PROTO_DIR}", f"--python_out={out}", rel_path]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"stub generation failed ({' '.join(cmd)}):\n{r.stdout}{r.stderr}")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(out, rel_path[:-len(".proto")] + "_pb2.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 import grpc  # noqa: E402  (after the stubs: they import grpc themselves)
 
 SC = grpc.StatusCode

@@ -103,22 +103,13 @@ def grpc_health(addr, service=""):
 
 def test_grpc_health_protocol(make_server):
     """The standard health service for Kubernetes probes: Check SERVING for the server and its services, NOT_FOUND for
-    another service name, Watch UNIMPLEMENTED (a server stream), no API key needed."""
+    another service name, no API key needed (Watch: test_grpc_std.py)."""
     srv = make_server(extra=["--metrics-listen", "off"]).start()
     assert grpc_health(srv.addr) == 1
     assert grpc_health(srv.addr, "quiver.v1.Quiver") == 1
     with pytest.raises(grpc.RpcError) as e:
         grpc_health(srv.addr, "no.such.Service")
     assert e.value.code() == SC.NOT_FOUND
-    ch = own_channel(srv.addr)
-    try:
-        watch = ch.unary_stream("/grpc.health.v1.Health/Watch", request_serializer=lambda x: x,
-                                response_deserializer=lambda b: b)
-        with pytest.raises(grpc.RpcError) as e:
-            list(watch(b"", timeout=5))
-        assert e.value.code() == SC.UNIMPLEMENTED
-    finally:
-        ch.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
