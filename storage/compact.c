@@ -10,9 +10,11 @@
  *           frozen segments. Until the swap no manifest lists the id, so a crash here leaves orphan chunks that
  *           start-up removes (store_recover.c); a job that fails after this step deletes them itself.
  *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
- *           to the copy; one batch writes its delete bitmap and the manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs; then, under the
- *           collection's write lock, the id map is repointed and the segment list swapped. Read views hold
- *           references to the segments they use (read.h), so the inputs are freed only when no view holds them.
+ *           to the copy (a walk over the inputs' delete bitmaps, a word at a time); one batch writes its delete
+ *           bitmap and the manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs;
+ *           then, under the collection's write lock, the id map is repointed in one pass over its slots
+ *           (qv_idmap_move: no id is hashed or compared) and the segment list swapped. Read views hold references
+ *           to the segments they use (read.h), so the inputs are freed only when no view holds them.
  * The id map is not persisted (recovery rebuilds it from the segments), so the swap writes no entry per row. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,11 +157,17 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
         w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
         return;
     }
-    /* deletes that reached the inputs during the copy (only the leader deletes, and we are the leader) */
-    for (uint32_t i = 0; i < j->info.ninputs; i++)
-        for (uint32_t r = 0; r < j->in[i]->rows; r++)
-            if (j->map[i][r] != UINT32_MAX && qv_seg_is_deleted(j->in[i], r))
-                qv_seg_delete(out, j->map[i][r]);
+    /* deletes that reached the inputs during the copy (only the leader deletes, and we are the leader): rows deleted
+     * before the copy map to UINT32_MAX */
+    for (uint32_t i = 0; i < j->info.ninputs; i++) {
+        const qv_segment_t *in = j->in[i];
+        for (uint32_t w = 0; w < (in->rows + 63) / 64; w++)
+            for (uint64_t bits = in->deleted[w]; bits; bits &= bits - 1) {
+                uint32_t r = w * 64 + (uint32_t)__builtin_ctzll(bits);
+                if (r < in->rows && j->map[i][r] != UINT32_MAX)
+                    qv_seg_delete(out, j->map[i][r]);
+            }
+    }
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     qv_wbuf_t buf;
     qv_wbuf_init(&buf);
@@ -188,15 +196,8 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
         return;
 
     pthread_rwlock_wrlock(&c->lock);
-    for (uint32_t r = 0; r < out->rows; r++) {
-        if (qv_seg_is_deleted(out, r))
-            continue;
-        qv_idslot_t *slot = qv_idmap_get(&c->ids, qv_strcol_get(&out->ids, r));
-        if (slot) { /* always present: the row is live, so its id maps to the input row it was copied from */
-            slot->seg = out;
-            slot->row = r;
-        }
-    }
+    /* every live id of an input maps to the row it was copied to (a deleted row's id maps elsewhere, or nowhere) */
+    qv_idmap_move(&c->ids, j->in, (const uint32_t *const *)j->map, j->info.ninputs, out);
     out->sealed = true;
     out->persisted = true;
     out->blob_written = true;
@@ -238,12 +239,12 @@ static int write_blob(qv_cjob_t *j, qv_err_t *err)
         return qv_err_set(err, rc, "compaction: out of memory encoding the segment");
     }
     j->out->blob_len = buf.len;
-    /* one chunk per RocksDB write: RocksDB queues writes, and a blob of tens of MB in one batch would hold the commit
-     * leader's small synced batches behind it for as long as it takes to log */
-    for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += QV_CAT_CHUNK, chunk++) {
+    /* one small chunk per RocksDB write (QV_CAT_BG_CHUNK): RocksDB queues writes, and a blob of tens of MB in one
+     * batch would hold the commit leader's small synced batches behind it for as long as it takes to log */
+    for (size_t off = 0, chunk = 0; rc == QV_OK && off < buf.len; off += QV_CAT_BG_CHUNK, chunk++) {
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();
         qv_cat_put_segment_chunk(&j->st->cat, b, j->coll->schema->id, j->out->id, (uint32_t)chunk, buf.data + off,
-                                 buf.len - off < QV_CAT_CHUNK ? buf.len - off : QV_CAT_CHUNK);
+                                 buf.len - off < QV_CAT_BG_CHUNK ? buf.len - off : QV_CAT_BG_CHUNK);
         rc = qv__rocks_write(j->st, b, "compact_blob", err);
         rocksdb_writebatch_destroy(b);
     }

@@ -112,3 +112,18 @@ bool qv_idmap_del(qv_idmap_t *m, qv_str_t id, qv_idslot_t *old)
     m->n--;
     return true;
 }
+
+void qv_idmap_move(qv_idmap_t *m, qv_segment_t *const *from, const uint32_t *const *rows, size_t n, qv_segment_t *to)
+{
+    for (size_t s = 0; s < m->cap; s++) {
+        qv_idslot_t *slot = &m->slots[s];
+        if (!slot->seg)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            if (slot->seg == from[i]) {
+                slot->seg = to;
+                slot->row = rows[i][slot->row];
+                break;
+            }
+    }
+}

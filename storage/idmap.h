@@ -33,6 +33,11 @@ bool qv_idmap_put(qv_idmap_t *m, qv_str_t id, qv_segment_t *seg, uint32_t row, q
 /* Removes an id; returns true (and its location in *old) if it was present. */
 bool qv_idmap_del(qv_idmap_t *m, qv_str_t id, qv_idslot_t *old);
 
+/* Moves every id that lives in one of from[0..n) to segment `to`: an id at row r of from[i] moves to row rows[i][r],
+ * which must hold the same id (compaction's swap: `to` is the merged copy of the inputs `from`). One pass over the
+ * table and no hashing (slots stay where they are), so its cost is the table's size, not the ids' lookups. */
+void qv_idmap_move(qv_idmap_t *m, qv_segment_t *const *from, const uint32_t *const *rows, size_t n, qv_segment_t *to);
+
 /* Makes sure n more inserts will not need to grow the table. */
 int qv_idmap_reserve(qv_idmap_t *m, size_t n);
 

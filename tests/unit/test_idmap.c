@@ -288,6 +288,61 @@ static void test_reserve(void **state)
     free(refs);
 }
 
+/* qv_idmap_move (compaction's swap): ids of the moved segments follow their rows to the merged segment, the others
+ * stay, and the table keeps working (lookups compare ids from the new segment; deletes and puts go on). */
+static void test_move(void **state)
+{
+    (void)state;
+    qv_idmap_t m;
+    assert_int_equal(qv_idmap_init(&m), QV_OK);
+    enum { N = 3000 };
+    ref_t *refs = calloc(N, sizeof *refs);
+    for (int i = 0; i < N; i++) {
+        refs[i].len = (uint32_t)snprintf(refs[i].id, sizeof refs[i].id, "m%d", i);
+        refs[i].live = true;
+        new_row(&refs[i], &refs[i].seg, &refs[i].row);
+        int rc;
+        assert_false(qv_idmap_put(&m, sid(&refs[i]), refs[i].seg, refs[i].row, NULL, &rc));
+    }
+    for (int i = 0; i < N; i += 7) { /* some ids die first: their rows are not copied */
+        assert_true(qv_idmap_del(&m, sid(&refs[i]), NULL));
+        refs[i].live = false;
+    }
+    /* the merged copy of segs[0]'s live rows, in reverse order */
+    qv_segment_t *out = qv_seg_create(schema, 3);
+    assert_non_null(out);
+    uint32_t *map = malloc((segs[0]->rows + 1) * sizeof *map);
+    for (uint32_t r = 0; r < segs[0]->rows; r++)
+        map[r] = UINT32_MAX;
+    for (int i = N - 1; i >= 0; i--)
+        if (refs[i].live && refs[i].seg == segs[0]) {
+            float v = 1;
+            qv_point_t pt = {.id = sid(&refs[i]), .vector = &v, .nvector = 1};
+            assert_int_equal(qv_seg_append(out, &pt, &map[refs[i].row]), QV_OK);
+            refs[i].seg = out;
+            refs[i].row = map[refs[i].row];
+        }
+    const uint32_t *rows[] = {map};
+    qv_idmap_move(&m, &segs[0], rows, 1, out);
+    for (int i = 0; i < N; i++)
+        check_one(&m, &refs[i]);
+    for (int i = 1; i < N; i += 5) { /* the table after the move: deletes and a re-put */
+        qv_idslot_t old;
+        assert_int_equal(qv_idmap_del(&m, sid(&refs[i]), &old), refs[i].live);
+        refs[i].live = false;
+    }
+    int rc;
+    new_row(&refs[1], &refs[1].seg, &refs[1].row);
+    assert_false(qv_idmap_put(&m, sid(&refs[1]), refs[1].seg, refs[1].row, NULL, &rc));
+    refs[1].live = true;
+    for (int i = 0; i < N; i++)
+        check_one(&m, &refs[i]);
+    qv_idmap_free(&m);
+    qv_seg_unref(out);
+    free(map);
+    free(refs);
+}
+
 int main(int argc, char **argv)
 {
     qv_case_filter(argc, argv);
@@ -295,6 +350,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_random_ops),
         cmocka_unit_test(test_wrapped_runs),
         cmocka_unit_test(test_reserve),
+        cmocka_unit_test(test_move),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
