@@ -19,6 +19,8 @@ Peers, in this process (Debian's NumPy and its BLAS), timed per query the same w
   numpy single      IP: base @ q; L2: ||b||^2 - 2 b.q with ||b||^2 precomputed once (like an index would); then
                     argpartition + sort of the k best;
   numpy batch       all queries at once: Q @ base.T (a BLAS GEMM), same top-k; QPS = queries / time;
+  quiver batch      (sealed) all queries in one SearchBatch (params.exact), pre-serialized: the server's batched
+                    scan (a GEMM per block of rows, query/search.h); QPS = queries / time of the call;
   numpy filtered    single-query on base[mask] gathered once before the clock (the filter costs NumPy nothing: a
                     favourable reference, not the same work).
   faiss single/batch  IndexFlatL2 / IndexFlatIP from faiss-cpu, run by bench/faiss_peer.py with --faiss-python (a
@@ -231,6 +233,14 @@ def search_bytes(name, queries, k, flt=None):
     return out
 
 
+def search_batch_bytes(name, queries, k):
+    req = pb.SearchBatchRequest(collection=name, k=k)
+    for q in queries:
+        req.vectors.add().values.extend(q.tolist())
+    req.params.exact = True
+    return req.SerializeToString()
+
+
 def tag_filter(tag):
     f = pb.Filter()
     f.cond.field = "tag"
@@ -318,6 +328,7 @@ def main():
     reqs = {m: search_bytes(n, queries, k) for m, n in names.items()}
     reqs_f = {m: search_bytes(n, queries, k, tag_filter(FILTER_TAG)) for m, n in names.items()}
     reqs_tiny = search_bytes("bench_tiny", queries, k)
+    reqs_batch = {m: search_batch_bytes(n, queries, k) for m, n in names.items()}
 
     def peers_for(m, state):
         """name -> (fn, rows scanned, recall key, kth)"""
@@ -345,6 +356,7 @@ def main():
                for name in peers}
         if state == "sealed":
             rec["numpy batch"] = {"qps_rounds": [], "lat": [], "ids": None}
+            rec["quiver batch"] = {"qps_rounds": [], "lat": [], "ids": None, "server_cpu_s": 0.0, "seconds": 0.0}
         for r in range(args.rounds):
             for name, (fn, _rows, _key, _kth) in peers.items():
                 time.sleep(args.settle)  # let OpenBLAS's worker threads stop spinning after a NumPy peer
@@ -364,6 +376,18 @@ def main():
                 dt, ids = numpy_batch(base, bnorm, queries, k, m)
                 rec["numpy batch"]["qps_rounds"].append(nq / dt)
                 rec["numpy batch"]["ids"] = rec["numpy batch"]["ids"] or ids
+                time.sleep(args.settle)
+                x = rec["quiver batch"]
+                c0 = srv.cpu_seconds()
+                t0 = time.perf_counter()
+                resp = conn.raw_search_batch(reqs_batch[m], timeout=args.rpc_timeout)
+                dt = time.perf_counter() - t0
+                c1 = srv.cpu_seconds()
+                x["qps_rounds"].append(nq / dt)
+                x["seconds"] += dt
+                if c0 is not None and c1 is not None:
+                    x["server_cpu_s"] += c1 - c0
+                x["ids"] = x["ids"] or [[int(h.id[1:]) for h in r.hits] for r in resp.results]
         for name, x in rec.items():
             rows, key, kth = (peers[name][1:] if name in peers else (args.rows, gt[m]["key"], gt[m]["kth"]))
             qps = float(np.median(x["qps_rounds"]))
@@ -428,6 +452,13 @@ def main():
     for m in names:
         qv, npy = results[m]["quiver sealed"]["ids"], results[m]["numpy single"]["ids"]
         results[m]["quiver sealed"]["same_list_as_numpy_single"] = sum(a == b for a, b in zip(qv, npy))
+    # the server's batch against NumPy's batch, and against its own single-query answers
+    for m in names:
+        x = results[m]["quiver batch"]
+        x["over_numpy_batch"] = x["qps"] / results[m]["numpy batch"]["qps"]
+        x["same_list_as_quiver_sealed"] = sum(a == b for a, b in zip(x["ids"], results[m]["quiver sealed"]["ids"]))
+        qb.log(f"  {m} quiver batch / numpy batch: {x['over_numpy_batch']:.2f}x; same top-{k} as quiver single on "
+               f"{x['same_list_as_quiver_sealed']}/{nq} queries")
     res["near_ties"] = {m: gt[m]["near_ties"] for m in names}
     res["gap_kth_to_next_min"] = {m: gt[m]["gap_min"] for m in names}
     # the machine's bandwidth: the better of the two measurements (before and after), per thread count

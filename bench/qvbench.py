@@ -221,7 +221,8 @@ class Server:
 
 
 class Conn:
-    """A channel of its own, typed stubs with a deadline, and raw (pre-serialized) Upsert/Search callables."""
+    """A channel of its own, typed stubs with a deadline, and raw (pre-serialized) Upsert/Search/SearchBatch
+    callables."""
 
     def __init__(self, addr, timeout=120.0):
         self.channel = grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)
@@ -232,6 +233,8 @@ class Conn:
                                                    response_deserializer=pb.UpsertResponse.FromString)
         self.raw_search = self.channel.unary_unary("/quiver.v1.Quiver/Search", request_serializer=None,
                                                    response_deserializer=pb.SearchResponse.FromString)
+        self.raw_search_batch = self.channel.unary_unary("/quiver.v1.Quiver/SearchBatch", request_serializer=None,
+                                                         response_deserializer=pb.SearchBatchResponse.FromString)
 
     def ready(self):
         """Connect now (a Health call), so that connection set-up is not timed."""

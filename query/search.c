@@ -1,6 +1,8 @@
 /* Search and count; see search.h. */
 #include "query/search.h"
 
+#include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,15 +29,21 @@ typedef struct {
 
 typedef struct {
     const qv_read_t *v;
-    const qv_search_req_t *req; /* NULL when counting */
+    const qv_search_req_t *req; /* NULL when counting; a batch's shared parameters (its query is unused) */
     const qv_filter_t *filter;
     qv_stop_t when;             /* the request's deadline and cancellation */
     block_t *blocks;
     size_t nblocks;
     atomic_size_t next;
     atomic_int stop;            /* QV_ETIMEDOUT / QV_ECANCELLED once a task notices */
-    qv_topk_t *heaps;           /* one per task */
+    qv_topk_t *heaps;           /* one per task; a batch: nq per task, task-major */
     atomic_uint_fast64_t count;
+    /* a batch (qv_search_batch) */
+    const float *const *queries;
+    size_t nq;
+    const float *qmat;          /* the queries as one nq x dim matrix */
+    const float *qnorm;         /* their squared norms */
+    float *scratch;             /* per task: BATCH_QUERIES x QV_FILTER_BLOCK scores, then QV_FILTER_BLOCK norms */
 } scan_t;
 
 /* The view's segments in scan order: sealed, then growing (storage/read.h). */
@@ -96,37 +104,55 @@ static bool should_stop(scan_t *sc)
     return why != 0;
 }
 
-/* Searches a whole sealed segment through its index; returns false on allocation failure. */
-static bool index_item(scan_t *sc, size_t item, qv_topk_t *heap)
+/* Claims the next work item; false when none is left or the scan must stop. */
+static bool claim(scan_t *sc, size_t *item)
+{
+    *item = atomic_fetch_add_explicit(&sc->next, 1, memory_order_relaxed);
+    return *item < sc->nblocks && !should_stop(sc);
+}
+
+/* The rows of a whole sealed segment that a search through its index may return (filter and not deleted): *allowed
+ * is NULL when that is every row. Returns false on allocation failure. */
+static bool segment_allowed(const scan_t *sc, const block_t *b, uint64_t **allowed, size_t *count)
+{
+    const qv_segment_t *seg = b->seg;
+    uint32_t ndeleted = qv_seg_ndeleted(seg);
+    *allowed = NULL;
+    *count = seg->rows - ndeleted;
+    if (!sc->filter && !ndeleted)
+        return true;
+    if (!(*allowed = malloc(qv_bm_words(seg->rows) * sizeof **allowed)))
+        return false;
+    for (uint32_t r = 0; r < seg->rows; r += QV_FILTER_BLOCK) {
+        block_t part = {b->seg, r, seg->rows - r < QV_FILTER_BLOCK ? seg->rows - r : QV_FILTER_BLOCK, NULL};
+        allowed_bits(sc, &part, *allowed + r / 64);
+    }
+    *count = qv_bm_count(*allowed, seg->rows);
+    return true;
+}
+
+/* Searches a whole sealed segment through its index for each of nq queries, into heaps[0..nq); returns false on
+ * allocation failure. */
+static bool index_item(scan_t *sc, size_t item, const float *const *queries, size_t nq, qv_topk_t *heaps)
 {
     const block_t *b = &sc->blocks[item];
-    const qv_segment_t *seg = b->seg;
     const qv_search_req_t *req = sc->req;
-    uint64_t *allowed = NULL;
-    uint32_t ndeleted = qv_seg_ndeleted(seg);
-    size_t count = seg->rows - ndeleted;
-    if (sc->filter || ndeleted) {
-        size_t words = qv_bm_words(seg->rows);
-        allowed = malloc(words * sizeof *allowed);
-        if (!allowed)
-            return false;
-        for (uint32_t r = 0; r < seg->rows; r += QV_FILTER_BLOCK) {
-            block_t part = {b->seg, r, seg->rows - r < QV_FILTER_BLOCK ? seg->rows - r : QV_FILTER_BLOCK, NULL};
-            allowed_bits(sc, &part, allowed + r / 64);
-        }
-        count = qv_bm_count(allowed, seg->rows);
-    }
+    uint64_t *allowed;
+    size_t count;
+    if (!segment_allowed(sc, b, &allowed, &count))
+        return false;
     bool ok = true;
-    if (count > 0) {
-        qv_cand_t *cands = malloc(req->k * sizeof *cands);
+    qv_cand_t *cands = count > 0 ? malloc(req->k * sizeof *cands) : NULL;
+    ok = count == 0 || cands;
+    for (size_t q = 0; ok && count > 0 && q < nq; q++) {
         size_t n = 0;
         qv_hnsw_search_params_t sp = {.ef = req->ef, .allowed = allowed, .allowed_count = count,
                                       .plan = QV_HNSW_PLAN_AUTO, .rerank = req->rerank};
-        ok = cands && qv_hnsw_search(b->index, req->query, req->k, &sp, cands, &n, NULL) == QV_OK;
+        ok = qv_hnsw_search(b->index, queries[q], req->k, &sp, cands, &n, NULL) == QV_OK;
         for (size_t i = 0; ok && i < n; i++)
-            qv_topk_push(heap, cands[i].dist, ((uint64_t)item << 32) | cands[i].ref);
-        free(cands);
+            qv_topk_push(&heaps[q], cands[i].dist, ((uint64_t)item << 32) | cands[i].ref);
     }
+    free(cands);
     free(allowed);
     return ok;
 }
@@ -141,13 +167,10 @@ static void scan_task(void *arg, int task)
     uint32_t dim = sc->v->schema->dim;
     uint64_t bits[BLOCK_WORDS];
     uint64_t counted = 0;
-    for (;;) {
-        size_t i = atomic_fetch_add_explicit(&sc->next, 1, memory_order_relaxed);
-        if (i >= sc->nblocks || should_stop(sc))
-            break;
+    for (size_t i; claim(sc, &i);) {
         const block_t *b = &sc->blocks[i];
         if (b->index) {
-            if (!index_item(sc, i, heap))
+            if (!index_item(sc, i, &req->query, 1, heap))
                 atomic_store(&sc->stop, QV_ENOMEM);
             continue;
         }
@@ -174,12 +197,12 @@ static void scan_task(void *arg, int task)
         atomic_fetch_add(&sc->count, counted);
 }
 
-static int run_scan(scan_t *sc, qv_pool_t *pool, int tasks, qv_err_t *err)
+static int run_scan(scan_t *sc, qv_pool_t *pool, int tasks, void (*task)(void *, int), qv_err_t *err)
 {
     atomic_init(&sc->next, 0);
     atomic_init(&sc->stop, 0);
     atomic_init(&sc->count, 0);
-    qv_pool_parallel(pool, tasks, scan_task, sc);
+    qv_pool_parallel(pool, tasks, task, sc);
     int why = atomic_load(&sc->stop);
     if (why == QV_ETIMEDOUT)
         return qv_err_set(err, why, "deadline exceeded during the scan");
@@ -197,6 +220,25 @@ static int task_count(qv_pool_t *pool, size_t nblocks)
     return (int)(nblocks < (size_t)width ? (nblocks ? nblocks : 1) : (size_t)width);
 }
 
+/* The merged heap's items as hits, best first; false on allocation failure. */
+static bool drain(const scan_t *sc, qv_topk_t *merged, qv_hit_t *hits, uint32_t *nhits)
+{
+    qv_cand_t *sorted = malloc((merged->n ? merged->n : 1) * sizeof *sorted);
+    if (!sorted)
+        return false;
+    size_t n = qv_topk_drain_sorted(merged, sorted);
+    bool l2 = sc->v->schema->metric == QV_METRIC_L2;
+    for (size_t i = 0; i < n; i++) {
+        const block_t *b = &sc->blocks[sorted[i].ref >> 32];
+        hits[i].seg = b->seg;
+        hits[i].row = b->begin + (uint32_t)(sorted[i].ref & 0xffffffffu);
+        hits[i].score = l2 ? sorted[i].dist : -sorted[i].dist;
+    }
+    *nhits = (uint32_t)n;
+    free(sorted);
+    return true;
+}
+
 int qv_search(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
               qv_err_t *err)
 {
@@ -212,25 +254,12 @@ int qv_search(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, q
         rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
         goto out;
     }
-    if ((rc = run_scan(&sc, pool, tasks, err)) != QV_OK)
+    if ((rc = run_scan(&sc, pool, tasks, scan_task, err)) != QV_OK)
         goto out;
     for (int t = 1; t < tasks; t++)
         qv_topk_merge(&sc.heaps[0], &sc.heaps[t]);
-    qv_cand_t *sorted = malloc((sc.heaps[0].n ? sc.heaps[0].n : 1) * sizeof *sorted);
-    if (!sorted) {
+    if (!drain(&sc, &sc.heaps[0], hits, nhits))
         rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
-        goto out;
-    }
-    size_t n = qv_topk_drain_sorted(&sc.heaps[0], sorted);
-    bool l2 = v->schema->metric == QV_METRIC_L2;
-    for (size_t i = 0; i < n; i++) {
-        const block_t *b = &sc.blocks[sorted[i].ref >> 32];
-        hits[i].seg = b->seg;
-        hits[i].row = b->begin + (uint32_t)(sorted[i].ref & 0xffffffffu);
-        hits[i].score = l2 ? sorted[i].dist : -sorted[i].dist;
-    }
-    *nhits = (uint32_t)n;
-    free(sorted);
 out:
     for (int t = 0; sc.heaps && t < tasks; t++)
         qv_topk_free(&sc.heaps[t]);
@@ -247,6 +276,137 @@ int qv_search_exact(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *
     return qv_search(v, pool, &exact, hits, nhits, err);
 }
 
+/* ---- batches (qv_search_batch) ---- */
+
+#define BATCH_QUERIES 64          /* queries per matrix product: 64 x QV_FILTER_BLOCK scores (256 KiB) per task */
+#define BATCH_HEAP_BYTES (256u << 20) /* beyond this much top-k state, a batch runs query by query */
+
+void openblas_set_num_threads(int num_threads); /* OpenBLAS; not in cblas.h */
+
+static void one_thread_blas(void) { openblas_set_num_threads(1); }
+
+/* Offers a block's allowed rows to one query's heap. s[r] is the product's q.x for row r; the matrix product rounds
+ * differently from the distance kernels, so it only screens: a row goes to the kernel (and the heap, with the very
+ * score qv_search would give it) unless its product value is worse than the heap's bound by more than the product's
+ * rounding error can explain (both sums carry at most dim * 2^-24 of the sum of |terms|, bounded by
+ * (|q|^2 + |x|^2) / 2 for the dot product and |q|^2 + |x|^2 for the squared distance). */
+static void offer_block(const scan_t *sc, qv_topk_t *heap, size_t item, const uint64_t *bits, size_t words,
+                        const float *base, const float *s, const float *xnorm, const float *q, float qnorm)
+{
+    const qv_dist_table_t *dt = qv_dist();
+    uint32_t dim = sc->v->schema->dim;
+    bool l2 = sc->v->schema->metric == QV_METRIC_L2;
+    float slack = (float)dim * 2.4e-7f;
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t m = bits[w]; m; m &= m - 1) {
+            uint32_t off = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(m));
+            float bound = qv_topk_bound(heap);
+            float approx = l2 ? xnorm[off] - 2.0f * s[off] + qnorm : -s[off];
+            if (heap->n == heap->k && approx - slack * (xnorm[off] + qnorm) >= bound)
+                continue;
+            const float *x = base + (size_t)off * dim;
+            float d = l2 ? dt->l2sq(q, x, dim) : -dt->dot(q, x, dim);
+            if (d < bound || heap->n < heap->k)
+                qv_topk_push(heap, d, ((uint64_t)item << 32) | off);
+        }
+}
+
+static void batch_task(void *arg, int task)
+{
+    scan_t *sc = arg;
+    size_t nq = sc->nq;
+    qv_topk_t *heaps = &sc->heaps[(size_t)task * nq];
+    const qv_dist_table_t *dt = qv_dist();
+    uint32_t dim = sc->v->schema->dim;
+    float *scores = sc->scratch + (size_t)task * (BATCH_QUERIES + 1) * QV_FILTER_BLOCK;
+    float *xnorm = scores + (size_t)BATCH_QUERIES * QV_FILTER_BLOCK;
+    uint64_t bits[BLOCK_WORDS];
+    for (size_t i; claim(sc, &i);) {
+        const block_t *b = &sc->blocks[i];
+        if (b->index) {
+            if (!index_item(sc, i, sc->queries, nq, heaps))
+                atomic_store(&sc->stop, QV_ENOMEM);
+            continue;
+        }
+        size_t words = allowed_bits(sc, b, bits);
+        size_t live = 0;
+        for (size_t w = 0; w < words; w++)
+            live += (size_t)__builtin_popcountll(bits[w]);
+        if (!live)
+            continue;
+        const float *base = qv_seg_vector(b->seg, b->begin);
+        for (uint32_t r = 0; r < b->n; r++)
+            xnorm[r] = dt->dot(base + (size_t)r * dim, base + (size_t)r * dim, dim);
+        for (size_t q0 = 0; q0 < nq; q0 += BATCH_QUERIES) {
+            size_t qc = nq - q0 < BATCH_QUERIES ? nq - q0 : BATCH_QUERIES;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qc, (int)b->n, (int)dim, 1.0f,
+                        sc->qmat + q0 * dim, (int)dim, base, (int)dim, 0.0f, scores, (int)b->n);
+            for (size_t q = 0; q < qc; q++)
+                offer_block(sc, &heaps[q0 + q], i, bits, words, base, scores + q * b->n, xnorm, sc->queries[q0 + q],
+                            sc->qnorm[q0 + q]);
+        }
+    }
+}
+
+int qv_search_batch(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, const float *const *queries,
+                    size_t nq, qv_hit_t *const *hits, uint32_t *nhits, qv_err_t *err)
+{
+    for (size_t q = 0; q < nq; q++)
+        nhits[q] = 0;
+    if (nq == 0)
+        return QV_OK;
+    scan_t sc = {.v = v, .req = req, .filter = req->filter, .when = {req->deadline_ns, req->cancelled},
+                 .queries = queries, .nq = nq};
+    if (make_blocks(v, !req->exact, &sc.blocks, &sc.nblocks))
+        return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
+    int tasks = task_count(pool, sc.nblocks), rc = QV_OK;
+    if ((double)tasks * (double)nq * (double)req->k * sizeof(qv_cand_t) > BATCH_HEAP_BYTES) {
+        free(sc.blocks); /* too much top-k state at once: one query at a time */
+        for (size_t q = 0; q < nq && rc == QV_OK; q++) {
+            qv_search_req_t one = *req;
+            one.query = queries[q];
+            rc = qv_search(v, pool, &one, hits[q], &nhits[q], err);
+        }
+        return rc;
+    }
+    static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+    pthread_once(&blas_once, one_thread_blas); /* the pool's tasks are the threads */
+    uint32_t dim = v->schema->dim;
+    const qv_dist_table_t *dt = qv_dist();
+    float *qmat = malloc(nq * dim * sizeof *qmat), *qnorm = malloc(nq * sizeof *qnorm);
+    sc.scratch = malloc((size_t)tasks * (BATCH_QUERIES + 1) * QV_FILTER_BLOCK * sizeof *sc.scratch);
+    sc.heaps = calloc((size_t)tasks * nq, sizeof *sc.heaps);
+    for (size_t h = 0; sc.heaps && h < (size_t)tasks * nq && rc == QV_OK; h++)
+        rc = qv_topk_init(&sc.heaps[h], req->k);
+    if (!qmat || !qnorm || !sc.scratch || !sc.heaps || rc) {
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory for a batch of %zu queries with k = %u", nq, req->k);
+        goto out;
+    }
+    for (size_t q = 0; q < nq; q++) {
+        memcpy(qmat + q * dim, queries[q], dim * sizeof *qmat);
+        qnorm[q] = dt->dot(queries[q], queries[q], dim);
+    }
+    sc.qmat = qmat;
+    sc.qnorm = qnorm;
+    if ((rc = run_scan(&sc, pool, tasks, batch_task, err)) != QV_OK)
+        goto out;
+    for (size_t q = 0; q < nq && rc == QV_OK; q++) {
+        for (int t = 1; t < tasks; t++)
+            qv_topk_merge(&sc.heaps[q], &sc.heaps[(size_t)t * nq + q]);
+        if (!drain(&sc, &sc.heaps[q], hits[q], &nhits[q]))
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory for k = %u", req->k);
+    }
+out:
+    for (size_t h = 0; sc.heaps && h < (size_t)tasks * nq; h++)
+        qv_topk_free(&sc.heaps[h]);
+    free(sc.heaps);
+    free(sc.scratch);
+    free(qmat);
+    free(qnorm);
+    free(sc.blocks);
+    return rc;
+}
+
 int qv_count(const qv_read_t *v, qv_pool_t *pool, const qv_filter_t *filter, qv_stop_t stop, uint64_t *count,
              qv_err_t *err)
 {
@@ -257,7 +417,7 @@ int qv_count(const qv_read_t *v, qv_pool_t *pool, const qv_filter_t *filter, qv_
     scan_t sc = {.v = v, .filter = filter, .when = stop};
     if (make_blocks(v, false, &sc.blocks, &sc.nblocks))
         return qv_err_set(err, QV_ENOMEM, "out of memory planning the scan");
-    int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), err);
+    int rc = run_scan(&sc, pool, task_count(pool, sc.nblocks), scan_task, err);
     *count = atomic_load(&sc.count);
     free(sc.blocks);
     return rc;

@@ -39,6 +39,15 @@ typedef struct {
 int qv_search(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits, uint32_t *nhits,
               qv_err_t *err);
 
+/* Searches nq query vectors that share everything else in *req (k, filter, ef, exactness, deadline; req->query is
+ * unused) in one pass over the view: a block searched exactly is read once for all of them, its filter evaluated once,
+ * and its inner products computed as one matrix product per BATCH_QUERIES queries (OpenBLAS sgemm, single-threaded:
+ * the pool's tasks are the threads); a segment searched through its index is searched query by query. Each answer
+ * equals qv_search's for that query, score for score: the product only screens rows, and a row that may enter a
+ * top-k is scored by the same kernel as in qv_search. hits[q] has room for req->k hits; nhits[q] is set. */
+int qv_search_batch(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, const float *const *queries,
+                    size_t nq, qv_hit_t *const *hits, uint32_t *nhits, qv_err_t *err);
+
 /* qv_search with every segment scanned exactly (the ground truth the index is measured against). */
 int qv_search_exact(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *req, qv_hit_t *hits,
                     uint32_t *nhits, qv_err_t *err);

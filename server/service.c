@@ -474,6 +474,8 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
 
 /* Validates and runs nq searches of one collection on one read view; out[i] answers queries[i]. Query vectors
  * are normalised in place for COSINE collections. */
+#define BATCH_HITS_MAX (1u << 20) /* a SearchBatch with more hits than this (queries x k) runs query by query */
+
 static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *const *queries, const size_t *dims,
                         size_t nq, const search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
 {
@@ -512,17 +514,37 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
     qv_read_t *v = NULL;
     if (rc == QV_OK)
         rc = qv_read_begin(c, &v, err);
-    for (size_t i = 0; i < nq && rc == QV_OK; i++) {
-        qv_search_req_t sr = {.query = queries[i], .k = o->k, .filter = f, .ef = ef,
-                              .rerank = o->params ? o->params->rerank : 0,
-                              .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
-                              .cancelled = &ctx->cancelled};
-        uint32_t n = 0;
-        rc = qv_search(v, app->pool, &sr, hits, &n, err);
+    qv_search_req_t sr = {.k = o->k, .filter = f, .ef = ef, .rerank = o->params ? o->params->rerank : 0,
+                          .exact = o->params && o->params->exact, .deadline_ns = ctx->deadline_ns,
+                          .cancelled = &ctx->cancelled};
+    /* several queries: one pass over the data for all of them (query/search.h), when their hits fit in memory */
+    qv_hit_t *all = NULL, **per = NULL;
+    uint32_t *counts = NULL;
+    if (rc == QV_OK && nq > 1 && (size_t)o->k * nq <= BATCH_HITS_MAX) {
+        all = malloc((size_t)o->k * nq * sizeof *all);
+        per = malloc(nq * sizeof *per);
+        counts = malloc(nq * sizeof *counts);
+        if (!all || !per || !counts)
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory for %zu queries with k = %u", nq, o->k);
+        for (size_t i = 0; rc == QV_OK && i < nq; i++)
+            per[i] = all + i * o->k;
         if (rc == QV_OK)
-            rc = build_hits(ctx, c->schema, o, hits, n, out[i], err);
+            rc = qv_search_batch(v, app->pool, &sr, (const float *const *)queries, nq, per, counts, err);
+        for (size_t i = 0; rc == QV_OK && i < nq; i++)
+            rc = build_hits(ctx, c->schema, o, per[i], counts[i], out[i], err);
+    } else {
+        for (size_t i = 0; i < nq && rc == QV_OK; i++) {
+            sr.query = queries[i];
+            uint32_t n = 0;
+            rc = qv_search(v, app->pool, &sr, hits, &n, err);
+            if (rc == QV_OK)
+                rc = build_hits(ctx, c->schema, o, hits, n, out[i], err);
+        }
     }
     qv_read_end(v);
+    free(all);
+    free(per);
+    free(counts);
     free(hits);
     qv_filter_free(f);
     return rc;

@@ -1168,6 +1168,46 @@ static void check_count(qv_coll_t *c, qv_pool_t *pool, const mcoll_t *mc, const 
 
 /* Searches every collection with every filter and several k. exact = false goes through the segments' indexes:
  * then unfiltered recall@10 must be at least 0.9. */
+/* qv_search_batch against qv_search, query by query on the same view: the same hits, scores bit for bit. 70 queries:
+ * more than one matrix product's worth. */
+static void check_batch(qv_coll_t *c, qv_pool_t *pool, const mcoll_t *mc, const qv_filter_t *f, uint32_t k,
+                        uint64_t *rng, bool exact)
+{
+    enum { NQ = 70 };
+    float *qs = malloc((size_t)NQ * mc->dim * sizeof *qs);
+    const float *qp[NQ];
+    qv_hit_t *all = calloc((size_t)NQ * k, sizeof *all), *one = calloc(k, sizeof *one), *per[NQ];
+    uint32_t counts[NQ];
+    qv_err_t err;
+    for (int q = 0; q < NQ; q++) {
+        for (uint32_t d = 0; d < mc->dim; d++)
+            qs[q * mc->dim + d] = (float)(rng_unit(rng) * 2 - 1);
+        assert_int_equal(qv_query_validate(c->schema, qs + q * mc->dim, mc->dim, &err), QV_OK);
+        qp[q] = qs + q * mc->dim;
+        per[q] = all + (size_t)q * k;
+    }
+    qv_search_req_t req = {.k = k, .filter = f, .ef = 100, .exact = exact};
+    qv_read_t *v;
+    assert_int_equal(qv_read_begin(c, &v, &err), QV_OK);
+    if (qv_search_batch(v, pool, &req, qp, NQ, per, counts, &err) != QV_OK)
+        fail_msg("batch: %s", err.msg);
+    for (int q = 0; q < NQ; q++) {
+        uint32_t n;
+        req.query = qp[q];
+        assert_int_equal(qv_search(v, pool, &req, one, &n, &err), QV_OK);
+        assert_int_equal(counts[q], n);
+        for (uint32_t i = 0; i < n; i++) {
+            assert_ptr_equal(per[q][i].seg, one[i].seg);
+            assert_int_equal(per[q][i].row, one[i].row);
+            assert_memory_equal(&per[q][i].score, &one[i].score, sizeof(float));
+        }
+    }
+    qv_read_end(v);
+    free(qs);
+    free(all);
+    free(one);
+}
+
 static void run_searches(qv_store_t *st, qv_pool_t *pool, mcoll_t *mcs, int n, uint64_t *rng, bool exact)
 {
     for (int i = 0; i < n; i++) {
@@ -1198,6 +1238,9 @@ static void run_searches(qv_store_t *st, qv_pool_t *pool, mcoll_t *mcs, int n, u
         }
         if ((double)found10 < 0.9 * (double)want10)
             fail_msg("'%s': recall@10 through the indexes %.3f", mc->name, (double)found10 / (double)want10);
+        for (int f = 0; f < NFILTERS; f++)
+            for (size_t k = 0; k < 3; k++)
+                check_batch(c, pool, mc, fs[f], ks[k], rng, exact);
         for (int f = 0; f < NFILTERS; f++)
             check_count(c, pool, mc, fs[f]);
         for (int f = 0; f < NFILTERS; f++)
