@@ -18,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "server/auth.h"
@@ -716,8 +719,29 @@ static void add_methods(qv_rpc_t *r, const ProtobufCServiceDescriptor *sd, const
     }
 }
 
+/* gRPC removes an existing socket file before it binds a unix: address, which would take the path away from a server
+ * still listening on it (a stale file left by kill -9 is what it is meant for). True when something accepts
+ * connections at the address's path. */
+static bool unix_socket_live(const char *listen)
+{
+    const char *path = strncmp(listen, "unix://", 7) == 0 ? listen + 7
+                       : strncmp(listen, "unix:", 5) == 0 ? listen + 5
+                                                          : NULL;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (!path || strlen(path) >= sizeof a.sun_path)
+        return false;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return live;
+}
+
 int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
 {
+    if (unix_socket_live(opts->listen))
+        return qv_err_set(err, QV_EIO, "cannot listen on %s: another server is listening there", opts->listen);
     qv_rpc_t *r = calloc(1, sizeof *r);
     if (!r)
         return qv_err_set(err, QV_ENOMEM, "out of memory");

@@ -82,7 +82,7 @@ typedef struct {
 typedef struct qv_rpc qv_rpc_t;
 
 typedef struct {
-    const char *listen;                             /* host:port */
+    const char *listen;                             /* host:port, or unix:PATH (a live server there: refused) */
     int threads;                                    /* worker threads */
     int max_message_bytes;                          /* receive and send limit */
     int max_inflight;                               /* calls admitted and not finished; beyond: RESOURCE_EXHAUSTED */

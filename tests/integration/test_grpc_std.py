@@ -5,10 +5,14 @@ streaming calls they need (server/rpc.h):
 - Health/Watch: SERVING at once, SERVICE_UNKNOWN without ending the call, changes sent as they happen (a coordinator
   whose shard stops and comes back), UNAVAILABLE when the server stops;
 - the stream reserve: 32 streams open at once, the 33rd refused while unary calls go on, a cancelled watch's slot
-  freed.
+  freed;
+- the gRPC listener on a Unix domain socket (--listen unix:PATH).
 grpcurl is not in Debian 12, so the reflection client is Python's grpcio with protoc-generated reflection messages and
 protobuf's own descriptor pool."""
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -307,3 +311,48 @@ def test_stream_reserve_and_shutdown(make_server):
     finally:
         for ch in chans:
             ch.close()
+
+
+def test_unix_domain_socket(quiverd, tmp_path):
+    """--listen unix:PATH: clients connect through the socket file; a second server on the same path is refused
+    while the first lives; SIGTERM removes the file; after kill -9 the stale file is replaced at the next start."""
+    sock = tmp_path / "qv.sock"
+
+    def start(data):
+        log = open(tmp_path / f"{data}.log", "ab")
+        return subprocess.Popen([quiverd, "--listen", f"unix:{sock}", "--data", str(tmp_path / data),
+                                 "--metrics-listen", "off"], stdout=log, stderr=log, start_new_session=True)
+
+    def healthy():
+        try:
+            return t.Client(f"unix:{sock}").admin.Health(pb.HealthRequest(), timeout=2).status == \
+                pb.HealthResponse.STATUS_SERVING
+        except grpc.RpcError:
+            return False
+    p = start("a")
+    try:
+        assert t.wait_for(healthy, timeout=30), (tmp_path / "a.log").read_text()
+        c = t.Client(f"unix:{sock}")
+        c.q.CreateCollection(pb.CreateCollectionRequest(name="u", dim=2, metric=pb.METRIC_L2))
+        c.q.Upsert(pb.UpsertRequest(collection="u", points=[t.point("a", [1.0, 0.0]), t.point("b", [0.0, 1.0])]))
+        r = c.q.Search(pb.SearchRequest(collection="u", vector=[0.9, 0.1], k=1))
+        assert [h.id for h in r.hits] == ["a"]
+        other = start("b")  # the same path, another data directory: refused, and the first goes on serving
+        assert other.wait(30) != 0
+        assert "another server is listening there" in (tmp_path / "b.log").read_text()
+        assert healthy()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+        assert not sock.exists()
+        p = start("a")
+        assert t.wait_for(healthy, timeout=30)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        assert sock.exists()  # left behind by kill -9 ...
+        p = start("a")        # ... and replaced: nothing listens there any more
+        assert t.wait_for(healthy, timeout=30), (tmp_path / "a.log").read_text()
+        assert t.Client(f"unix:{sock}").q.Count(pb.CountRequest(collection="u")).count == 2
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
