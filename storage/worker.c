@@ -1,6 +1,7 @@
 /* The store's background worker (worker.h): two lanes of typed jobs. */
 #include "storage/worker.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,13 @@ static void lane_run(qv_worker_t *w, int lane)
         }
         job_free(j, true);
         pthread_mutex_lock(&w->mu);
+        if (!l->head) {
+            /* out of work: give what the jobs freed (build scratch, superseded copies) back to the system; glibc
+             * keeps freed memory in its arenas otherwise, and RSS after indexing stayed at twice a restart's */
+            pthread_mutex_unlock(&w->mu);
+            malloc_trim(0);
+            pthread_mutex_lock(&w->mu);
+        }
     }
     pthread_mutex_unlock(&w->mu);
 }
