@@ -10,6 +10,8 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "index/distance.h"
+#include "common/bitmap.h"
+#include "query/group.h"
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/convert.h"
@@ -423,7 +425,69 @@ typedef struct {
     const Quiver__V1__Filter *filter;
     const Quiver__V1__SearchParams *params;
     bool with_attributes, with_vectors, with_text;
+    const char *group_by;
+    uint32_t group_size;
+    int group_field; /* set by run_searches: the group_by field's index, or -1 */
 } search_opts_t;
+
+/* Hit i's value of KEYWORD field f, or {NULL, 0} when the row has none. */
+static qv_str_t hit_group(const qv_hit_t *h, int f)
+{
+    const qv_column_t *col = &h->seg->cols[f];
+    if (!qv_bm_get(col->present, h->row))
+        return (qv_str_t){NULL, 0};
+    qv_str_t v = qv_strcol_get(&col->str, h->row);
+    return v.p ? v : (qv_str_t){"", 0};
+}
+
+/* A grouped search (query/group.h): searches for more hits than k x size, four times more each round, until k groups
+ * of `size` are found or the candidates run out (or reach QV_K_MAX), then keeps the groups' hits. *hits is
+ * malloc'd (room for what the last round asked), *n the hits kept. */
+static int grouped_search(qv_app_t *app, const qv_read_t *v, qv_search_req_t sr, int field, uint32_t size,
+                          qv_hit_t **hits, uint32_t *n, qv_err_t *err)
+{
+    uint32_t groups = sr.k;
+    uint64_t want = 2ull * groups * size;
+    uint32_t kk = want > QV_K_MAX ? QV_K_MAX : (uint32_t)want;
+    qv_str_t *keys = NULL;
+    uint32_t *keep = NULL;
+    int rc = QV_OK;
+    *hits = NULL;
+    for (;;) {
+        qv_hit_t *h = realloc(*hits, kk * sizeof *h);
+        qv_str_t *kv = realloc(keys, kk * sizeof *kv);
+        uint32_t *kp = realloc(keep, kk * sizeof *kp);
+        *hits = h ? h : *hits;
+        keys = kv ? kv : keys;
+        keep = kp ? kp : keep;
+        if (!h || !kv || !kp) {
+            rc = qv_err_set(err, QV_ENOMEM, "out of memory grouping %u hits", kk);
+            break;
+        }
+        sr.k = kk;
+        uint32_t got = 0;
+        if ((rc = qv_search(v, app->pool, &sr, *hits, &got, err)) != QV_OK)
+            break;
+        for (uint32_t i = 0; i < got; i++)
+            keys[i] = hit_group(&(*hits)[i], field);
+        size_t nkeep;
+        bool full;
+        if ((rc = qv_group_select(keys, got, groups, size, keep, &nkeep, &full)) != QV_OK) {
+            qv_err_set(err, rc, "out of memory grouping %u hits", got);
+            break;
+        }
+        if (full || got < kk || kk == QV_K_MAX) {
+            for (size_t i = 0; i < nkeep; i++)
+                (*hits)[i] = (*hits)[keep[i]];
+            *n = (uint32_t)nkeep;
+            break;
+        }
+        kk = kk > QV_K_MAX / 4 ? QV_K_MAX : kk * 4;
+    }
+    free(keys);
+    free(keep);
+    return rc;
+}
 
 /* Builds the hits of one query, charging each to the response budget before copying it. Returns QV_ENOMEM or
  * QV_ETOOBIG (err filled). */
@@ -466,6 +530,11 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
             if ((rc = charge_attrs(ctx, (ProtobufCMessage *const *)h->attributes, h->n_attributes, hint, err)))
                 return rc;
         }
+        if (o->group_field >= 0) {
+            qv_str_t g = hit_group(&hits[i], o->group_field);
+            if (!(h->group = qv_arena_strndup(ar, g.p ? g.p : "", g.len)))
+                return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
+        }
         r->hits[i] = h;
         r->n_hits = i + 1;
     }
@@ -477,11 +546,14 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
 #define BATCH_HITS_MAX (1u << 20) /* a SearchBatch with more hits than this (queries x k) runs query by query */
 
 static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *const *queries, const size_t *dims,
-                        size_t nq, const search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
+                        size_t nq, search_opts_t *o, Quiver__V1__SearchResponse **out, qv_err_t *err)
 {
     int rc = QV_OK;
-    uint32_t ef = o->params ? o->params->ef : 0;
+    uint32_t ef = o->params ? o->params->ef : 0, group_size;
     if ((rc = qv_search_check_params(o->k, ef, o->params ? o->params->rerank : 0, err)) != QV_OK)
+        return rc;
+    if ((rc = qv_search_check_group(c->schema, o->group_by, o->group_size, o->k, &o->group_field, &group_size,
+                                    err)) != QV_OK)
         return rc;
     for (size_t i = 0; i < nq; i++) {
         if ((rc = qv_query_validate(c->schema, queries[i], (uint32_t)dims[i], err)) != QV_OK) {
@@ -520,7 +592,7 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
     /* several queries: one pass over the data for all of them (query/search.h), when their hits fit in memory */
     qv_hit_t *all = NULL, **per = NULL;
     uint32_t *counts = NULL;
-    if (rc == QV_OK && nq > 1 && (size_t)o->k * nq <= BATCH_HITS_MAX) {
+    if (rc == QV_OK && nq > 1 && (size_t)o->k * nq <= BATCH_HITS_MAX && o->group_field < 0) {
         all = malloc((size_t)o->k * nq * sizeof *all);
         per = malloc(nq * sizeof *per);
         counts = malloc(nq * sizeof *counts);
@@ -536,9 +608,14 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
         for (size_t i = 0; i < nq && rc == QV_OK; i++) {
             sr.query = queries[i];
             uint32_t n = 0;
-            rc = qv_search(v, app->pool, &sr, hits, &n, err);
+            qv_hit_t *grouped = NULL;
+            if (o->group_field >= 0)
+                rc = grouped_search(app, v, sr, o->group_field, group_size, &grouped, &n, err);
+            else
+                rc = qv_search(v, app->pool, &sr, hits, &n, err);
             if (rc == QV_OK)
-                rc = build_hits(ctx, c->schema, o, hits, n, out[i], err);
+                rc = build_hits(ctx, c->schema, o, grouped ? grouped : hits, n, out[i], err);
+            free(grouped);
         }
     }
     qv_read_end(v);
@@ -558,7 +635,8 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m, Prot
     int rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
-    search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
+    search_opts_t o = {req->k,         req->filter,      req->params,     req->with_attributes, req->with_vectors,
+                       req->with_text, req->group_by, req->group_size, -1};
     Quiver__V1__SearchResponse *r = NULL;
     size_t dim = req->n_vector;
     float *query = req->vector;
@@ -590,7 +668,8 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
     rc = get_coll(app, req->collection, &c, err);
     if (rc)
         return rc;
-    search_opts_t o = {req->k, req->filter, req->params, req->with_attributes, req->with_vectors, req->with_text};
+    search_opts_t o = {req->k,         req->filter,      req->params,     req->with_attributes, req->with_vectors,
+                       req->with_text, req->group_by, req->group_size, -1};
     float **queries = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *queries);
     size_t *dims = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *dims);
     r->results = qv_arena_array(&ctx->arena, req->n_vectors, sizeof *r->results);

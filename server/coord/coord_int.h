@@ -137,6 +137,14 @@ int qv_outcome(qv_call_ctx_t *ctx, const qv_sub_t *subs, size_t n, bool allow_pa
  * are the global top k. out->hits in ar, pointing at the parts' hits. QV_ENOMEM only. */
 int qv_merge_hits(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k, bool ascending,
                   Quiver__V1__SearchResponse *out);
+/* qv_merge_hits for a grouped search (SearchRequest.group_by): each shard answered its own first k groups of at most
+ * `size` hits, each hit naming its group (Hit.group); all are merged by score, then query/group.h's rule keeps the first
+ * k groups, at most `size` hits each. The groups are exact: a group among the global first k is among the first k of
+ * the shard holding its best hit. With size > 1 a group's further hits on another shard come back only when the group
+ * is among that shard's first k too, so h_read.c asks the shards a second time for the chosen groups only
+ * (refine_groups). QV_ENOMEM only. */
+int qv_merge_grouped(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k,
+                     uint32_t size, bool ascending, Quiver__V1__SearchResponse *out);
 /* One Scroll page from the shards' pages (each its `limit` smallest ids after the cursor, ascending): the `limit`
  * smallest of all; next_cursor is the last of them when anything remains (some shard said it had more, or more came
  * back than fit), else "". QV_ENOMEM only. */

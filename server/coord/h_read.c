@@ -56,6 +56,70 @@ static int set_missing(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *r, const 
     return QV_OK;
 }
 
+/* The second round of a grouped search whose groups may hold more than one hit. The first round's merge finds the
+ * right groups (qv_merge_grouped), but a group's further hits on a shard where it is not among the first k were not
+ * sent. So every server is asked again for those groups only (req's filter AND group_by any_of them, k = their
+ * number): each returns every one of them it holds with its best group_size hits, and their merge is exact. r is
+ * replaced by that merge; the second round's shards decide partial and missing. */
+static int refine_groups(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, Quiver__V1__SearchRequest req,
+                         uint32_t size, Quiver__V1__SearchResponse *r, const char ***missing, size_t *nmissing,
+                         qv_err_t *err)
+{
+    qv_arena_t *ar = &ctx->arena;
+    Quiver__V1__Value *vals = qv_arena_array(ar, r->n_hits ? r->n_hits : 1, sizeof *vals);
+    Quiver__V1__Value **vp = qv_arena_array(ar, r->n_hits ? r->n_hits : 1, sizeof *vp);
+    if (!vals || !vp)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    size_t ng = 0;
+    for (size_t i = 0; i < r->n_hits; i++) { /* the groups in order: each hit's group is new or one of the last */
+        bool seen = false;
+        for (size_t g = ng; g-- > 0 && !seen;)
+            seen = strcmp(vals[g].keyword_value, r->hits[i]->group) == 0;
+        if (seen)
+            continue;
+        quiver__v1__value__init(&vals[ng]);
+        vals[ng].kind_case = QUIVER__V1__VALUE__KIND_KEYWORD_VALUE;
+        vals[ng].keyword_value = r->hits[i]->group;
+        vp[ng] = &vals[ng];
+        ng++;
+    }
+    if (ng == 0)
+        return QV_OK;
+    Quiver__V1__ValueList vl = QUIVER__V1__VALUE_LIST__INIT;
+    vl.values = vp;
+    vl.n_values = ng;
+    Quiver__V1__Condition cond = QUIVER__V1__CONDITION__INIT;
+    cond.field = req.group_by;
+    cond.op_case = QUIVER__V1__CONDITION__OP_ANY_OF;
+    cond.any_of = &vl;
+    Quiver__V1__Filter only = QUIVER__V1__FILTER__INIT, both = QUIVER__V1__FILTER__INIT;
+    only.kind_case = QUIVER__V1__FILTER__KIND_COND;
+    only.cond = &cond;
+    Quiver__V1__Filter *two[2] = {req.filter, &only};
+    Quiver__V1__FilterList fl = QUIVER__V1__FILTER_LIST__INIT;
+    fl.filters = two;
+    fl.n_filters = 2;
+    both.kind_case = QUIVER__V1__FILTER__KIND_ALL;
+    both.all = &fl;
+    req.filter = req.filter ? &both : &only;
+    req.k = (uint32_t)ng;
+    qv_sub_t *subs = NULL;
+    *nmissing = 0;
+    int rc = fan_route(co, ctx, rt, "/quiver.v1.Quiver/Search", &req.base, &quiver__v1__search_response__descriptor,
+                       req.allow_partial, &subs, missing, nmissing, "search", err);
+    if (rc)
+        return rc;
+    Quiver__V1__SearchResponse **parts = qv_arena_array(ar, rt->nservers, sizeof *parts);
+    if (!parts)
+        return qv_err_set(err, QV_ENOMEM, "out of memory");
+    for (size_t i = 0; i < rt->nservers; i++)
+        parts[i] = (void *)subs[i].resp;
+    quiver__v1__search_response__init(r);
+    if (qv_merge_grouped(ar, parts, rt->nservers, (uint32_t)ng, size, rt->meta->schema->metric == QV_METRIC_L2, r))
+        return qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
+    return QV_OK;
+}
+
 static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, ProtobufCMessage **resp, qv_err_t *err)
 {
     qv_coord_t *co = a;
@@ -64,8 +128,12 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
     int rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
+    int group_field;
+    uint32_t group_size;
     if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
-                                     err)) != QV_OK) {
+                                     err)) != QV_OK ||
+        (rc = qv_search_check_group(rt.meta->schema, req->group_by, req->group_size, req->k, &group_field,
+                                    &group_size, err)) != QV_OK) {
         qv_route_release(&rt);
         return rc;
     }
@@ -96,11 +164,17 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
             quiver__v1__search_response__init(r);
             for (size_t i = 0; i < rt.nservers; i++)
                 parts[i] = (void *)subs[i].resp;
-            if (qv_merge_hits(&ctx->arena, parts, rt.nservers, req->k, rt.meta->schema->metric == QV_METRIC_L2, r) ||
-                set_missing(ctx, r, missing, nmissing))
+            bool asc = rt.meta->schema->metric == QV_METRIC_L2;
+            if (group_field >= 0 ? qv_merge_grouped(&ctx->arena, parts, rt.nservers, req->k, group_size, asc, r)
+                                 : qv_merge_hits(&ctx->arena, parts, rt.nservers, req->k, asc, r))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
         }
     }
+    if (rc == QV_OK && group_field >= 0 && group_size > 1)
+        rc = refine_groups(co, ctx, &rt, *(const Quiver__V1__SearchRequest *)msg, group_size, r, &missing, &nmissing,
+                           err);
+    if (rc == QV_OK && set_missing(ctx, r, missing, nmissing))
+        rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
     qv_route_release(&rt);
     if (rc)
         return rc;
@@ -120,8 +194,12 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
     rc = qv_route(co, ctx, req->collection, &rt, err);
     if (rc)
         return rc;
+    int group_field;
+    uint32_t group_size;
     if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
-                                     err)) != QV_OK) {
+                                     err)) != QV_OK ||
+        (rc = qv_search_check_group(rt.meta->schema, req->group_by, req->group_size, req->k, &group_field,
+                                    &group_size, err)) != QV_OK) {
         qv_route_release(&rt);
         return rc;
     }
@@ -152,8 +230,27 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
             for (size_t i = 0; i < ns; i++)
                 parts[i] = subs[i].resp ? ((Quiver__V1__SearchBatchResponse *)subs[i].resp)->results[q] : NULL;
             quiver__v1__search_response__init(&res[q]);
-            if (qv_merge_hits(&ctx->arena, parts, ns, req->k, asc, &res[q]) ||
-                set_missing(ctx, &res[q], missing, nmissing))
+            const char **qmissing = missing;
+            size_t nqmissing = nmissing;
+            if (group_field >= 0 ? qv_merge_grouped(&ctx->arena, parts, ns, req->k, group_size, asc, &res[q])
+                                 : qv_merge_hits(&ctx->arena, parts, ns, req->k, asc, &res[q]))
+                rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
+            if (rc == QV_OK && group_field >= 0 && group_size > 1) { /* as a Search of this query would */
+                Quiver__V1__SearchRequest one = QUIVER__V1__SEARCH_REQUEST__INIT;
+                one.collection = req->collection;
+                one.vector = req->vectors[q]->values;
+                one.n_vector = req->vectors[q]->n_values;
+                one.filter = req->filter;
+                one.params = req->params;
+                one.with_attributes = req->with_attributes;
+                one.with_vectors = req->with_vectors;
+                one.with_text = req->with_text;
+                one.allow_partial = req->allow_partial;
+                one.group_by = req->group_by;
+                one.group_size = req->group_size;
+                rc = refine_groups(co, ctx, &rt, one, group_size, &res[q], &qmissing, &nqmissing, err);
+            }
+            if (rc == QV_OK && set_missing(ctx, &res[q], qmissing, nqmissing))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
             r->results[q] = &res[q];
         }

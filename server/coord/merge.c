@@ -4,6 +4,8 @@
 
 #include "server/coord/coord_int.h"
 
+#include "query/group.h"
+
 int qv_merge_hits(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k, bool ascending,
                   Quiver__V1__SearchResponse *out)
 {
@@ -31,6 +33,30 @@ int qv_merge_hits(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size
         }
         out->hits[out->n_hits++] = parts[best]->hits[head[best]++];
     }
+    return QV_OK;
+}
+
+int qv_merge_grouped(qv_arena_t *ar, Quiver__V1__SearchResponse *const *parts, size_t nparts, uint32_t k,
+                     uint32_t size, bool ascending, Quiver__V1__SearchResponse *out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++)
+        total += parts[i] ? parts[i]->n_hits : 0;
+    if (total > UINT32_MAX || qv_merge_hits(ar, parts, nparts, (uint32_t)total, ascending, out))
+        return QV_ENOMEM;
+    qv_str_t *keys = qv_arena_array(ar, out->n_hits ? out->n_hits : 1, sizeof *keys);
+    uint32_t *keep = qv_arena_array(ar, out->n_hits ? out->n_hits : 1, sizeof *keep);
+    if (!keys || !keep)
+        return QV_ENOMEM;
+    for (size_t i = 0; i < out->n_hits; i++)
+        keys[i] = (qv_str_t){out->hits[i]->group, (uint32_t)strlen(out->hits[i]->group)};
+    size_t nkeep;
+    bool full;
+    if (qv_group_select(keys, out->n_hits, k, size, keep, &nkeep, &full))
+        return QV_ENOMEM;
+    for (size_t i = 0; i < nkeep; i++)
+        out->hits[i] = out->hits[keep[i]];
+    out->n_hits = nkeep;
     return QV_OK;
 }
 

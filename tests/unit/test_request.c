@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "qvtest.h"
+#include "query/group.h"
 #include "server/request.h"
 #include "server/status.h"
 
@@ -131,12 +132,45 @@ static void test_status_table(void **state)
     assert_int_equal(qv_code_of_status(GRPC_STATUS_RESOURCE_EXHAUSTED), QV_ETOOBIG);
 }
 
+/* query/group.h: the first k groups to appear, at most size hits each, hits without a group left out; full only when
+ * k groups of size were found. */
+static void test_group_select(void **state)
+{
+    (void)state;
+    static const char *const g[] = {"a", "b", NULL, "a", "c", "a", "b", "d", "c", ""};
+    qv_str_t keys[10];
+    for (int i = 0; i < 10; i++)
+        keys[i] = g[i] ? (qv_str_t){g[i], (uint32_t)strlen(g[i])} : (qv_str_t){NULL, 0};
+    uint32_t keep[10];
+    size_t n;
+    bool full;
+    assert_int_equal(qv_group_select(keys, 10, 2, 2, keep, &n, &full), QV_OK);
+    uint32_t want1[] = {0, 1, 3, 6}; /* a, b, a, b: c and d come after two groups are open */
+    assert_int_equal(n, 4);
+    assert_memory_equal(keep, want1, sizeof want1);
+    assert_true(full);
+    assert_int_equal(qv_group_select(keys, 10, 3, 2, keep, &n, &full), QV_OK);
+    uint32_t want2[] = {0, 1, 3, 4, 6, 8}; /* the third 'a' (5) is over the size */
+    assert_int_equal(n, 6);
+    assert_memory_equal(keep, want2, sizeof want2);
+    assert_true(full);
+    assert_int_equal(qv_group_select(keys, 10, 6, 1, keep, &n, &full), QV_OK);
+    uint32_t want3[] = {0, 1, 4, 7, 9}; /* "" is a group of its own; only 5 groups exist */
+    assert_int_equal(n, 5);
+    assert_memory_equal(keep, want3, sizeof want3);
+    assert_false(full);
+    assert_int_equal(qv_group_select(keys, 0, 3, 1, keep, &n, &full), QV_OK);
+    assert_int_equal(n, 0);
+    assert_false(full);
+}
+
 int main(int argc, char **argv)
 {
     qv_case_filter(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids),           cmocka_unit_test(test_scroll),       cmocka_unit_test(test_vectors_fit),
         cmocka_unit_test(test_search_params), cmocka_unit_test(test_query_vector), cmocka_unit_test(test_status_table),
+        cmocka_unit_test(test_group_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

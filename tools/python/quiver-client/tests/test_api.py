@@ -164,6 +164,33 @@ def test_search(anyclient: Any, name: str) -> None:
     c.drop_collection(name)
 
 
+def test_search_grouped(anyclient: Any, name: str) -> None:
+    """group_by: the k best groups' hits, group_size per group, the value in hit.group (sync and async alike)."""
+    c = anyclient
+    pts, vecs = make_points(400, 8, seed=12)
+    ids = [p["id"] for p in pts]
+    c.create_collection(name, dim=8, metric="l2", fields=FIELDS, index="flat")
+    c.upsert(name, pts)
+    q = np.random.default_rng(13).standard_normal(8).astype(np.float32)
+    order = exact_l2_topk(vecs, ids, q, 400)
+    want, seen = [], {}
+    for i in order:  # the reference: 3 groups (langs), 2 hits each, best first
+        g = pts[ids.index(i)]["attributes"]["lang"]
+        if g in seen or len(seen) < 3:
+            seen.setdefault(g, 0)
+            if seen[g] < 2:
+                seen[g] += 1
+                want.append((i, g))
+    hits = c.search(name, q, k=3, group_by="lang", group_size=2)
+    assert [(h.id, h.group) for h in hits] == want
+    one = c.search(name, q, k=2, group_by="lang")
+    assert [h.group for h in one] == [g for _, g in want[:1]] + [g for _, g in want if g != want[0][1]][:1]
+    batch = c.search_batch(name, [q, q], k=3, group_by="lang", group_size=2)
+    assert [[(h.id, h.group) for h in hs] for hs in batch] == [want, want]
+    assert c.search(name, q, k=3)[0].group is None
+    c.drop_collection(name)
+
+
 def test_search_batch(anyclient: Any, name: str) -> None:
     c = anyclient
     pts, vecs = make_points(300, 8, seed=4)

@@ -248,7 +248,7 @@ def point_py(m: pb.Point, with_vector: bool) -> Point:
 
 def hit_py(h: pb.Hit, with_vector: bool) -> Hit:
     return Hit(id=h.id, score=float(h.score), attributes=attrs_py(h), text=h.text or None,
-               vector=vector_np(h.vector) if with_vector else None)
+               vector=vector_np(h.vector) if with_vector else None, group=h.group or None)
 
 
 def hits_py(r: pb.SearchResponse, with_vectors: bool) -> Hits:

@@ -468,11 +468,13 @@ def _search_params(ef: Optional[int], exact: bool, rerank: Optional[int]) -> Opt
 
 def op_search(collection: str, vector: Any, text: Optional[str], k: int, filter: _filters.FilterLike,
               ef: Optional[int], with_attributes: bool, with_text: bool, with_vectors: bool, exact: bool,
-              rerank: Optional[int], allow_partial: bool) -> Op[Hits]:
+              rerank: Optional[int], allow_partial: bool, group_by: Optional[str] = None,
+              group_size: Optional[int] = None) -> Op[Hits]:
     if (vector is None) == (text is None):
         raise ValueError("search: give exactly one of vector and text")
     req = pb.SearchRequest(collection=collection, k=int(k), with_attributes=with_attributes, with_text=with_text,
-                           with_vectors=with_vectors, allow_partial=allow_partial)
+                           with_vectors=with_vectors, allow_partial=allow_partial, group_by=group_by or "",
+                           group_size=int(group_size or 0))
     if vector is not None:
         req.vector.extend(cv.vector_list(vector, "search vector"))
     else:
@@ -511,7 +513,8 @@ def op_embed(texts: Any) -> Op[npt.NDArray[np.float32]]:
 
 def op_search_batch(collection: str, vectors: Any, texts: Any, k: int, filter: _filters.FilterLike,
                     ef: Optional[int], with_attributes: bool, with_text: bool, with_vectors: bool, exact: bool,
-                    rerank: Optional[int], allow_partial: bool) -> Op[list[Hits]]:
+                    rerank: Optional[int], allow_partial: bool, group_by: Optional[str] = None,
+                    group_size: Optional[int] = None) -> Op[list[Hits]]:
     if (vectors is None) == (texts is None):
         raise ValueError("search_batch: give exactly one of vectors and texts")
     if texts is not None:
@@ -524,7 +527,8 @@ def op_search_batch(collection: str, vectors: Any, texts: Any, k: int, filter: _
 
     def request(qs: list[list[float]]) -> pb.SearchBatchRequest:
         req = pb.SearchBatchRequest(collection=collection, k=int(k), with_attributes=with_attributes,
-                                    with_text=with_text, with_vectors=with_vectors, allow_partial=allow_partial)
+                                    with_text=with_text, with_vectors=with_vectors, allow_partial=allow_partial,
+                                    group_by=group_by or "", group_size=int(group_size or 0))
         req.vectors.extend(pb.Vector(values=q) for q in qs)
         if f is not None:
             req.filter.CopyFrom(f)

@@ -149,19 +149,22 @@ class AsyncQuiverClient:
     async def search(self, collection: str, vector: Optional[VectorLike] = None, text: Optional[str] = None,
                      k: int = 10, filter: FilterLike = None, ef: Optional[int] = None, with_attributes: bool = True,
                      with_text: bool = True, with_vectors: bool = False, *, exact: bool = False,
-                     rerank: Optional[int] = None, allow_partial: bool = False) -> Hits:
+                     rerank: Optional[int] = None, allow_partial: bool = False, group_by: Optional[str] = None,
+                     group_size: Optional[int] = None) -> Hits:
         """See ``QuiverClient.search``."""
         return await self._run(core.op_search(collection, vector, text, k, filter, ef, with_attributes, with_text,
-                                              with_vectors, exact, rerank, allow_partial))
+                                              with_vectors, exact, rerank, allow_partial, group_by, group_size))
 
     async def search_batch(self, collection: str,
                            vectors: Union[Sequence[VectorLike], npt.NDArray[Any], None] = None, k: int = 10,
                            filter: FilterLike = None, ef: Optional[int] = None, with_attributes: bool = True,
                            with_text: bool = True, with_vectors: bool = False, *,
                            texts: Optional[Sequence[str]] = None, exact: bool = False, rerank: Optional[int] = None,
-                           allow_partial: bool = False) -> list[Hits]:
+                           allow_partial: bool = False, group_by: Optional[str] = None,
+                           group_size: Optional[int] = None) -> list[Hits]:
         return await self._run(core.op_search_batch(collection, vectors, texts, k, filter, ef, with_attributes,
-                                                    with_text, with_vectors, exact, rerank, allow_partial))
+                                                    with_text, with_vectors, exact, rerank, allow_partial, group_by,
+                                                    group_size))
 
     async def scroll(self, collection: str, filter: FilterLike = None, page_size: int = 1000,
                      with_vectors: bool = False, limit: Optional[int] = None) -> AsyncIterator[Point]:

@@ -173,22 +173,26 @@ class QuiverClient:
     def search(self, collection: str, vector: Optional[VectorLike] = None, text: Optional[str] = None, k: int = 10,
                filter: FilterLike = None, ef: Optional[int] = None, with_attributes: bool = True,
                with_text: bool = True, with_vectors: bool = False, *, exact: bool = False,
-               rerank: Optional[int] = None, allow_partial: bool = False) -> Hits:
+               rerank: Optional[int] = None, allow_partial: bool = False, group_by: Optional[str] = None,
+               group_size: Optional[int] = None) -> Hits:
         """The k nearest points to ``vector``, or to ``text`` (embedded by the server; the collection needs an
         embedding model), best first, among those matching ``filter``. ``ef``: HNSW search breadth (default 64);
         ``exact``: scan every point; ``rerank``: re-ranking depth of quantised indexes; ``allow_partial``: through a
-        coordinator, answer from the shards that answer (then ``hits.partial`` / ``hits.missing_shards``)."""
+        coordinator, answer from the shards that answer (then ``hits.partial`` / ``hits.missing_shards``);
+        ``group_by`` (a KEYWORD field): the hits of the k best groups, at most ``group_size`` (default 1) per group,
+        each hit's value in ``hit.group`` (for RAG: one passage per source document)."""
         return self._run(core.op_search(collection, vector, text, k, filter, ef, with_attributes, with_text,
-                                        with_vectors, exact, rerank, allow_partial))
+                                        with_vectors, exact, rerank, allow_partial, group_by, group_size))
 
     def search_batch(self, collection: str, vectors: Union[Sequence[VectorLike], npt.NDArray[Any], None] = None,
                      k: int = 10, filter: FilterLike = None, ef: Optional[int] = None, with_attributes: bool = True,
                      with_text: bool = True, with_vectors: bool = False, *, texts: Optional[Sequence[str]] = None,
-                     exact: bool = False, rerank: Optional[int] = None, allow_partial: bool = False) -> list[Hits]:
+                     exact: bool = False, rerank: Optional[int] = None, allow_partial: bool = False,
+                     group_by: Optional[str] = None, group_size: Optional[int] = None) -> list[Hits]:
         """One ``Hits`` per query vector (a 2-D array or a list of vectors), in order; or per text of ``texts``
-        (embedded first with ``embed``). Sent 1,000 queries per request."""
+        (embedded first with ``embed``). Sent 1,000 queries per request. ``group_by``: as in ``search``."""
         return self._run(core.op_search_batch(collection, vectors, texts, k, filter, ef, with_attributes, with_text,
-                                              with_vectors, exact, rerank, allow_partial))
+                                              with_vectors, exact, rerank, allow_partial, group_by, group_size))
 
     def scroll(self, collection: str, filter: FilterLike = None, page_size: int = 1000, with_vectors: bool = False,
                limit: Optional[int] = None) -> Iterator[Point]:

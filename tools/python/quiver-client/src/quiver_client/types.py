@@ -46,6 +46,7 @@ class Hit:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     text: Optional[str] = None
     vector: Optional[Vector] = None
+    group: Optional[str] = None  # with ``group_by``: this hit's value of that field
 
 
 class Hits(List[Hit]):

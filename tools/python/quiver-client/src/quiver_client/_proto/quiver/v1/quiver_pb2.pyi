@@ -406,7 +406,7 @@ class SearchParams(_message.Message):
     def __init__(self, ef: _Optional[int] = ..., exact: _Optional[bool] = ..., rerank: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vector", "k", "filter", "params", "with_attributes", "with_vectors", "with_text", "allow_partial", "text")
+    __slots__ = ("collection", "vector", "k", "filter", "params", "with_attributes", "with_vectors", "with_text", "allow_partial", "text", "group_by", "group_size")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +417,8 @@ class SearchRequest(_message.Message):
     WITH_TEXT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
@@ -427,10 +429,12 @@ class SearchRequest(_message.Message):
     with_text: bool
     allow_partial: bool
     text: str
-    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_attributes: _Optional[bool] = ..., with_vectors: _Optional[bool] = ..., with_text: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., text: _Optional[str] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_attributes: _Optional[bool] = ..., with_vectors: _Optional[bool] = ..., with_text: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., text: _Optional[str] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "attributes", "text", "vector")
+    __slots__ = ("id", "score", "attributes", "text", "vector", "group")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -443,12 +447,14 @@ class Hit(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     attributes: _containers.MessageMap[str, Value]
     text: str
     vector: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., attributes: _Optional[_Mapping[str, Value]] = ..., text: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
+    group: str
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., attributes: _Optional[_Mapping[str, Value]] = ..., text: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., group: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "partial", "missing_shards")
@@ -461,7 +467,7 @@ class SearchResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "filter", "params", "with_attributes", "with_vectors", "with_text", "allow_partial")
+    __slots__ = ("collection", "vectors", "k", "filter", "params", "with_attributes", "with_vectors", "with_text", "allow_partial", "group_by", "group_size")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -471,6 +477,8 @@ class SearchBatchRequest(_message.Message):
     WITH_VECTORS_FIELD_NUMBER: _ClassVar[int]
     WITH_TEXT_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _containers.RepeatedCompositeFieldContainer[Vector]
     k: int
@@ -480,7 +488,9 @@ class SearchBatchRequest(_message.Message):
     with_vectors: bool
     with_text: bool
     allow_partial: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_attributes: _Optional[bool] = ..., with_vectors: _Optional[bool] = ..., with_text: _Optional[bool] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., with_attributes: _Optional[bool] = ..., with_vectors: _Optional[bool] = ..., with_text: _Optional[bool] = ..., allow_partial: _Optional[bool] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
     __slots__ = ("results",)
