@@ -1,6 +1,9 @@
 """Grouped search (SearchRequest.group_by / group_size, query/group.h): the hits of the k best groups, at most
 group_size per group, best first, checked against a reference computed here from exact scores; through the indexes;
 SearchBatch; bad requests; and a coordinator over 2 shards against a standalone server with the same points."""
+import json
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -157,3 +160,22 @@ def test_grouped_through_a_coordinator(quiverd, make_server):
             assert all(h.attributes["doc"].keyword_value == h.group for h in res.hits)
         expect_error(lambda: cc.q.Search(pb.SearchRequest(collection="g", vector=[0.0] * DIM, k=3, group_by="n")),
                      SC.INVALID_ARGUMENT, ["KEYWORD"])
+
+
+def test_grouped_from_the_cli(loaded, quiver_bin):
+    """quiver search --group-by / --group-size: the same hits and groups as gRPC, in --json and in the table."""
+    srv, c, _vecs, _pts = loaded
+    q = [0.1 * i for i in range(DIM)]
+    want = search(c, np.array(q, np.float32), 4, 2)
+    base = [quiver_bin, "--addr", srv.addr]
+    args = ["search", "g", "--vector", ",".join(map(str, q)), "--k", "4", "--exact", "--group-by", "doc",
+            "--group-size", "2"]
+    r = subprocess.run(base + ["--json"] + args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["hits"]
+    assert [(h["id"], h["group"]) for h in got] == [(h.id, h.group) for h in want.hits]
+    r = subprocess.run(base + args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.count("group ") == len(want.hits), r.stdout
+    r = subprocess.run(base + ["search", "g", "--vector", ",".join(map(str, q)), "--group-by", "n"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "KEYWORD" in r.stderr, (r.returncode, r.stderr)

@@ -241,7 +241,8 @@ int qv_cmd_update(qv_cli_t *cli, int argc, char **argv)
 /* ---- search ---- */
 static const char search_help[] =
     "usage: quiver search COLLECTION (--vector \"1,2,3\" | --vector-file FILE | --text QUERY) [--k 10] [--ef N]\n"
-    "                     [--exact] [--filter JSON] [--with-attributes] [--with-text] [--with-vectors]\n"
+    "                     [--exact] [--filter JSON] [--group-by FIELD [--group-size N]] [--with-attributes]\n"
+    "                     [--with-text] [--with-vectors]\n"
     "The k nearest neighbours of a vector, best first. Scores: L2 squared distance (ascending), IP inner\n"
     "product and COSINE cosine similarity (descending).\n"
     "  --vector V          the query: floats separated by commas or spaces, brackets allowed\n"
@@ -251,8 +252,10 @@ static const char search_help[] =
     "  --ef N              HNSW search breadth (default 64, raised to k)\n"
     "  --exact             force an exact scan of every segment\n"
     "  --filter JSON       only points matching the filter (grammar below)\n"
+    "  --group-by FIELD    the hits of the k best groups of this KEYWORD field (e.g. one passage per document)\n"
+    "  --group-size N      hits per group with --group-by (default 1; k x N at most 10000)\n"
     "  --with-attributes, --with-text, --with-vectors   return these with each hit\n"
-    "--json: {\"hits\": [{id, score, attributes?, text?, vector?}], \"partial\": BOOL}\n\n" QV_FILTER_HELP "\n";
+    "--json: {\"hits\": [{id, score, group?, attributes?, text?, vector?}], \"partial\": BOOL}\n\n" QV_FILTER_HELP "\n";
 
 static char *read_text_file(const char *cmd, const char *path, size_t *len)
 {
@@ -285,14 +288,18 @@ static char *read_text_file(const char *cmd, const char *path, size_t *len)
 
 int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
 {
-    enum { O_VECTOR = QV_OPT_FIRST_COMMAND, O_VFILE, O_K, O_EF, O_EXACT, O_FILTER, O_ATTRS, O_TEXT, O_VECS, O_QTEXT };
+    enum {
+        O_VECTOR = QV_OPT_FIRST_COMMAND, O_VFILE, O_K, O_EF, O_EXACT, O_FILTER, O_ATTRS, O_TEXT, O_VECS, O_QTEXT,
+        O_GROUP_BY, O_GROUP_SIZE
+    };
     static const struct option opts[] = {
         {"text", required_argument, NULL, O_QTEXT},
         {"vector", required_argument, NULL, O_VECTOR},   {"vector-file", required_argument, NULL, O_VFILE},
         {"k", required_argument, NULL, O_K},             {"ef", required_argument, NULL, O_EF},
         {"exact", no_argument, NULL, O_EXACT},           {"filter", required_argument, NULL, O_FILTER},
         {"with-attributes", no_argument, NULL, O_ATTRS}, {"with-text", no_argument, NULL, O_TEXT},
-        {"with-vectors", no_argument, NULL, O_VECS},     QV_CLI_COMMON_OPTIONS,
+        {"with-vectors", no_argument, NULL, O_VECS},     {"group-by", required_argument, NULL, O_GROUP_BY},
+        {"group-size", required_argument, NULL, O_GROUP_SIZE}, QV_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     qv_arena_t a;
@@ -314,6 +321,8 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
         case O_ATTRS: req.with_attributes = 1; break;
         case O_TEXT: req.with_text = 1; break;
         case O_VECS: req.with_vectors = 1; break;
+        case O_GROUP_BY: req.group_by = optarg; break;
+        case O_GROUP_SIZE: req.group_size = (uint32_t)qv_cli_int("search", "--group-size", optarg, 1, 10000); break;
         default: qv_cli_common(cli, "search", search_help, o);
         }
     }
@@ -353,6 +362,8 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
             json_t *j = json_object();
             json_object_set_new(j, "id", json_string(h->id));
             json_object_set_new(j, "score", json_real(h->score));
+            if (h->group[0] || (req.group_by && req.group_by[0]))
+                json_object_set_new(j, "group", json_string(h->group));
             if (req.with_attributes)
                 json_object_set_new(j, "attributes",
                                     qv_json_attributes((void *const *)h->attributes, h->n_attributes, true));
@@ -374,6 +385,8 @@ int qv_cmd_search(qv_cli_t *cli, int argc, char **argv)
         for (size_t i = 0; i < r->n_hits; i++) {
             const Quiver__V1__Hit *h = r->hits[i];
             printf("%4zu  %-24s  %.9g\n", i + 1, h->id, h->score);
+            if (req.group_by && req.group_by[0])
+                printf("      group       %s\n", h->group);
             if (req.with_text && h->text[0])
                 printf("      text        %s\n", h->text);
             if (req.with_attributes && h->n_attributes) {
