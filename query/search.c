@@ -279,7 +279,7 @@ int qv_search_exact(const qv_read_t *v, qv_pool_t *pool, const qv_search_req_t *
 /* ---- batches (qv_search_batch) ---- */
 
 #define BATCH_QUERIES 64          /* queries per matrix product: 64 x QV_FILTER_BLOCK scores (256 KiB) per task */
-#define BATCH_HEAP_BYTES (256u << 20) /* beyond this much top-k state, a batch runs query by query */
+#define BATCH_HEAP_BYTES (64u << 20) /* beyond this much top-k state, a batch runs query by query */
 
 void openblas_set_num_threads(int num_threads); /* OpenBLAS; not in cblas.h */
 
@@ -287,16 +287,18 @@ static void one_thread_blas(void) { openblas_set_num_threads(1); }
 
 /* Offers a block's allowed rows to one query's heap. s[r] is the product's q.x for row r; the matrix product rounds
  * differently from the distance kernels, so it only screens: a row goes to the kernel (and the heap, with the very
- * score qv_search would give it) unless its product value is worse than the heap's bound by more than the product's
- * rounding error can explain (both sums carry at most dim * 2^-24 of the sum of |terms|, bounded by
- * (|q|^2 + |x|^2) / 2 for the dot product and |q|^2 + |x|^2 for the squared distance). */
+ * score qv_search would give it) unless its product value is worse than the heap's bound by more than the rounding of
+ * both can explain. Each sum carries at most dim * 2^-24 of the sum of |terms|: for the screen's |x|^2 - 2 q.x + |q|^2
+ * that is 2 dim 2^-24 (|q|^2 + |x|^2), for the kernel's sum (q - x)^2 another 2 dim 2^-24 (|q|^2 + |x|^2), plus the
+ * few roundings that combine the screen's terms; the slack, 8 dim 2^-24 (|q|^2 + |x|^2), covers them all (and the
+ * dot product's smaller error). */
 static void offer_block(const scan_t *sc, qv_topk_t *heap, size_t item, const uint64_t *bits, size_t words,
                         const float *base, const float *s, const float *xnorm, const float *q, float qnorm)
 {
     const qv_dist_table_t *dt = qv_dist();
     uint32_t dim = sc->v->schema->dim;
     bool l2 = sc->v->schema->metric == QV_METRIC_L2;
-    float slack = (float)dim * 2.4e-7f;
+    float slack = (float)(dim + 4) * 4.8e-7f; /* 8 x 2^-24 per term, and a few roundings more */
     for (size_t w = 0; w < words; w++)
         for (uint64_t m = bits[w]; m; m &= m - 1) {
             uint32_t off = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(m));

@@ -126,7 +126,7 @@ static void call(const qv_http_api_t *api, const qv_handler_t *h, const Protobuf
         reply_error(out, st, msg);
     qv_arena_free(&ctx.arena);
     if (api->observe)
-        api->observe(md->name, st, qv_mono_ns() - t0); /* a static string: metrics keep the pointer */
+        api->observe(md->name, st, qv_mono_ns() - t0);
 }
 
 static json_t *schema_ref(const char *msg_name)

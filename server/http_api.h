@@ -27,8 +27,7 @@ typedef struct {
     void *app;
     const qv_keys_t *keys;                             /* NULL: no authentication */
     int max_message_bytes;
-    /* may be NULL; called with the method's short name, a string that lives as long as the process (metrics keep it) */
-    void (*observe)(const char *method, int status, int64_t ns);
+    void (*observe)(const char *method, int status, int64_t ns); /* may be NULL; called with the method's name */
 } qv_http_api_t;
 
 typedef struct {

@@ -58,9 +58,10 @@ static method_stats_t *find(const char *method)
     for (int i = 0; i < n && !m; i++)
         if (strcmp(atomic_load(&methods[i].method), method) == 0)
             m = &methods[i];
-    if (!m && n < MAX_METHODS) {
+    char *copy = !m && n < MAX_METHODS ? strdup(method) : NULL;
+    if (copy) { /* a copy, kept for the process's life (at most MAX_METHODS of them): callers' strings may go */
         m = &methods[n];
-        atomic_store(&m->method, method); /* the rpc method table's string: lives as long as the process serves */
+        atomic_store(&m->method, copy);
         atomic_store(&nmethods, n + 1);
     }
     pthread_mutex_unlock(&add_mu);

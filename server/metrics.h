@@ -9,8 +9,7 @@
 #include "storage/store.h"
 
 /* Records one finished call: method path (or short name), gRPC status code, wall time. Thread-safe, lock-free after
- * the first call of each method. The method string is kept, not copied: it must live as long as the process (the rpc
- * method table's paths, a protobuf-c descriptor's names). */
+ * the first call of each method, whose label is copied then. */
 void qv_metrics_observe(const char *method, int status, int64_t ns);
 /* Points ingested / deleted, counted by the handlers. */
 void qv_metrics_add_rows(uint64_t upserted, uint64_t deleted);

@@ -12,6 +12,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <errno.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -56,6 +57,8 @@ struct qv_rpc {
     atomic_int inflight;       /* Quiver-service calls holding a slot */
     atomic_int admin_inflight; /* Admin-service calls holding a reserved slot */
     atomic_int stream_inflight; /* streaming calls holding a stream slot */
+    atomic_int live;            /* calls taken off the completion queue and not yet freed (admitted or not) */
+    atomic_uint accepted;       /* calls ever taken off the completion queue (a stop's sign of arrivals) */
     int64_t read_timeout_ns;
     const qv_keys_t *keys;
     void *app;
@@ -104,6 +107,7 @@ struct call {
     call_t *rnext, *rprev;  /* on rpc->reading while its body is awaited; guarded by rpc->mu */
     bool reading;           /* guarded by rpc->mu */
     bool read_timed_out;    /* guarded by rpc->mu: the reaper cancelled the call */
+    bool counted;           /* counted in rpc->live */
     qv_call_ctx_t ctx;
 };
 
@@ -113,6 +117,8 @@ static void call_free(call_t *c)
 {
     if (c->slot)
         atomic_fetch_sub(c->slot, 1);
+    if (c->counted)
+        atomic_fetch_sub(&c->rpc->live, 1);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -202,6 +208,7 @@ static void send_reply(call_t *c, int status, const char *msg)
     atomic_fetch_add(&c->pending, 1);
     if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->main_tag, NULL) != GRPC_CALL_OK) {
         qv_log(QV_LOG_ERROR, "rpc.send_failed", "method=%s", c->ctx.method);
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "cannot send the answer", NULL);
         call_done_one(c);
     }
 }
@@ -435,12 +442,12 @@ static void fail(call_t *c, int rc, const qv_err_t *err)
 }
 
 /* Parks a watch until the watcher's next pass; its reference moves to the list. When the server is stopping, the
- * watch is ended instead (the watcher's last pass may be over). */
+ * watch is ended instead (the watcher's last pass may be over), and so it is when no watcher thread runs. */
 static void watch_park(call_t *c)
 {
     qv_rpc_t *r = c->rpc;
     pthread_mutex_lock(&r->mu);
-    bool stopping = atomic_load(&r->stopping);
+    bool stopping = atomic_load(&r->stopping) || r->watcher_stop;
     if (!stopping) {
         atomic_fetch_add(&c->pending, 1);
         c->wnext = r->watching;
@@ -490,6 +497,7 @@ static void read_next(call_t *c)
     atomic_fetch_add(&c->pending, 1);
     if (grpc_call_start_batch(c->call, &op, 1, &c->main_tag, NULL) != GRPC_CALL_OK) {
         reading_remove(c);
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "cannot read the request", NULL);
         call_done_one(c);
     }
 }
@@ -608,6 +616,9 @@ static void on_requested(call_t *c, bool ok)
         return;
     }
     post_request(r); /* keep PREPOSTED waiting */
+    c->counted = true;
+    atomic_fetch_add(&r->live, 1);
+    atomic_fetch_add(&r->accepted, 1);
     c->started_ns = qv_mono_ns();
     grpc_op close_op;
     memset(&close_op, 0, sizeof close_op);
@@ -731,8 +742,9 @@ static bool unix_socket_live(const char *listen)
     if (!path || strlen(path) >= sizeof a.sun_path)
         return false;
     memcpy(a.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* non-blocking: a listener whose backlog is full answers EAGAIN at once, and is live too */
+    bool live = fd >= 0 && (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 || errno == EAGAIN);
     if (fd >= 0)
         close(fd);
     return live;
@@ -752,6 +764,8 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
     atomic_init(&r->inflight, 0);
     atomic_init(&r->admin_inflight, 0);
     atomic_init(&r->stream_inflight, 0);
+    atomic_init(&r->live, 0);
+    atomic_init(&r->accepted, 0);
     r->read_timeout_ns = (int64_t)(opts->request_read_timeout_ms > 0 ? opts->request_read_timeout_ms : 10000) * 1000000;
     r->max_msg = opts->max_message_bytes;
     pthread_mutex_init(&r->mu, NULL);
@@ -805,7 +819,7 @@ int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err)
         r->reaper_stop = true; /* qv_rpc_stop does not join it */
     }
     if (pthread_create(&r->watcher, NULL, watcher, r) != 0) {
-        qv_log(QV_LOG_ERROR, "rpc.watcher", "cannot start the watcher thread: watches get one message");
+        qv_log(QV_LOG_ERROR, "rpc.watcher", "cannot start the watcher thread: watches end after their first message");
         r->watcher_stop = true;
     }
     for (int i = 0; i < PREPOSTED; i++)
@@ -833,14 +847,22 @@ void qv_rpc_stop(qv_rpc_t *r, int grace_ms)
     grpc_server_shutdown_and_notify(r->server, r->cq, &shutdown_tag);
     /* The shutdown completes when every call has finished and every client connection has closed after the GOAWAY.
      * A client that is not polling its idle connection (Python's grpc with no call active) never reads the GOAWAY,
-     * so once no admitted call is left, the connections are closed by cancelling (there is nothing left to cancel);
-     * otherwise the calls get until the grace period ends. */
+     * so once no call is left, the connections are closed by cancelling (there is nothing left to cancel); otherwise
+     * the calls get until the grace period ends. "No call left": none taken off the queue and not yet freed, and none
+     * taken off it during one tick, so that calls gRPC matched just before the shutdown, whose events wait in the
+     * queue for a worker, are served, not cancelled. */
     int64_t end = qv_mono_ns() + grace_ms * 1000000LL;
     bool cancelled = false;
+    unsigned seen = atomic_load(&r->accepted);
+    int64_t quiet_since = qv_mono_ns();
     pthread_mutex_lock(&r->mu);
     while (!r->shutdown_done) {
         int64_t now = qv_mono_ns();
-        bool idle = atomic_load(&r->inflight) + atomic_load(&r->admin_inflight) + atomic_load(&r->stream_inflight) == 0;
+        unsigned acc = atomic_load(&r->accepted);
+        if (atomic_load(&r->live) != 0 || acc != seen)
+            quiet_since = now;
+        seen = acc;
+        bool idle = now - quiet_since >= REAP_EVERY_MS * 1000000LL;
         if (!cancelled && (idle || now >= end)) {
             pthread_mutex_unlock(&r->mu);
             if (!idle)

@@ -94,8 +94,7 @@ typedef struct {
     const struct qv_keys *keys;                     /* NULL: no authentication */
     const char *tls_cert_pem, *tls_key_pem;         /* both NULL: plaintext */
     const char *tls_client_ca_pem;                  /* non-NULL: require and verify client certificates */
-    /* called once per finished call with its method path ("unknown" for unknown methods), status and wall time; the
-     * path is the method table's and lives as long as the server (metrics keep the pointer) */
+    /* called once per finished call with its method path ("unknown" for unknown methods), status and wall time */
     void (*observe)(const char *method, int status, int64_t ns);
 } qv_rpc_opts_t;
 

@@ -2,10 +2,13 @@
 #include "storage/worker.h"
 
 #include <malloc.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "index/hnsw.h"
 #include "storage/indexer.h"
 #include "storage/store_int.h"
@@ -177,6 +180,14 @@ static void requeue_inputs(qv_worker_t *w, const job_t *j)
     }
 }
 
+/* malloc_trim walks every arena under its lock: at most once a second, whichever lane asks (both may idle often). */
+static bool trim_due(void)
+{
+    static _Atomic int64_t last;
+    int64_t now = qv_mono_ns(), prev = atomic_load(&last);
+    return now - prev >= 1000000000LL && atomic_compare_exchange_strong(&last, &prev, now);
+}
+
 static void lane_run(qv_worker_t *w, int lane)
 {
     lane_t *l = &w->lanes[lane];
@@ -214,7 +225,7 @@ static void lane_run(qv_worker_t *w, int lane)
         }
         job_free(j, true);
         pthread_mutex_lock(&w->mu);
-        if (!l->head) {
+        if (!l->head && trim_due()) {
             /* out of work: give what the jobs freed (build scratch, superseded copies) back to the system; glibc
              * keeps freed memory in its arenas otherwise, and RSS after indexing stayed at twice a restart's */
             pthread_mutex_unlock(&w->mu);

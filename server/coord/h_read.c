@@ -60,7 +60,8 @@ static int set_missing(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *r, const 
  * right groups (qv_merge_grouped), but a group's further hits on a shard where it is not among the first k were not
  * sent. So every server is asked again for those groups only (req's filter AND group_by any_of them, k = their
  * number): each returns every one of them it holds with its best group_size hits, and their merge is exact. r is
- * replaced by that merge; the second round's shards decide partial and missing. */
+ * replaced by that merge; *missing becomes the shards missing from either round (with allow_partial). The combined
+ * filter is one level deeper than the client's: a filter at the depth limit fails here, in the second round. */
 static int refine_groups(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, Quiver__V1__SearchRequest req,
                          uint32_t size, Quiver__V1__SearchResponse *r, const char ***missing, size_t *nmissing,
                          qv_err_t *err)
@@ -101,14 +102,33 @@ static int refine_groups(qv_coord_t *co, qv_call_ctx_t *ctx, qv_route_t *rt, Qui
     fl.n_filters = 2;
     both.kind_case = QUIVER__V1__FILTER__KIND_ALL;
     both.all = &fl;
-    req.filter = req.filter ? &both : &only;
+    /* a Filter with no kind set means no filter at the top, but is refused nested */
+    req.filter = req.filter && req.filter->kind_case != QUIVER__V1__FILTER__KIND__NOT_SET ? &both : &only;
     req.k = (uint32_t)ng;
     qv_sub_t *subs = NULL;
-    *nmissing = 0;
+    const char **m2 = NULL;
+    size_t n2 = 0;
     int rc = fan_route(co, ctx, rt, "/quiver.v1.Quiver/Search", &req.base, &quiver__v1__search_response__descriptor,
-                       req.allow_partial, &subs, missing, nmissing, "search", err);
+                       req.allow_partial, &subs, &m2, &n2, "search", err);
     if (rc)
         return rc;
+    if (n2) { /* the union of both rounds' missing shards */
+        const char **all = qv_arena_array(ar, *nmissing + n2, sizeof *all);
+        if (!all)
+            return qv_err_set(err, QV_ENOMEM, "out of memory");
+        size_t n = 0;
+        for (size_t i = 0; i < *nmissing; i++)
+            all[n++] = (*missing)[i];
+        for (size_t i = 0; i < n2; i++) {
+            bool dup = false;
+            for (size_t j = 0; j < *nmissing && !dup; j++)
+                dup = strcmp((*missing)[j], m2[i]) == 0;
+            if (!dup)
+                all[n++] = m2[i];
+        }
+        *missing = all;
+        *nmissing = n;
+    }
     Quiver__V1__SearchResponse **parts = qv_arena_array(ar, rt->nservers, sizeof *parts);
     if (!parts)
         return qv_err_set(err, QV_ENOMEM, "out of memory");

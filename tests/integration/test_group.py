@@ -158,6 +158,14 @@ def test_grouped_through_a_coordinator(quiverd, make_server):
             want = search(alone, q, 4, 3, with_attributes=True)
             assert [(h.id, h.group) for h in res.hits] == [(h.id, h.group) for h in want.hits]
             assert all(h.attributes["doc"].keyword_value == h.group for h in res.hits)
+        # a filter message with nothing set is no filter, in the second round too
+        q = np.zeros(DIM, np.float32)
+        empty = pb.SearchRequest(collection="g", vector=q.tolist(), k=4, group_by="doc", group_size=2,
+                                 filter=pb.Filter())
+        empty.params.exact = True
+        assert empty.HasField("filter")
+        want = search(alone, q, 4, 2).hits
+        assert [(h.id, h.group) for h in cc.q.Search(empty).hits] == [(h.id, h.group) for h in want]
         expect_error(lambda: cc.q.Search(pb.SearchRequest(collection="g", vector=[0.0] * DIM, k=3, group_by="n")),
                      SC.INVALID_ARGUMENT, ["KEYWORD"])
 
