@@ -102,8 +102,9 @@ typedef struct {
 int qv_rpc_start(const qv_rpc_opts_t *opts, qv_rpc_t **out, qv_err_t *err);
 /* Bound port (useful with port 0). */
 int qv_rpc_port(const qv_rpc_t *r);
-/* Stops accepting calls, lets in-flight calls finish for up to grace_ms, cancels the rest, joins the workers and
- * frees everything. */
+/* Stops accepting calls, ends watches (UNAVAILABLE), lets in-flight calls finish for up to grace_ms, cancels the
+ * rest, joins the workers and frees everything. Once no call is left it closes idle client connections at once
+ * rather than waiting out the grace period for clients that do not read the GOAWAY. */
 void qv_rpc_stop(qv_rpc_t *r, int grace_ms);
 
 #define QV_RPC_ADMIN_SLOTS 8    /* calls of the Admin service admitted beyond --max-inflight */
