@@ -29,7 +29,7 @@ int qv_query_validate(const qv_schema_t *s, float *vec, uint32_t n, qv_err_t *er
 int qv_search_check_group(const qv_schema_t *s, const char *group_by, uint32_t group_size, uint32_t k, int *field,
                           uint32_t *size, qv_err_t *err)
 {
-    *field = -1;
+    *field = QV_GROUP_NONE;
     *size = group_size ? group_size : 1;
     if (!group_by || !group_by[0]) {
         if (group_size)
@@ -37,7 +37,9 @@ int qv_search_check_group(const qv_schema_t *s, const char *group_by, uint32_t g
         return QV_OK;
     }
     int f = qv_schema_field(s, group_by, strlen(group_by));
-    if (f < 0 || s->fields[f].type != QV_FT_KEYWORD)
+    if (f < 0 && s->dynamic && qv_name_ok(group_by, strlen(group_by)))
+        f = QV_GROUP_DYNAMIC; /* an undeclared key: grouped by its keyword values */
+    else if (f < 0 || s->fields[f].type != QV_FT_KEYWORD)
         return qv_err_set(err, QV_EINVAL, "group_by '%.64s' is not a KEYWORD field of collection '%s'", group_by,
                           s->name);
     if ((uint64_t)k * *size > QV_K_MAX)

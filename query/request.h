@@ -22,8 +22,12 @@ int qv_search_check_params(uint32_t k, uint32_t ef, uint32_t rerank, qv_err_t *e
 /* A batch holds 1..QV_BATCH_QUERIES_MAX queries. */
 int qv_search_check_batch(size_t nqueries, qv_err_t *err);
 
-/* Grouping: group_by empty (no grouping; then group_size must be 0) or naming a KEYWORD field of s, and k x group_size
- * (0: 1) at most QV_K_MAX. *field gets the field's index (-1: no grouping), *size the group size in effect. */
+/* Grouping: group_by empty (no grouping; then group_size must be 0), naming a KEYWORD field of s, or, in a collection
+ * with dynamic attributes, naming an undeclared key (rows whose value there is a keyword are grouped by it); and
+ * k x group_size (0: 1) at most QV_K_MAX. *field gets the field's index, QV_GROUP_NONE or QV_GROUP_DYNAMIC; *size the
+ * group size in effect. */
+#define QV_GROUP_NONE (-1)
+#define QV_GROUP_DYNAMIC (-2)
 int qv_search_check_group(const qv_schema_t *s, const char *group_by, uint32_t group_size, uint32_t k, int *field,
                           uint32_t *size, qv_err_t *err);
 

@@ -12,6 +12,7 @@
 #include "index/distance.h"
 #include "common/bitmap.h"
 #include "query/group.h"
+#include "storage/dynattr.h"
 #include "query/search.h"
 #include "server/auth.h"
 #include "server/convert.h"
@@ -427,12 +428,22 @@ typedef struct {
     bool with_attributes, with_vectors, with_text;
     const char *group_by;
     uint32_t group_size;
-    int group_field; /* set by run_searches: the group_by field's index, or -1 */
+    int group_field; /* set by run_searches: the group_by field's index, QV_GROUP_NONE or QV_GROUP_DYNAMIC */
 } search_opts_t;
 
-/* Hit i's value of KEYWORD field f, or {NULL, 0} when the row has none. */
-static qv_str_t hit_group(const qv_hit_t *h, int f)
+/* A hit's group: its value of KEYWORD field f, or (f == QV_GROUP_DYNAMIC) of dynamic attribute `key` when that is a
+ * keyword; {NULL, 0} when it has none. The string lives in the hit's segment (valid for the read view). */
+static qv_str_t hit_group(const qv_hit_t *h, int f, const char *key)
 {
+    if (f == QV_GROUP_DYNAMIC) {
+        qv_value_t v;
+        qv_rbuf_t items;
+        qv_str_t blob = qv_strcol_get(&h->seg->dyn, h->row);
+        if (blob.len && qv_dyn_find(blob, (qv_str_t){key, (uint32_t)strlen(key)}, &v, &items) &&
+            v.type == QV_FT_KEYWORD)
+            return v.kw.p ? v.kw : (qv_str_t){"", 0};
+        return (qv_str_t){NULL, 0};
+    }
     const qv_column_t *col = &h->seg->cols[f];
     if (!qv_bm_get(col->present, h->row))
         return (qv_str_t){NULL, 0};
@@ -443,8 +454,8 @@ static qv_str_t hit_group(const qv_hit_t *h, int f)
 /* A grouped search (query/group.h): searches for more hits than k x size, four times more each round, until k groups
  * of `size` are found or the candidates run out (or reach QV_K_MAX), then keeps the groups' hits. *hits is
  * malloc'd (room for what the last round asked), *n the hits kept. */
-static int grouped_search(qv_app_t *app, const qv_read_t *v, qv_search_req_t sr, int field, uint32_t size,
-                          qv_hit_t **hits, uint32_t *n, qv_err_t *err)
+static int grouped_search(qv_app_t *app, const qv_read_t *v, qv_search_req_t sr, int field, const char *key,
+                          uint32_t size, qv_hit_t **hits, uint32_t *n, qv_err_t *err)
 {
     uint32_t groups = sr.k;
     uint64_t want = 2ull * groups * size;
@@ -469,7 +480,7 @@ static int grouped_search(qv_app_t *app, const qv_read_t *v, qv_search_req_t sr,
         if ((rc = qv_search(v, app->pool, &sr, *hits, &got, err)) != QV_OK)
             break;
         for (uint32_t i = 0; i < got; i++)
-            keys[i] = hit_group(&(*hits)[i], field);
+            keys[i] = hit_group(&(*hits)[i], field, key);
         size_t nkeep;
         bool full;
         if ((rc = qv_group_select(keys, got, groups, size, keep, &nkeep, &full)) != QV_OK) {
@@ -530,8 +541,8 @@ static int build_hits(qv_call_ctx_t *ctx, const qv_schema_t *s, const search_opt
             if ((rc = charge_attrs(ctx, (ProtobufCMessage *const *)h->attributes, h->n_attributes, hint, err)))
                 return rc;
         }
-        if (o->group_field >= 0) {
-            qv_str_t g = hit_group(&hits[i], o->group_field);
+        if (o->group_field != QV_GROUP_NONE) {
+            qv_str_t g = hit_group(&hits[i], o->group_field, o->group_by);
             if (!(h->group = qv_arena_strndup(ar, g.p ? g.p : "", g.len)))
                 return qv_err_set(err, QV_ENOMEM, "out of memory building the response");
         }
@@ -592,7 +603,7 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
     /* several queries: one pass over the data for all of them (query/search.h), when their hits fit in memory */
     qv_hit_t *all = NULL, **per = NULL;
     uint32_t *counts = NULL;
-    if (rc == QV_OK && nq > 1 && (size_t)o->k * nq <= BATCH_HITS_MAX && o->group_field < 0) {
+    if (rc == QV_OK && nq > 1 && (size_t)o->k * nq <= BATCH_HITS_MAX && o->group_field == QV_GROUP_NONE) {
         all = malloc((size_t)o->k * nq * sizeof *all);
         per = malloc(nq * sizeof *per);
         counts = malloc(nq * sizeof *counts);
@@ -609,8 +620,8 @@ static int run_searches(qv_app_t *app, qv_call_ctx_t *ctx, qv_coll_t *c, float *
             sr.query = queries[i];
             uint32_t n = 0;
             qv_hit_t *grouped = NULL;
-            if (o->group_field >= 0)
-                rc = grouped_search(app, v, sr, o->group_field, group_size, &grouped, &n, err);
+            if (o->group_field != QV_GROUP_NONE)
+                rc = grouped_search(app, v, sr, o->group_field, o->group_by, group_size, &grouped, &n, err);
             else
                 rc = qv_search(v, app->pool, &sr, hits, &n, err);
             if (rc == QV_OK)

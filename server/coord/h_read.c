@@ -185,12 +185,12 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
             for (size_t i = 0; i < rt.nservers; i++)
                 parts[i] = (void *)subs[i].resp;
             bool asc = rt.meta->schema->metric == QV_METRIC_L2;
-            if (group_field >= 0 ? qv_merge_grouped(&ctx->arena, parts, rt.nservers, req->k, group_size, asc, r)
+            if (group_field != QV_GROUP_NONE ? qv_merge_grouped(&ctx->arena, parts, rt.nservers, req->k, group_size, asc, r)
                                  : qv_merge_hits(&ctx->arena, parts, rt.nservers, req->k, asc, r))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
         }
     }
-    if (rc == QV_OK && group_field >= 0 && group_size > 1)
+    if (rc == QV_OK && group_field != QV_GROUP_NONE && group_size > 1)
         rc = refine_groups(co, ctx, &rt, *(const Quiver__V1__SearchRequest *)msg, group_size, r, &missing, &nmissing,
                            err);
     if (rc == QV_OK && set_missing(ctx, r, missing, nmissing))
@@ -252,10 +252,10 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
             quiver__v1__search_response__init(&res[q]);
             const char **qmissing = missing;
             size_t nqmissing = nmissing;
-            if (group_field >= 0 ? qv_merge_grouped(&ctx->arena, parts, ns, req->k, group_size, asc, &res[q])
+            if (group_field != QV_GROUP_NONE ? qv_merge_grouped(&ctx->arena, parts, ns, req->k, group_size, asc, &res[q])
                                  : qv_merge_hits(&ctx->arena, parts, ns, req->k, asc, &res[q]))
                 rc = qv_err_set(err, QV_ENOMEM, "out of memory merging the shards' hits");
-            if (rc == QV_OK && group_field >= 0 && group_size > 1) { /* as a Search of this query would */
+            if (rc == QV_OK && group_field != QV_GROUP_NONE && group_size > 1) { /* as a Search of this query would */
                 Quiver__V1__SearchRequest one = QUIVER__V1__SEARCH_REQUEST__INIT;
                 one.collection = req->collection;
                 one.vector = req->vectors[q]->values;

@@ -187,3 +187,23 @@ def test_grouped_from_the_cli(loaded, quiver_bin):
     r = subprocess.run(base + ["search", "g", "--vector", ",".join(map(str, q)), "--group-by", "n"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "KEYWORD" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_grouped_by_a_dynamic_attribute(make_server):
+    """In a collection with dynamic attributes, group_by may name an undeclared key: points whose value there is a
+    keyword are grouped by it; others (a number, no value) are left out."""
+    c = make_server().start().client
+    c.q.CreateCollection(pb.CreateCollectionRequest(name="d", dim=DIM, metric=pb.METRIC_L2, dynamic_attributes=True))
+    rng = np.random.default_rng(21)
+    vecs = rng.standard_normal((600, DIM)).astype(np.float32)
+    pts = []
+    for i in range(600):
+        attrs = {"doc": f"d{i % 25:02d}"} if i % 5 else ({"doc": i} if i % 10 else {})
+        pts.append(point(f"p{i:05d}", vecs[i], attrs))
+    c.upsert_all("d", pts, batch=300)
+    for q in rng.standard_normal((8, DIM)).astype(np.float32):
+        r = c.q.Search(pb.SearchRequest(collection="d", vector=q.tolist(), k=6, group_by="doc", group_size=2))
+        assert [(h.id, h.group) for h in r.hits] == reference(
+            vecs, pts, q, 6, 2, keep=lambda i: pts[i].attributes["doc"].WhichOneof("kind") == "keyword_value")
+    expect_error(lambda: c.q.Search(pb.SearchRequest(collection="d", vector=[0.0] * DIM, k=3, group_by="bad key")),
+                 SC.INVALID_ARGUMENT, ["'bad key'"])

@@ -278,6 +278,21 @@ def test_unknown_search_argument(filter_store: QuiverVectorStore) -> None:
     assert len(filter_store.similarity_search("1,0,0", k=3, exact=True)) == 3
 
 
+def test_group_by_source(store: QuiverVectorStore) -> None:
+    """group_by on a metadata key: the best passage of each of the k best sources (k groups), or more per source with
+    group_size; documents whose key is not a string are left out."""
+    texts = ["1,0,0", "1,0.01,0", "1,0.1,0", "1,0.11,0", "1,0.3,0", "1,0.31,0", "1,0.05,0"]
+    sources: list[Any] = ["s1", "s1", "s2", "s2", "s3", "s3", 7]
+    ids = [f"p{i}" for i in range(len(texts))]
+    store.add_texts(texts, metadatas=[{"source": s} for s in sources], ids=ids)
+    assert ids_of(store.similarity_search("1,0,0", k=3)) == ["p0", "p1", "p6"]
+    docs = store.similarity_search("1,0,0", k=2, group_by="source")
+    assert ids_of(docs) == ["p0", "p2"] and [d.metadata["source"] for d in docs] == ["s1", "s2"]
+    assert ids_of(store.similarity_search("1,0,0", k=2, group_by="source", group_size=2)) == ["p0", "p1", "p2", "p3"]
+    scored = store.similarity_search_with_score("1,0,0", k=3, group_by="source")
+    assert [d.id for d, _ in scored] == ["p0", "p2", "p4"]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # MMR
 # ---------------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from .embeddings import QuiverEmbeddings
 
 #: The server-side model a collection gets when the store embeds on the server (``embedding=None``).
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-_SEARCH_OPTIONS = ("ef", "exact")
+_SEARCH_OPTIONS = ("ef", "exact", "group_by", "group_size")
 
 
 def _clamp01(x: float) -> float:
@@ -385,7 +385,8 @@ class QuiverVectorStore(VectorStore):
                                      **kwargs: Any) -> list[tuple[Document, float]]:
         """The k documents nearest to the query, best first, with the server's raw scores (cosine similarity,
         inner product, or squared L2 distance). ``filter``: a metadata filter dict; ``ef`` / ``exact``: search
-        parameters."""
+        parameters; ``group_by`` (a metadata key with string values, e.g. "source") and ``group_size``: the
+        documents of the k best groups, at most ``group_size`` (default 1) each: one passage per source."""
         opts = self._search_options(kwargs)
         hits = self._search(**self._query_args(query), k=k, filter=filter, **opts)
         return [(self._doc(h), h.score) for h in hits]
