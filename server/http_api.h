@@ -1,8 +1,10 @@
 /* The HTTP/JSON face of the API, served on the HTTP listener beside /metrics (server/metrics.c):
  *
- *   POST /v1/<Service>/<Method>   every method of quiver.v1 (Service Quiver or Admin), the request and the response
- *                                 in the proto3 JSON mapping (server/pbjson.h); the same handlers, API keys
- *                                 (`Authorization: Bearer KEY`), limits (--max-message-mb) and statuses as gRPC
+ *   POST /v1/<Service>/<Method>   every method the gRPC server has a handler for (Service Quiver, Admin, Health,
+ *                                 ServerReflection: one request, one response; not Health/Watch, a stream), the
+ *                                 request and the response in the proto3 JSON mapping (server/pbjson.h); the same
+ *                                 handlers, API keys (`Authorization: Bearer KEY`), limits (--max-message-mb) and
+ *                                 statuses as gRPC
  *   GET  /healthz                 200 while the process serves
  *   GET  /readyz                  200 when Health says SERVING, else 503 with the reason
  *   GET  /openapi.json            an OpenAPI 3.0 document generated from the service descriptors
