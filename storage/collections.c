@@ -170,6 +170,17 @@ uint64_t qv_store_wal_bytes(qv_store_t *st)
 
 /* ---- applying WAL records to memory (commit leader and recovery) ---- */
 
+/* Marks the row an id left deleted, where it lives now: a slot may still name a compacted input (segment.h fwd),
+ * whose row the output holds. */
+static void delete_old(qv_coll_t *c, const qv_idslot_t *old)
+{
+    qv_segment_t *seg;
+    uint32_t row;
+    if (qv_idslot_where(old, &seg, &row))
+        c->fwd_slots--;
+    qv_seg_delete(seg, row);
+}
+
 /* Applies one decoded record; the caller holds the collection's write lock (or is recovering). On QV_ENOMEM the
  * points before the failing one stay applied: the caller must then stop accepting writes (see store.h). */
 int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint32_t *count)
@@ -192,7 +203,7 @@ int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint3
             if (rc)
                 return rc;
             if (existed)
-                qv_seg_delete(old.seg, old.row);
+                delete_old(c, &old);
             else
                 c->live++;
             n++;
@@ -201,7 +212,7 @@ int qv__coll_apply(qv_coll_t *c, const qv_record_t *rec, size_t rec_bytes, uint3
         for (uint32_t i = 0; i < rec->count; i++) {
             qv_idslot_t old;
             if (qv_idmap_del(&c->ids, rec->ids[i], &old)) {
-                qv_seg_delete(old.seg, old.row);
+                delete_old(c, &old);
                 c->live--;
                 n++;
             }

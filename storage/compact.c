@@ -12,9 +12,15 @@
  *   swap    (commit leader, so no write interleaves): deletes that reached the inputs during the copy are applied
  *           to the copy (a walk over the inputs' delete bitmaps, a word at a time); one batch writes its delete
  *           bitmap and the manifest without the inputs, and deletes the inputs' blobs, bitmaps and index blobs;
- *           then, under the collection's write lock, the id map is repointed in one pass over its slots
- *           (qv_idmap_move: no id is hashed or compared) and the segment list swapped. Read views hold references
- *           to the segments they use (read.h), so the inputs are freed only when no view holds them.
+ *           then, under the collection's write lock, each input forwards to the output (segment.h fwd: the
+ *           copy's row of each input row) and the segment list is swapped. The id map is not touched there:
+ *           its slots still name input rows, which hold the same data, and a writer that replaces or deletes such
+ *           an id marks the output's row (qv_idslot_where).
+ *   repoint (background thread, after the swap): passes over the id map's slots, a chunk at a time under the write
+ *           lock, repoint the slots that name an input (qv_idmap_forward) until none does (c->fwd_slots, counted at
+ *           the swap and by writers, says when); only then does the job drop its references to the inputs. Read
+ *           views hold references to the segments they use (read.h), so the inputs are freed only when no view
+ *           holds them either.
  * The id map is not persisted (recovery rebuilds it from the segments), so the swap writes no entry per row. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,8 +202,13 @@ void qv__run_compact(qv_store_t *st, qv_writer_t *w)
         return;
 
     pthread_rwlock_wrlock(&c->lock);
-    /* every live id of an input maps to the row it was copied to (a deleted row's id maps elsewhere, or nowhere) */
-    qv_idmap_move(&c->ids, j->in, (const uint32_t *const *)j->map, j->info.ninputs, out);
+    /* every live row of an input forwards to its copy; the ids that name them are repointed after the swap */
+    for (uint32_t i = 0; i < j->info.ninputs; i++) {
+        j->in[i]->fwd = out;
+        j->in[i]->fwd_rows = j->map[i];
+        j->map[i] = NULL;
+        c->fwd_slots += j->in[i]->rows - qv_seg_ndeleted(j->in[i]);
+    }
     out->sealed = true;
     out->persisted = true;
     out->blob_written = true;
@@ -226,6 +237,31 @@ void qv__run_seg_id(qv_store_t *st, qv_writer_t *w)
         w->rc = qv_err_set(w->err, QV_ENOTFOUND, "collection was dropped");
     else
         w->seq = w->coll->next_seg_id++; /* the next manifest records the counter past it */
+}
+
+#define REPOINT_SLOTS 16384 /* id-map slots repointed per hold of the write lock (well under a millisecond) */
+
+/* The repoint phase (see the top of this file): passes until no slot names an input. Every pass repoints what it
+ * meets; a slot that a delete's backward shift moved behind the pass is met by the next one. */
+static void repoint(qv_cjob_t *j)
+{
+    qv_coll_t *c = j->coll;
+    for (;;) {
+        pthread_rwlock_wrlock(&c->lock);
+        bool done = c->fwd_slots == 0;
+        pthread_rwlock_unlock(&c->lock);
+        if (done)
+            return;
+        for (size_t s = 0;; s += REPOINT_SLOTS) {
+            pthread_rwlock_wrlock(&c->lock);
+            bool end = s >= c->ids.cap; /* the table may grow between holds: the next pass sees the rest */
+            if (!end)
+                c->fwd_slots -= qv_idmap_forward(&c->ids, s, s + REPOINT_SLOTS);
+            pthread_rwlock_unlock(&c->lock);
+            if (end)
+                break;
+        }
+    }
 }
 
 /* The output's blob, off the leader (see the top of this file). */
@@ -290,6 +326,7 @@ static void run_job(void *arg, bool run)
         if (rc && blob && !atomic_load(&st->failed))
             remove_blob(j);
         if (rc == QV_OK) {
+            repoint(j); /* before the job lets go of its inputs */
             pthread_mutex_lock(&st->jobs_mu);
             j->info.output = j->out->id;
             j->info.rows_out = w.count;

@@ -113,17 +113,15 @@ bool qv_idmap_del(qv_idmap_t *m, qv_str_t id, qv_idslot_t *old)
     return true;
 }
 
-void qv_idmap_move(qv_idmap_t *m, qv_segment_t *const *from, const uint32_t *const *rows, size_t n, qv_segment_t *to)
+size_t qv_idmap_forward(qv_idmap_t *m, size_t from, size_t to)
 {
-    for (size_t s = 0; s < m->cap; s++) {
+    size_t n = 0;
+    for (size_t s = from; s < to && s < m->cap; s++) {
         qv_idslot_t *slot = &m->slots[s];
-        if (!slot->seg)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            if (slot->seg == from[i]) {
-                slot->seg = to;
-                slot->row = rows[i][slot->row];
-                break;
-            }
+        if (slot->seg && slot->seg->fwd) {
+            qv_idslot_where(slot, &slot->seg, &slot->row);
+            n++;
+        }
     }
+    return n;
 }

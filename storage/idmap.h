@@ -33,10 +33,25 @@ bool qv_idmap_put(qv_idmap_t *m, qv_str_t id, qv_segment_t *seg, uint32_t row, q
 /* Removes an id; returns true (and its location in *old) if it was present. */
 bool qv_idmap_del(qv_idmap_t *m, qv_str_t id, qv_idslot_t *old);
 
-/* Moves every id that lives in one of from[0..n) to segment `to`: an id at row r of from[i] moves to row rows[i][r],
- * which must hold the same id (compaction's swap: `to` is the merged copy of the inputs `from`). One pass over the
- * table and no hashing (slots stay where they are), so its cost is the table's size, not the ids' lookups. */
-void qv_idmap_move(qv_idmap_t *m, qv_segment_t *const *from, const uint32_t *const *rows, size_t n, qv_segment_t *to);
+/* Where a slot's row lives now: the slot's location, or, when that is a compacted input (segment.h fwd), the row it
+ * was copied to. Returns true when the slot still named an input. */
+static inline bool qv_idslot_where(const qv_idslot_t *s, qv_segment_t **seg, uint32_t *row)
+{
+    qv_segment_t *g = s->seg;
+    uint32_t r = s->row;
+    bool moved = false;
+    for (; g->fwd; moved = true) {
+        r = g->fwd_rows[r];
+        g = g->fwd;
+    }
+    *seg = g;
+    *row = r;
+    return moved;
+}
+
+/* Repoints the slots of [from, to) (slot positions, to <= cap) that name a compacted input to where their rows
+ * went (qv_idslot_where). One pass, no hashing: slots stay where they are. Returns how many it repointed. */
+size_t qv_idmap_forward(qv_idmap_t *m, size_t from, size_t to);
 
 /* Makes sure n more inserts will not need to grow the table. */
 int qv_idmap_reserve(qv_idmap_t *m, size_t n);

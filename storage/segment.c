@@ -366,6 +366,7 @@ void qv_seg_build_postings(qv_segment_t *seg)
 static void seg_free(qv_segment_t *seg)
 {
     qv_hnsw_free(atomic_load(&seg->index));
+    free(seg->fwd_rows);
     free(seg->vectors);
     free(seg->deleted);
     strcol_free(&seg->ids);

@@ -73,6 +73,12 @@ typedef struct qv_segment {
     bool sealed;
     uint32_t rows;      /* rows appended */
     uint32_t cap;       /* rows allocated */
+    /* Set by a compaction's swap on each of its inputs (storage/compact.c): the merged segment its rows were copied
+     * to, and where (fwd_rows[r]; owned, freed with the segment). Until the job has repointed them, id-map slots may
+     * still name an input row; a writer resolves such a location with qv_idslot_where. Guarded by the collection's
+     * lock. */
+    struct qv_segment *fwd;
+    uint32_t *fwd_rows;
     float *vectors;     /* rows x dim, row-major */
     qv_strcol_t ids;    /* point id of each row */
     qv_strcol_t text;   /* text of each row (empty when none) */

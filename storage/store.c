@@ -168,10 +168,6 @@ int qv_store_open(const qv_store_opts_t *opts, qv_store_t **out, qv_err_t *err)
      * index blobs); 6.2 s of a 1M x 128 store's open after kill -9 went to that replay (bench/restart). A bound on
      * the total makes RocksDB flush the oldest column family instead, so recovery replays at most this much. */
     rocksdb_options_set_max_total_wal_size(st->dbopts, (uint64_t)128 << 20);
-    /* Memtables hold what was written since each column family's last flush, segment and index blobs included
-     * (read once at start-up, never from the memtable); one bound on all of them keeps that from living in memory
-     * beside the segments it duplicates (bench/memory) */
-    rocksdb_options_set_db_write_buffer_size(st->dbopts, (size_t)64 << 20);
     /* A torn last record was never acknowledged and is dropped; damage anywhere else in the log would silently drop
      * every acknowledged write after it under RocksDB's default (point-in-time) mode, so it stops the open instead
      * unless the operator asked to salvage. */

@@ -79,6 +79,7 @@ typedef struct qv_coll {
     size_t nsealed, cap_sealed;
     qv_segment_t *growing;        /* the append target; holds a reference */
     qv_idmap_t ids;               /* live id -> location */
+    uint64_t fwd_slots;           /* slots of ids that still name a compacted input (storage/compact.c) */
     uint64_t live;                /* live rows (= ids.n) */
     uint64_t seal_seq;            /* WAL records with seq <= seal_seq are covered by sealed segments */
     uint64_t last_seq;            /* seq of the last applied WAL record */

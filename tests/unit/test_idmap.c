@@ -288,9 +288,10 @@ static void test_reserve(void **state)
     free(refs);
 }
 
-/* qv_idmap_move (compaction's swap): ids of the moved segments follow their rows to the merged segment, the others
- * stay, and the table keeps working (lookups compare ids from the new segment; deletes and puts go on). */
-static void test_move(void **state)
+/* Forwarding (compaction's swap, storage/compact.c): while segs[0] forwards to its merged copy, qv_idslot_where finds
+ * the copy's row and lookups still work (ids compared from the input); qv_idmap_forward then repoints the slots, in
+ * ranges, and the table keeps working (deletes, puts). */
+static void test_forward(void **state)
 {
     (void)state;
     qv_idmap_t m;
@@ -314,19 +315,46 @@ static void test_move(void **state)
     uint32_t *map = malloc((segs[0]->rows + 1) * sizeof *map);
     for (uint32_t r = 0; r < segs[0]->rows; r++)
         map[r] = UINT32_MAX;
-    for (int i = N - 1; i >= 0; i--)
+    size_t moved = 0;
+    qv_segment_t *was_seg[N];
+    uint32_t was_row[N];
+    for (int i = N - 1; i >= 0; i--) {
+        was_seg[i] = refs[i].seg;
+        was_row[i] = refs[i].row;
         if (refs[i].live && refs[i].seg == segs[0]) {
             float v = 1;
             qv_point_t pt = {.id = sid(&refs[i]), .vector = &v, .nvector = 1};
             assert_int_equal(qv_seg_append(out, &pt, &map[refs[i].row]), QV_OK);
             refs[i].seg = out;
             refs[i].row = map[refs[i].row];
+            moved++;
         }
-    const uint32_t *rows[] = {map};
-    qv_idmap_move(&m, &segs[0], rows, 1, out);
+    }
+    segs[0]->fwd = out;
+    segs[0]->fwd_rows = map;
+    for (int i = 0; i < N; i++) { /* before the repoint: the slots still name the input, which resolves */
+        if (!refs[i].live)
+            continue;
+        qv_idslot_t *s = qv_idmap_get(&m, sid(&refs[i]));
+        assert_non_null(s);
+        assert_ptr_equal(s->seg, was_seg[i]);
+        assert_int_equal(s->row, was_row[i]);
+        qv_segment_t *g;
+        uint32_t r;
+        assert_int_equal(qv_idslot_where(s, &g, &r), was_seg[i] == segs[0]);
+        assert_ptr_equal(g, refs[i].seg);
+        assert_int_equal(r, refs[i].row);
+    }
+    size_t n = 0;
+    for (size_t from = 0; from < m.cap; from += 100)
+        n += qv_idmap_forward(&m, from, from + 100);
+    assert_int_equal(n, moved);
+    assert_int_equal(qv_idmap_forward(&m, 0, m.cap), 0);
     for (int i = 0; i < N; i++)
         check_one(&m, &refs[i]);
-    for (int i = 1; i < N; i += 5) { /* the table after the move: deletes and a re-put */
+    segs[0]->fwd = NULL; /* the fixture's segment must not free the map or outlive `out` forwarding to it */
+    segs[0]->fwd_rows = NULL;
+    for (int i = 1; i < N; i += 5) { /* the table after the repoint: deletes and a re-put */
         qv_idslot_t old;
         assert_int_equal(qv_idmap_del(&m, sid(&refs[i]), &old), refs[i].live);
         refs[i].live = false;
@@ -350,7 +378,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_random_ops),
         cmocka_unit_test(test_wrapped_runs),
         cmocka_unit_test(test_reserve),
-        cmocka_unit_test(test_move),
+        cmocka_unit_test(test_forward),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -321,13 +321,23 @@ static const char *coll_differs(qv_coll_t *c, const mcoll_t *mc)
             why = DIFF("'%s': key %u missing", mc->name, k);
             continue;
         }
-        if (qv_seg_is_deleted(s->seg, s->row))
+        qv_segment_t *sg; /* where the row is now: a slot may still name a compacted input (storage/compact.c) */
+        uint32_t sr;
+        qv_idslot_where(s, &sg, &sr);
+        if (qv_seg_is_deleted(sg, sr))
             why = DIFF("'%s': key %u points at a deleted row", mc->name, k);
-        else if (!str_eq(qv_strcol_get(&s->seg->ids, s->row), sid))
+        else if (!str_eq(qv_strcol_get(&sg->ids, sr), sid))
             why = DIFF("'%s': key %u points at another id's row", mc->name, k);
         else
-            why = row_differs(mc, k, s->seg, s->row);
+            why = row_differs(mc, k, sg, sr);
     }
+    /* the count of slots that still name a compacted input is exact (the repoint phase stops on it) */
+    uint64_t forwarded = 0;
+    for (size_t i = 0; i < c->ids.cap; i++)
+        forwarded += c->ids.slots[i].seg && c->ids.slots[i].seg->fwd;
+    if (!why && forwarded != c->fwd_slots)
+        why = DIFF("'%s': %llu slots name a compacted input, the count says %llu", mc->name,
+                   (unsigned long long)forwarded, (unsigned long long)c->fwd_slots);
     /* every non-deleted row is the live row of its id */
     for (size_t i = 0; i <= c->nsealed && !why; i++) {
         qv_segment_t *seg = i < c->nsealed ? c->sealed[i] : c->growing;
@@ -342,7 +352,11 @@ static const char *coll_differs(qv_coll_t *c, const mcoll_t *mc)
                 continue;
             }
             qv_idslot_t *s = qv_idmap_get(&c->ids, qv_strcol_get(&seg->ids, r));
-            if (!s || s->seg != seg || s->row != r)
+            qv_segment_t *sg = NULL;
+            uint32_t sr = 0;
+            if (s)
+                qv_idslot_where(s, &sg, &sr);
+            if (!s || sg != seg || sr != r)
                 why = DIFF("'%s': segment %llu row %u is live but not its id's row", mc->name,
                            (unsigned long long)seg->id, r);
         }
