@@ -56,6 +56,15 @@ static int set_missing(qv_call_ctx_t *ctx, Quiver__V1__SearchResponse *r, const 
     return QV_OK;
 }
 
+/* Search and SearchBatch's rules that need no data (query/request.h), checked before the fan-out as the standalone
+ * server checks them before its scan. */
+static int check_search(const qv_route_t *rt, uint32_t k, const Quiver__V1__SearchParams *params, const char *group_by,
+                        uint32_t group_size, int *group_field, uint32_t *size, qv_err_t *err)
+{
+    int rc = qv_search_check_params(k, params ? params->ef : 0, params ? params->rerank : 0, err);
+    return rc ? rc : qv_search_check_group(rt->meta->schema, group_by, group_size, k, group_field, size, err);
+}
+
 /* The second round of a grouped search whose groups may hold more than one hit. The first round's merge finds the
  * right groups (qv_merge_grouped), but a group's further hits on a shard where it is not among the first k were not
  * sent. So every server is asked again for those groups only (req's filter AND group_by any_of them, k = their
@@ -150,10 +159,8 @@ static int h_search(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *msg, Pr
         return rc;
     int group_field;
     uint32_t group_size;
-    if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
-                                     err)) != QV_OK ||
-        (rc = qv_search_check_group(rt.meta->schema, req->group_by, req->group_size, req->k, &group_field,
-                                    &group_size, err)) != QV_OK) {
+    if ((rc = check_search(&rt, req->k, req->params, req->group_by, req->group_size, &group_field, &group_size,
+                           err)) != QV_OK) {
         qv_route_release(&rt);
         return rc;
     }
@@ -216,10 +223,8 @@ static int h_search_batch(void *a, qv_call_ctx_t *ctx, const ProtobufCMessage *m
         return rc;
     int group_field;
     uint32_t group_size;
-    if ((rc = qv_search_check_params(req->k, req->params ? req->params->ef : 0, req->params ? req->params->rerank : 0,
-                                     err)) != QV_OK ||
-        (rc = qv_search_check_group(rt.meta->schema, req->group_by, req->group_size, req->k, &group_field,
-                                    &group_size, err)) != QV_OK) {
+    if ((rc = check_search(&rt, req->k, req->params, req->group_by, req->group_size, &group_field, &group_size,
+                           err)) != QV_OK) {
         qv_route_release(&rt);
         return rc;
     }
